@@ -1,0 +1,29 @@
+"""subprobe: subnetwork probing of frozen transformers (Cao, Sanh & Rush 2021), and its baselines.
+
+Nothing heavy is imported here; the public names load on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["ProbeConfig", "Result", "Subnetwork", "probe"]
+
+
+def __getattr__(name: str):
+    if name == "probe":
+        from subprobe.api import probe
+
+        return probe
+    if name == "Result":
+        from subprobe.api import Result
+
+        return Result
+    if name == "ProbeConfig":
+        from subprobe.config import ProbeConfig
+
+        return ProbeConfig
+    if name == "Subnetwork":
+        from subprobe.masking.subnetwork import Subnetwork
+
+        return Subnetwork
+    raise AttributeError(f"module 'subprobe' has no attribute {name!r}")

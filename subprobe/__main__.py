@@ -1,0 +1,5 @@
+import sys
+
+from subprobe.cli import main
+
+sys.exit(main())

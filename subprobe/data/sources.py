@@ -1,0 +1,82 @@
+"""Find dataset files: explicit paths first, else $SUBPROBE_DATA laid out as ../shared/data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from subprobe.errors import ConfigError
+
+SPLITS = ("train", "dev", "test")
+
+
+def data_root(data_dir: str | None) -> Path | None:
+    """The dataset root from ``--data-dir`` or ``$SUBPROBE_DATA`` (None if neither is set)."""
+    root = data_dir or os.environ.get("SUBPROBE_DATA")
+    return Path(root).expanduser() if root else None
+
+
+def split_paths(task, config) -> dict[str, Path | None]:
+    """Path of each split for ``task``; train and dev are required, test is optional."""
+    root = data_root(config.data_dir)
+    paths: dict[str, Path | None] = {}
+    for split in SPLITS:
+        explicit = getattr(config, split)
+        if explicit:
+            path = Path(explicit).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"--{split} {explicit}: no such file")
+            paths[split] = path
+            continue
+        if root is None:
+            if split == "test":
+                paths[split] = None
+                continue
+            raise ConfigError(
+                f"no --{split} file given and SUBPROBE_DATA is not set; set SUBPROBE_DATA to the dataset "
+                f"root (e.g. ../shared/data) or pass --{split} PATH"
+            )
+        path = root / task.data_folder / task.data_files[split]
+        if not path.is_file():
+            if split == "test":
+                paths[split] = None
+                continue
+            raise ConfigError(f"{path}: not found under the data root {root}; pass --{split} PATH or fix SUBPROBE_DATA")
+        paths[split] = path
+    return paths
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file (recorded in the run directory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_data(data_dir: str | None) -> list[dict]:
+    """Rows describing what datasets are found for each task, with sentence and word counts."""
+    from subprobe.tasks.registry import TASK_NAMES, get_task
+
+    root = data_root(data_dir)
+    if root is None:
+        raise ConfigError("SUBPROBE_DATA is not set; set it (e.g. SUBPROBE_DATA=../shared/data) or pass --data-dir")
+    if not root.is_dir():
+        raise ConfigError(f"--data-dir {root}: no such directory")
+    rows = []
+    for name in TASK_NAMES:
+        try:
+            task = get_task(name)
+        except ImportError:
+            continue
+        for split in SPLITS:
+            path = root / task.data_folder / task.data_files[split]
+            row = {"task": name, "split": split, "path": str(path), "found": path.is_file()}
+            if path.is_file():
+                sentences = task.read(path)
+                row["sentences"] = len(sentences)
+                row["words"] = sum(len(s) for s in sentences)
+            rows.append(row)
+    return rows

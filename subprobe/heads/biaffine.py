@@ -1,0 +1,188 @@
+"""Biaffine dependency head (Dozat & Manning, 2017): arc scorer + relation scorer.
+
+Conventions (shared with the rest of the project): ``features`` is ``[B, 1+W, d]`` with the
+[CLS] vector at position 0 playing ROOT; ``word_mask`` is ``[B, 1+W]``, True on real words and
+False at position 0 and on padding; gold ``heads``/``rels`` are ``[B, 1+W]`` in CoNLL-U
+numbering with -100 at position 0 and on padding.
+
+Differences from the paper's code (see REFERENCE_NOTES.md 1.9), all deliberate:
+
+* The arc scorer is ``s[i, j] = d_i^T U h_j + u^T h_j`` (dependent ``i``, head ``j``): the
+  bilinear term plus a head-side bias. The paper's extra dependent-side and global bias terms
+  (and the bias of its ``nn.Linear`` ``W``) are constant over candidate heads, so they cancel in
+  the softmax over heads and are dropped.
+* The relation scorer is a biaffine ``[d'_i; 1]^T W_l [h'_{head(i)}; 1]`` per label ``l``; the
+  appended 1s give the head-side, dependent-side and bias terms (the paper's parameter count
+  ``66,049 * L`` for 256-d MLPs). Head states are gathered with ``torch.gather``.
+* Biaffine weights start at zero (Dozat & Manning's choice; uniform initial predictions), the
+  MLPs use PyTorch's default Linear init. The paper used N(0, 1) for the biaffine parameters.
+* Self-loops (a word heading itself) and padding positions get a large negative arc score.
+* MLP activation: ReLU as in the paper's code (``activation="leaky_relu"`` gives Dozat &
+  Manning's LeakyReLU(0.1)), followed by dropout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from subprobe.metrics.mst import mst_decode
+
+__all__ = ["BiaffineHead", "BiaffineOutput"]
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class BiaffineOutput:
+    """What :meth:`BiaffineHead.forward` computes.
+
+    ``arc_scores``: ``[B, 1+W (dependent), 1+W (head)]``, padding heads and self-loops set to a
+    large negative value. ``rel_dep``/``rel_head``: relation MLP states ``[B, 1+W, label_dim]``.
+    """
+
+    arc_scores: torch.Tensor
+    rel_dep: torch.Tensor
+    rel_head: torch.Tensor
+
+
+def _mlp(d_in: int, d_out: int, activation: str, dropout: float) -> nn.Sequential:
+    if activation == "relu":
+        act: nn.Module = nn.ReLU()
+    elif activation == "leaky_relu":
+        act = nn.LeakyReLU(0.1)
+    else:
+        raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {activation!r}")
+    return nn.Sequential(nn.Linear(d_in, d_out), act, nn.Dropout(dropout))
+
+
+def _append_ones(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x, x.new_ones(x.shape[:-1] + (1,))], dim=-1)
+
+
+class BiaffineHead(nn.Module):
+    """Dozat & Manning biaffine parser head: arc scores over heads and relation scores.
+
+    Args:
+        d_in: feature size.
+        n_labels: number of dependency relations.
+        arc_dim: arc MLP size (paper: 1024).
+        label_dim: relation MLP size (paper: 256).
+        dropout: dropout after each MLP (paper: 0.33).
+        activation: ``"relu"`` (paper's code) or ``"leaky_relu"`` (Dozat & Manning).
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        n_labels: int,
+        arc_dim: int = 1024,
+        label_dim: int = 256,
+        dropout: float = 0.33,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        if n_labels < 1:
+            raise ValueError(f"n_labels must be >= 1, got {n_labels}")
+        self.d_in = d_in
+        self.n_labels = n_labels
+        self.arc_dep = _mlp(d_in, arc_dim, activation, dropout)
+        self.arc_head = _mlp(d_in, arc_dim, activation, dropout)
+        self.rel_dep = _mlp(d_in, label_dim, activation, dropout)
+        self.rel_head = _mlp(d_in, label_dim, activation, dropout)
+        # s[i, j] = d_i^T U [h_j; 1]: last column of U is the head-side bias.
+        self.arc_weight = nn.Parameter(torch.zeros(arc_dim, arc_dim + 1))
+        # s[i, l] = [d'_i; 1]^T W_l [h'_head(i); 1]
+        self.rel_weight = nn.Parameter(torch.zeros(n_labels, label_dim + 1, label_dim + 1))
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of trainable parameters of the head."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def forward(self, features: torch.Tensor, word_mask: torch.Tensor) -> BiaffineOutput:
+        """Score every (dependent, head) pair and compute the relation MLP states."""
+        if features.dim() != 3 or word_mask.shape != features.shape[:2]:
+            raise ValueError(
+                f"expected features [B, 1+W, d] and word_mask [B, 1+W], got "
+                f"{tuple(features.shape)} and {tuple(word_mask.shape)}"
+            )
+        dep = self.arc_dep(features)  # [B, T, a]
+        head = _append_ones(self.arc_head(features))  # [B, T, a+1]
+        arc = torch.matmul(torch.matmul(dep, self.arc_weight), head.transpose(1, 2))  # [B,T,T]
+        valid_head = word_mask.clone()
+        valid_head[:, 0] = True  # ROOT is a valid head
+        invalid = ~valid_head[:, None, :] | torch.eye(arc.shape[1], dtype=torch.bool, device=arc.device)[None]
+        arc = arc.masked_fill(invalid, torch.finfo(arc.dtype).min)
+        return BiaffineOutput(arc_scores=arc, rel_dep=self.rel_dep(features), rel_head=self.rel_head(features))
+
+    def label_scores(self, out: BiaffineOutput, heads: torch.Tensor) -> torch.Tensor:
+        """Relation scores ``[B, 1+W, n_labels]`` of each dependent given its head index.
+
+        ``heads`` is ``[B, 1+W]``; negative entries (-100 on padding / position 0) are read as
+        head 0 and their scores are meaningless.
+        """
+        dep = _append_ones(out.rel_dep)  # [B, T, k+1]
+        head_all = _append_ones(out.rel_head)
+        idx = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, head_all.shape[-1])
+        head = torch.gather(head_all, 1, idx)  # [B, T, k+1]: state of each word's head
+        b, t, k1 = dep.shape
+        # One GEMM (dep @ W_l for all l) then a batched dot with the head state. F.bilinear
+        # computes the same but its CPU backward is ~50x slower.
+        weight = self.rel_weight.to(dep.dtype).permute(1, 0, 2).reshape(k1, self.n_labels * k1)
+        dep_w = (dep.reshape(b * t, k1) @ weight).view(b * t, self.n_labels, k1)
+        scores = torch.bmm(dep_w, head.reshape(b * t, k1, 1))
+        return scores.view(b, t, self.n_labels)
+
+    def loss(
+        self,
+        out: BiaffineOutput,
+        heads: torch.Tensor,
+        rels: torch.Tensor,
+        word_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Arc cross-entropy + relation cross-entropy (relations from gold heads).
+
+        Each term is averaged over real words (``word_mask``); gold entries of -100 are ignored.
+        """
+        arc_ok = word_mask & (heads != IGNORE_INDEX)
+        rel_ok = word_mask & (rels != IGNORE_INDEX) & (heads != IGNORE_INDEX)
+        arc_logits = out.arc_scores[arc_ok].float()
+        arc_loss = F.cross_entropy(arc_logits, heads[arc_ok], reduction="sum")
+        arc_loss = arc_loss / arc_ok.sum().clamp(min=1)
+        rel_logits = self.label_scores(out, heads)[rel_ok].float()
+        rel_loss = F.cross_entropy(rel_logits, rels[rel_ok], reduction="sum")
+        rel_loss = rel_loss / rel_ok.sum().clamp(min=1)
+        return arc_loss + rel_loss
+
+    @torch.no_grad()
+    def decode(
+        self, out: BiaffineOutput, word_mask: torch.Tensor, method: str = "mst"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predict heads and relations, each ``[B, 1+W]`` with -100 at position 0 and padding.
+
+        ``method="argmax"``: each word takes its best-scoring head (the paper; may not be a
+        tree). ``method="mst"``: the best tree with exactly one word attached to ROOT
+        (Chu-Liu-Edmonds on log-softmax scores). Relations are predicted from the predicted
+        heads. Real words must be contiguous at positions ``1..n``.
+        """
+        arc = out.arc_scores
+        if method == "argmax":
+            pred = arc.argmax(dim=-1)
+        elif method == "mst":
+            logp = torch.log_softmax(arc.float(), dim=-1).cpu().numpy()
+            lengths = word_mask.sum(dim=1).tolist()
+            rows = np.zeros(arc.shape[:2], dtype=np.int64)
+            for b, n in enumerate(lengths):
+                rows[b, : n + 1] = mst_decode(logp[b], n)
+            pred = torch.from_numpy(rows).to(arc.device)
+        else:
+            raise ValueError(f"decode method must be 'mst' or 'argmax', got {method!r}")
+        pred = pred.masked_fill(~word_mask, IGNORE_INDEX)
+        rels = self.label_scores(out, pred).argmax(dim=-1)
+        rels = rels.masked_fill(~word_mask, IGNORE_INDEX)
+        return pred, rels

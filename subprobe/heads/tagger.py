@@ -1,0 +1,22 @@
+"""Tagging head: dropout then a linear layer over the label set (UPOS, NER)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TaggerHead(nn.Module):
+    """Per-word logits ``[B, 1+W, n_labels]`` from word features ``[B, 1+W, d]``."""
+
+    def __init__(self, d_in: int, n_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(d_in, n_labels)
+
+    def forward(self, features: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(features))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

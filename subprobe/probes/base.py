@@ -1,0 +1,57 @@
+"""The model a probe trains: encoder features -> optional adapter -> task head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from subprobe.data.batching import Batch, pool_words
+
+
+class EncoderFeatures(nn.Module):
+    """Word representations from a (possibly masked) encoder's last layer."""
+
+    def __init__(self, encoder: nn.Module, pooling: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return pool_words(hidden, batch, self.pooling).float()
+
+
+class ProbeModel(nn.Module):
+    """``head(adapter(features(batch)))``."""
+
+    def __init__(self, features: nn.Module, head: nn.Module, adapter: nn.Module | None = None) -> None:
+        super().__init__()
+        self.features = features
+        self.adapter = adapter
+        self.head = head
+
+    def forward(self, batch: Batch):
+        x = self.features(batch)
+        if self.adapter is not None:
+            x = self.adapter(x)
+        return self.head(x, batch.word_mask)
+
+
+@dataclass
+class BuiltProbe:
+    """A probe ready to train: its model, optimiser groups, penalty and complexity."""
+
+    model: ProbeModel
+    param_groups: list[dict]
+    penalty: Callable[[], torch.Tensor] | None = None
+    masked: list = field(default_factory=list)
+    #: complexity: number of probe parameters and the bits bounds
+    probe_params: int = 0
+    bits_per_param: tuple[float, float] = (1.0, 1.0)
+
+    def bits(self) -> dict[str, float]:
+        low, high = self.bits_per_param
+        return {"lower": self.probe_params * low, "upper": self.probe_params * high}

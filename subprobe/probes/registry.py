@@ -1,0 +1,19 @@
+"""Probe names -> builders."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from subprobe.errors import ConfigError
+from subprobe.probes.base import BuiltProbe
+
+PROBE_NAMES = ("subnetwork",)
+
+
+def build_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
+    """Build the probe named by ``config.probe``."""
+    if config.probe == "subnetwork":
+        from subprobe.probes.subnetwork import build_subnetwork_probe
+
+        return build_subnetwork_probe(config, encoder, head)
+    raise ConfigError(f"--probe {config.probe!r} is not known; use one of {', '.join(PROBE_NAMES)}")

@@ -1,0 +1,105 @@
+"""What a task is: a reader, label vocabularies, a head, a loss, a decoder and metrics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from subprobe.data.batching import IGNORE, Batch, Dataset
+from subprobe.data.records import Sentence
+from subprobe.data.vocab import LabelVocab
+from subprobe.heads.tagger import TaggerHead
+
+
+class Task(ABC):
+    """A probing task. Subclasses set ``name``, ``primary_metric`` and the data layout."""
+
+    name: str = ""
+    primary_metric: str = ""
+    #: Dataset folder under SUBPROBE_DATA and file names per split.
+    data_folder: str = ""
+    data_files: dict[str, str] = {}
+    #: File name ending of written predictions.
+    prediction_suffix: str = ".txt"
+
+    @abstractmethod
+    def read(self, path: str | Path) -> list[Sentence]:
+        """Read one split."""
+
+    @abstractmethod
+    def build_vocabs(self, train: list[Sentence]) -> dict[str, LabelVocab]:
+        """Sorted label vocabularies from the training sentences."""
+
+    @abstractmethod
+    def attach_labels(self, dataset: Dataset, vocabs: dict[str, LabelVocab]) -> None:
+        """Fill ``labels`` of every encoded sentence with word-level label ids."""
+
+    @abstractmethod
+    def build_head(self, d_in: int, vocabs: dict[str, LabelVocab], **options) -> nn.Module:
+        """The task head on top of word features."""
+
+    @abstractmethod
+    def loss(self, head: nn.Module, output, batch: Batch) -> torch.Tensor:
+        """Training loss, averaged over real words."""
+
+    @abstractmethod
+    def predict(self, head: nn.Module, output, batch: Batch) -> dict[str, torch.Tensor]:
+        """Predicted label ids per word slot, ``[B, 1+W]`` each."""
+
+    @abstractmethod
+    def metrics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> dict[str, float]:
+        """Scores (fractions) of ``predictions`` (sentence index -> field -> per-word ids)."""
+
+    def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
+        """Write predictions in the task's standard file format."""
+        raise NotImplementedError(f"--predict is not available for task {self.name}")
+
+    def head_options(self, config) -> dict:
+        """Head options taken from the run configuration."""
+        return {}
+
+
+class TaggingTask(Task):
+    """A task with one label per word, scored by a linear tagger head."""
+
+    field: str = ""
+
+    def labels_of(self, sentence: Sentence) -> list[str]:
+        return getattr(sentence, self.field)
+
+    def build_vocabs(self, train: list[Sentence]) -> dict[str, LabelVocab]:
+        return {self.field: LabelVocab.build(t for s in train for t in self.labels_of(s))}
+
+    def attach_labels(self, dataset: Dataset, vocabs: dict[str, LabelVocab]) -> None:
+        sentences = [dataset.sentences[e.index] for e in dataset.encoded]
+        ids = vocabs[self.field].encode_all([self.labels_of(s) for s in sentences], _source(dataset), self.field)
+        for e, seq in zip(dataset.encoded, ids):
+            e.labels[self.field] = np.asarray(seq, dtype=np.int64)
+
+    def build_head(self, d_in: int, vocabs: dict[str, LabelVocab], **options) -> nn.Module:
+        return TaggerHead(d_in, len(vocabs[self.field]), dropout=options.get("dropout", 0.1))
+
+    def loss(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(output.flatten(0, 1).float(), batch.labels[self.field].flatten(), ignore_index=IGNORE)
+
+    def predict(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        return {self.field: output.argmax(-1)}
+
+
+def _source(dataset: Dataset) -> str:
+    sources = {s.source for s in dataset.sentences if s.source}
+    return next(iter(sources)) if len(sources) == 1 else dataset.name
+
+
+def gold_and_predicted(dataset: Dataset, predictions, field: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Aligned per-sentence gold and predicted id arrays for the encoded sentences."""
+    gold, pred = [], []
+    for e in dataset.encoded:
+        gold.append(e.labels[field])
+        pred.append(predictions[e.index][field])
+    return gold, pred

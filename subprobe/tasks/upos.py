@@ -1,0 +1,29 @@
+"""Universal part-of-speech tagging on UD treebanks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from subprobe.data.conllu import read_conllu
+from subprobe.data.records import Sentence
+from subprobe.errors import DataError
+from subprobe.metrics.tagging import accuracy
+from subprobe.tasks.base import TaggingTask, gold_and_predicted
+
+
+class UposTask(TaggingTask):
+    name = "upos"
+    primary_metric = "accuracy"
+    field = "upos"
+    data_folder = "ud-english-ewt"
+    data_files = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+
+    def read(self, path: str | Path) -> list[Sentence]:
+        sentences = read_conllu(path)
+        for s in sentences:
+            if s.upos is None or any(t in ("_", "") for t in s.upos):
+                raise DataError(str(path), s.line, "sentence has no UPOS tags (column 4 is '_')", "use a file with UPOS")
+        return sentences
+
+    def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
+        return accuracy(*gold_and_predicted(dataset, predictions, self.field))

@@ -1,0 +1,28 @@
+"""Schedules of the paper: lambda ramp and linear learning-rate warm-up."""
+
+from __future__ import annotations
+
+
+def lambda_at(step: int, total_steps: int, lambda_max: float, start: float = 0.25, end: float = 0.75) -> float:
+    """0 until ``start`` of training, linear to ``lambda_max`` at ``end``, then constant."""
+    if total_steps <= 0:
+        return lambda_max
+    frac = step / total_steps
+    if frac < start:
+        return 0.0
+    if frac >= end or end == start:
+        return lambda_max
+    return lambda_max * (frac - start) / (end - start)
+
+
+def warmup_factor(step: int, total_steps: int, warmup: float) -> float:
+    """Learning-rate multiplier: linear from 1/W to 1 over the first W = warmup*total steps."""
+    warm = int(warmup * total_steps)
+    if warm <= 0 or step >= warm:
+        return 1.0
+    return (step + 1) / warm
+
+
+def ramp_end_step(total_steps: int, end: float) -> int:
+    """First step at which lambda has reached its maximum."""
+    return int(round(end * total_steps))
