@@ -48,6 +48,7 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
 
     cfg = config.resolved()
     task = get_task(cfg.task)
+    task.configure(cfg)
     if cfg.dry_run:
         return dry_run(cfg, echo=echo)
     paths = split_paths(task, cfg)
@@ -68,7 +69,10 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
             sentences = sentences[:limit]
         splits[split] = encode_dataset(split, sentences, tokenizer, max_length, cfg.long_sentences)
         if splits[split].dropped:
-            echo(f"{split}: dropped {splits[split].dropped} sentence(s) longer than {max_length} subwords", file=sys.stderr)
+            echo(
+                f"{split}: dropped {splits[split].dropped} sentence(s) longer than {max_length} subwords",
+                file=sys.stderr,
+            )
     vocabs = task.build_vocabs([splits["train"].sentences[e.index] for e in splits["train"].encoded])
     for ds in splits.values():
         task.attach_labels(ds, vocabs)
@@ -85,12 +89,17 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
     write_json(out / "env.json", stamp)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    outcome = train(built, task, splits["train"], splits.get("dev"), vocabs, cfg, pad_id=pad_id, log_path=out / "log.jsonl")
+    outcome = train(
+        built, task, splits["train"], splits.get("dev"), vocabs, cfg, pad_id=pad_id, log_path=out / "log.jsonl"
+    )
 
     eval_kwargs = dict(pooling=cfg.word_pooling, pad_id=pad_id)
     is_subnetwork = bool(built.masked)
     metrics: dict = {
-        "task": cfg.task, "probe": cfg.probe, "setting": cfg.setting, "model": cfg.model,
+        "task": cfg.task,
+        "probe": cfg.probe,
+        "setting": cfg.setting,
+        "model": cfg.model,
         "primary_metric": task.primary_metric,
     }
     predictions = {}
@@ -98,11 +107,15 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
         if split not in splits:
             metrics[split] = None
             continue
-        scores, preds = evaluate(built.model, task, splits[split], vocabs, mask_mode="hard" if is_subnetwork else None, **eval_kwargs)
+        scores, preds = evaluate(
+            built.model, task, splits[split], vocabs, mask_mode="hard" if is_subnetwork else None, **eval_kwargs
+        )
         metrics[split] = scores
         predictions[split] = preds
         if is_subnetwork:
-            metrics[f"{split}_soft"], _ = evaluate(built.model, task, splits[split], vocabs, mask_mode="soft", **eval_kwargs)
+            metrics[f"{split}_soft"], _ = evaluate(
+                built.model, task, splits[split], vocabs, mask_mode="soft", **eval_kwargs
+            )
     subnetwork = None
     if is_subnetwork:
         subnetwork = Subnetwork.from_modules(built.masked, cfg.granularity, cfg.model)
@@ -119,8 +132,11 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
     metrics["sentences"] = {k: len(v.encoded) for k, v in splits.items()}
     metrics["dropped_long"] = {k: v.dropped for k, v in splits.items()}
     metrics["train"] = {
-        "steps": outcome.steps, "total_steps": outcome.total_steps, "stopped_early": outcome.stopped_early,
-        "seconds": round(outcome.seconds, 1), "words_per_second": round(outcome.words_per_second, 1),
+        "steps": outcome.steps,
+        "total_steps": outcome.total_steps,
+        "stopped_early": outcome.stopped_early,
+        "seconds": round(outcome.seconds, 1),
+        "words_per_second": round(outcome.words_per_second, 1),
     }
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     from safetensors.torch import save_file
@@ -142,10 +158,14 @@ def summary(metrics: dict, run_dir: Path | None) -> str:
         if metrics.get(split):
             text = f"  {split:<4} {key} {metrics[split][key]:.4f}"
             if metrics.get(f"{split}_soft"):
-                text = f"  {split:<4} {key} hard mask {metrics[split][key]:.4f} | soft mask {metrics[f'{split}_soft'][key]:.4f}"
+                soft = metrics[f"{split}_soft"][key]
+                text = f"  {split:<4} {key} hard mask {metrics[split][key]:.4f} | soft mask {soft:.4f}"
             lines.append(text)
     if "density" in metrics:
-        lines.append(f"  mask params {metrics['mask_params']:,} | density {metrics['density']:.4f} (hard mask, fraction of masked weights kept)")
+        lines.append(
+            f"  mask params {metrics['mask_params']:,} | density {metrics['density']:.4f} "
+            "(hard mask, fraction of masked weights kept)"
+        )
     bits = metrics["bits"]
     lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits (head excluded)")
     train = metrics["train"]
@@ -175,8 +195,10 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
         lines.append(f"{m.name:<48} {m.role:<8} {shape:>11} {block:>11} {m.log_alpha.numel():>10,}  {m.path}")
     n_masks = sum(m.log_alpha.numel() for m in masked)
     n_weights = sum(m.weight.numel() for m in masked)
-    lines.append(f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
-                 f"(granularity {cfg.granularity}, layout {cfg.layout})")
+    lines.append(
+        f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
+        f"(granularity {cfg.granularity}, layout {cfg.layout})"
+    )
     echo("\n".join(lines))
     metrics = {"matrices": len(masked), "masked_weights": n_weights, "mask_params": n_masks}
     return Result(cfg, metrics, None)

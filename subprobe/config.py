@@ -42,6 +42,12 @@ class ProbeConfig:
     max_eval_samples: int | None = _f(None, "use only the first N dev and test sentences (debugging)")
     word_pooling: str = _f("last", "subword representing a word: last (paper) | first | mean")
     long_sentences: str = _f("drop", "sentences longer than the model limit: drop (counted) | error")
+    # task heads and readers
+    arc_dim: int = _f(1024, "dep: size of the biaffine arc MLPs")
+    label_dim: int = _f(256, "dep: size of the biaffine label MLPs")
+    decoder: str = _f("mst", "dep: mst (single-rooted tree, standard) | argmax (the paper)")
+    ner_scheme: str = _f("auto", "ner: tag scheme of the files: auto | iob1 | iob2")
+    keep_single_token: bool = _f(True, "ner: keep one-token sentences (the paper's loader dropped them)")
     # masks
     granularity: str = _f("neuron", "mask unit: weight | neuron | matrix | paper-1..paper-9 | ROWS,COLS")
     layout: str = _f("strided", "block layout: strided (the paper's) | contiguous (true tiles)")
@@ -56,7 +62,9 @@ class ProbeConfig:
     head_lr: float | None = _f(None, "learning rate of the head (default from the profile)")
     warmup: float = _f(0.1, "fraction of steps of linear learning-rate warm-up")
     eval_every: int | None = _f(None, "steps between dev evaluations (default from the profile)")
-    patience: int | None = _f(None, "early stop after this many evaluations without change, once lambda is at its maximum")
+    patience: int | None = _f(
+        None, "early stop after this many evaluations without change, once lambda is at its maximum"
+    )
     tolerance: float = _f(0.01, "change below which the dev metric and density count as converged")
     precision: str | None = _f(None, "fp32 | bf16 (mask logits, head and optimiser state stay fp32)")
     seed: int = _f(0, "random seed (data order, mask noise, head init)")
@@ -95,6 +103,10 @@ class ProbeConfig:
             raise ConfigError(f"--warmup must be in [0, 1), got {self.warmup}")
         if self.precision not in (None, "fp32", "bf16"):
             raise ConfigError(f"--precision {self.precision!r} is not known; use fp32 or bf16")
+        if self.decoder not in ("mst", "argmax"):
+            raise ConfigError(f"--decoder {self.decoder!r} is not known; use mst or argmax")
+        if self.ner_scheme not in ("auto", "iob1", "iob2"):
+            raise ConfigError(f"--ner-scheme {self.ner_scheme!r} is not known; use auto, iob1 or iob2")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
 

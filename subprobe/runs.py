@@ -16,7 +16,9 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
         raise ConfigError(f"--out {path}: exists and is not a directory; choose another --out")
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
-            raise ConfigError(f"--out {path}: run directory already exists; pass --overwrite to replace it or choose another --out")
+            raise ConfigError(
+                f"--out {path}: run directory already exists; pass --overwrite to replace it or choose another --out"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -63,8 +63,14 @@ class Batch:
             return self
         move = {k: v.to(device, non_blocking=True) for k, v in self.labels.items()}
         return Batch(
-            self.input_ids.to(device), self.attention_mask.to(device), self.word_index.to(device),
-            self.subword_slot.to(device), self.word_mask.to(device), move, self.sentence_ids, self.n_words,
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.word_index.to(device),
+            self.subword_slot.to(device),
+            self.word_mask.to(device),
+            move,
+            self.sentence_ids,
+            self.n_words,
         )
 
 
@@ -100,7 +106,8 @@ def encode_dataset(
                 raise DataError(
                     sentence.source or name,
                     sentence.line or None,
-                    f"sentence of {len(sentence)} words is {len(ids)} subwords long, over the model limit of {max_length}",
+                    f"sentence of {len(sentence)} words is {len(ids)} subwords long, "
+                    f"over the model limit of {max_length}",
                     "use --long-sentences drop to skip such sentences",
                 )
             dropped += 1
@@ -193,7 +200,11 @@ def pool_words(hidden: torch.Tensor, batch: Batch, pooling: str) -> torch.Tensor
     bsz, _, dim = hidden.shape
     n_slots = batch.word_index.shape[1]
     sums = hidden.new_zeros(bsz, n_slots, dim)
-    sums.scatter_add_(1, batch.subword_slot.unsqueeze(-1).expand(-1, -1, dim), hidden * batch.attention_mask.unsqueeze(-1).to(hidden.dtype))
+    sums.scatter_add_(
+        1,
+        batch.subword_slot.unsqueeze(-1).expand(-1, -1, dim),
+        hidden * batch.attention_mask.unsqueeze(-1).to(hidden.dtype),
+    )
     counts = torch.zeros(bsz, n_slots, dtype=hidden.dtype, device=hidden.device)
     counts.scatter_add_(1, batch.subword_slot, batch.attention_mask.to(hidden.dtype))
     means = sums / counts.clamp(min=1).unsqueeze(-1)

@@ -21,25 +21,40 @@ LAYOUTS = ("strided", "contiguous")
 
 #: The paper's nine settings for bert-base (hidden size 768), coarse to fine.
 PAPER_GRANULARITIES_768: tuple[tuple[int, int], ...] = (
-    (768, 768), (768, 192), (768, 24), (768, 6), (768, 1), (192, 1), (24, 1), (6, 1), (1, 1),
+    (768, 768),
+    (768, 192),
+    (768, 24),
+    (768, 6),
+    (768, 1),
+    (192, 1),
+    (24, 1),
+    (6, 1),
+    (1, 1),
 )
 
 NAMED_UNITS = ("weight", "neuron", "matrix")
 
 
+def paper_granularity(k: int, hidden_size: int) -> tuple[int, int]:
+    """The paper's k-th (1..9) setting, scaled from width 768 to ``hidden_size``."""
+    rows, cols = PAPER_GRANULARITIES_768[k - 1]
+    scaled = []
+    for size in (rows, cols):
+        if size == 1:
+            scaled.append(1)
+        elif size * hidden_size % 768:
+            raise ConfigError(
+                f"--granularity paper-{k}: the paper's ({rows},{cols}) does not scale to hidden size {hidden_size}; "
+                "give an explicit --granularity ROWS,COLS"
+            )
+        else:
+            scaled.append(size * hidden_size // 768)
+    return scaled[0], scaled[1]
+
+
 def paper_granularities(hidden_size: int) -> list[tuple[int, int]]:
     """The paper's nine (rows, cols) settings scaled from width 768 to ``hidden_size``."""
-    scaled = []
-    for rows, cols in PAPER_GRANULARITIES_768:
-        r = rows * hidden_size // 768 if rows > 1 else 1
-        c = cols * hidden_size // 768 if cols > 1 else 1
-        if (rows > 1 and rows * hidden_size % 768) or (cols > 1 and cols * hidden_size % 768) or r < 1 or c < 1:
-            raise ConfigError(
-                f"--granularity paper-*: hidden size {hidden_size} does not scale the paper's "
-                f"({rows},{cols}) to whole numbers; give an explicit --granularity ROWS,COLS"
-            )
-        scaled.append((r, c))
-    return scaled
+    return [paper_granularity(k, hidden_size) for k in range(1, 10)]
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,7 @@ class Granularity:
         elif self.spec == "matrix":
             rows, cols = out_f, in_f
         elif self.spec.startswith("paper-"):
-            rows, cols = paper_granularities(hidden_size)[int(self.spec[6:]) - 1]
+            rows, cols = paper_granularity(int(self.spec[6:]), hidden_size)
         else:
             rows, cols = (int(x) for x in self.spec.split(","))
         if out_f % rows or in_f % cols:

@@ -53,7 +53,9 @@ class MaskedLinear(nn.Module):
         rows_groups, col_groups = mask_shape(tuple(self.weight.shape), block)
         self.log_alpha = nn.Parameter(torch.full((rows_groups, col_groups), float(init_log_alpha)))
         self.mask_mode: str | None = None
-        self.path = "columns" if rows_groups == 1 else ("row_groups" if rows_groups <= max_row_groups else "materialise")
+        self.path = (
+            "columns" if rows_groups == 1 else ("row_groups" if rows_groups <= max_row_groups else "materialise")
+        )
 
     @property
     def in_features(self) -> int:

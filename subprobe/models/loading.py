@@ -43,7 +43,9 @@ def load_encoder(name: str, attn_implementation: str = "eager"):
         model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
     except OSError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = "the Hub is not reachable offline; use a local path" if offline else "check the id or path, or your network"
+        hint = (
+            "the Hub is not reachable offline; use a local path" if offline else "check the id or path, or your network"
+        )
         raise SubprobeError(f"--model {name}: could not load it ({hint}): {str(exc).splitlines()[0]}") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise SubprobeError(f"--model {name}: a fast tokenizer is needed to align words and subwords")

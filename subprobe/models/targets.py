@@ -40,8 +40,15 @@ FAMILY_PATTERNS: dict[str, dict[str, str]] = {
 }
 #: model_type -> family of patterns (BERT-style encoders share module names).
 MODEL_TYPE_FAMILY = {
-    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert", "camembert": "bert",
-    "distilbert": "distilbert", "llama": "llama", "mistral": "llama", "qwen2": "llama",
+    "bert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "camembert": "bert",
+    "distilbert": "distilbert",
+    "llama": "llama",
+    "mistral": "llama",
+    "qwen2": "llama",
 }
 
 

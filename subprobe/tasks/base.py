@@ -27,6 +27,9 @@ class Task(ABC):
     #: File name ending of written predictions.
     prediction_suffix: str = ".txt"
 
+    def configure(self, config) -> None:  # noqa: B027 (optional hook)
+        """Take task options (reader settings) from the run configuration."""
+
     @abstractmethod
     def read(self, path: str | Path) -> list[Sentence]:
         """Read one split."""

@@ -22,7 +22,9 @@ class UposTask(TaggingTask):
         sentences = read_conllu(path)
         for s in sentences:
             if s.upos is None or any(t in ("_", "") for t in s.upos):
-                raise DataError(str(path), s.line, "sentence has no UPOS tags (column 4 is '_')", "use a file with UPOS")
+                raise DataError(
+                    str(path), s.line, "sentence has no UPOS tags (column 4 is '_')", "use a file with UPOS"
+                )
         return sentences
 
     def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:

@@ -12,8 +12,14 @@ from subprobe.tasks.base import Task
 
 @torch.no_grad()
 def predict_dataset(
-    model, task: Task, dataset: Dataset, *, pooling: str, pad_id: int,
-    mask_mode: str | None = None, batch_size: int = 64,
+    model,
+    task: Task,
+    dataset: Dataset,
+    *,
+    pooling: str,
+    pad_id: int,
+    mask_mode: str | None = None,
+    batch_size: int = 64,
 ) -> dict[int, dict[str, np.ndarray]]:
     """Predictions per sentence index: field -> per-word label ids."""
     was_training = model.training

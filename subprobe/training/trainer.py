@@ -77,7 +77,9 @@ def train(
     model.train()
     try:
         for epoch in range(config.epochs):
-            for indices in bucketed_batches(train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch):
+            for indices in bucketed_batches(
+                train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch
+            ):
                 batch = collate(train_set.encoded, indices, config.word_pooling, pad_id)
                 lam = lambda_at(step, total, config.lambda_max, config.lambda_start, config.lambda_end)
                 factor = warmup_factor(step, total, config.warmup)
@@ -100,8 +102,11 @@ def train(
                 last = step == total
                 if step % config.eval_every == 0 or last:
                     record = {
-                        "step": step, "epoch": round(step / per_epoch, 3), "lambda": lam,
-                        "loss": float(running_loss) / since_log, "penalty": float(running_pen) / since_log,
+                        "step": step,
+                        "epoch": round(step / per_epoch, 3),
+                        "lambda": lam,
+                        "loss": float(running_loss) / since_log,
+                        "penalty": float(running_pen) / since_log,
                         "words_per_s": words / (time.perf_counter() - start),
                     }
                     if not math.isfinite(record["loss"]) or not math.isfinite(record["penalty"]):

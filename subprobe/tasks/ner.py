@@ -1,0 +1,95 @@
+"""Named-entity recognition on CoNLL-2003 (entity-level F1 with conlleval semantics)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from subprobe.data.batching import Dataset
+from subprobe.data.conll2003 import read_conll2003
+from subprobe.data.records import Sentence
+from subprobe.data.vocab import LabelVocab
+from subprobe.errors import DataError
+from subprobe.metrics.ner import ner_scores
+from subprobe.tasks.base import TaggingTask, gold_and_predicted
+
+
+class NerTask(TaggingTask):
+    """NER as word tagging; scored on entities. Options come from :meth:`configure`."""
+
+    name = "ner"
+    primary_metric = "f1"
+    field = "ner"
+    data_folder = "conll2003"
+    data_files = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+    prediction_suffix = ".txt"
+
+    def __init__(self) -> None:
+        self.scheme_option = "auto"
+        self.keep_single_token = True
+        #: detected (or given) tag scheme of each file read, by path
+        self.schemes: dict[str, str] = {}
+        #: scheme of the training file (set by build_vocabs); used for scoring
+        self.train_scheme: str | None = None
+
+    def configure(self, config) -> None:
+        self.scheme_option = getattr(config, "ner_scheme", "auto")
+        self.keep_single_token = bool(getattr(config, "keep_single_token", True))
+
+    def read(self, path: str | Path) -> list[Sentence]:
+        sentences, scheme = read_conll2003(path, scheme=self.scheme_option, keep_single_token=self.keep_single_token)
+        self.schemes[str(path)] = scheme
+        return sentences
+
+    def build_vocabs(self, train: list[Sentence]) -> dict[str, LabelVocab]:
+        sources = [s.source for s in train if s.source]
+        if sources and sources[0] in self.schemes:
+            self.train_scheme = self.schemes[sources[0]]
+        return super().build_vocabs(train)
+
+    def scoring_scheme(self) -> str:
+        """The training file's scheme (else the first file read, else iob1: conlleval's default)."""
+        if self.train_scheme is not None:
+            return self.train_scheme
+        return next(iter(self.schemes.values()), "iob1")
+
+    def metrics(self, dataset: Dataset, predictions, vocabs) -> dict[str, float]:
+        labels = vocabs[self.field].labels
+        gold_ids, pred_ids = gold_and_predicted(dataset, predictions, self.field)
+        gold = [[labels[int(i)] for i in g] for g in gold_ids]
+        pred = [[labels[int(i)] for i in p] for p in pred_ids]
+        scores = ner_scores(gold, pred, scheme=self.scoring_scheme())
+        out = {k: float(scores[k]) for k in ("f1", "precision", "recall", "accuracy")}
+        for typ, values in scores["per_type"].items():
+            for k in ("f1", "precision", "recall"):
+                out[f"{k}_{typ}"] = float(values[k])
+        return out
+
+    def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
+        """``word gold predicted`` per token, a blank line after each sentence (conlleval input)."""
+        labels = vocabs[self.field].labels
+        lines: list[str] = []
+        for e in dataset.encoded:
+            sentence = dataset.sentences[e.index]
+            for word, gold, pred in zip(sentence.words, e.labels[self.field], predictions[e.index][self.field]):
+                lines.append(f"{word} {labels[int(gold)]} {labels[int(pred)]}\n")
+            lines.append("\n")
+        _write_atomic(Path(path), "".join(lines))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(str(path), None, f"cannot write file: {exc.strerror or exc}",
+                        "check that the directory exists and is writable") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny random models built from configs, small hand-written datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = (
+    "the a dog cat runs sat on mat big small red house john mary and sees saw it is was to of in "
+    "new york london paris visited city . , !"
+).split()
+
+
+def real_data_root() -> Path | None:
+    """The shared datasets, if present (SUBPROBE_DATA or ../shared/data beside the repo)."""
+    for candidate in (os.environ.get("SUBPROBE_DATA"), str(REPO.parent / "shared" / "data")):
+        if candidate and Path(candidate, "ud-english-ewt").is_dir():
+            return Path(candidate)
+    return None
+
+
+def build_tiny_model(
+    path: Path,
+    family: str = "bert",
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    intermediate: int = 64,
+    max_positions: int = 64,
+) -> Path:
+    """Save a tiny random encoder of ``family`` and a word-piece tokenizer to ``path``."""
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModel, AutoTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + WORDS
+        + ["##s", "##ed", "##ing", "un", "##be", "##liev", "##able"]
+    )
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": max_positions})
+    )
+    AutoTokenizer.from_pretrained(path).save_pretrained(path)
+    common = dict(vocab_size=len(vocab), max_position_embeddings=max_positions)
+    if family == "distilbert":
+        config = CONFIG_MAPPING["distilbert"](
+            dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=intermediate, **common
+        )
+    else:
+        config = CONFIG_MAPPING[family](
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=intermediate,
+            pad_token_id=0,
+            **common,
+        )
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+CONLLU = """# sent_id = 1
+1	The	the	DET	DT	_	2	det	_	_
+2	dog	dog	NOUN	NN	_	3	nsubj	_	_
+3	runs	run	VERB	VBZ	_	0	root	_	_
+4	.	.	PUNCT	.	_	3	punct	_	_
+
+# sent_id = 2
+1	Mary	Mary	PROPN	NNP	_	2	nsubj	_	_
+2	saw	see	VERB	VBD	_	0	root	_	_
+3	a	a	DET	DT	_	5	det	_	_
+4	big	big	ADJ	JJ	_	5	amod	_	_
+5	house	house	NOUN	NN	_	2	obj	_	_
+6	in	in	ADP	IN	_	8	case	_	_
+7	new	new	ADJ	JJ	_	8	amod	_	_
+8	york	york	PROPN	NNP	_	5	nmod	_	_
+
+# sent_id = 3
+1	John	John	PROPN	NNP	_	2	nsubj	_	_
+2	sat	sit	VERB	VBD	_	0	root	_	_
+3	on	on	ADP	IN	_	5	case	_	_
+4	the	the	DET	DT	_	5	det	_	_
+5	mat	mat	NOUN	NN	_	2	obl	_	_
+6	!	!	PUNCT	.	_	2	punct	_	_
+
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_ud(tmp_path_factory) -> dict[str, Path]:
+    """train/dev/test CoNLL-U files (the train file repeats the sentences so there are several batches)."""
+    root = tmp_path_factory.mktemp("ud")
+    paths = {}
+    for split, repeat in (("train", 8), ("dev", 2), ("test", 1)):
+        p = root / f"{split}.conllu"
+        p.write_text(CONLLU * repeat, encoding="utf-8")
+        paths[split] = p
+    return paths
