@@ -33,16 +33,25 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def probe(config: ProbeConfig, *, echo=print) -> Result:
-    """Run one probe as described by ``config``; writes the run directory and returns the result."""
+def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
+    """Run one probe as described by ``config``; writes the run directory and returns the result.
+
+    ``resume=True`` continues the run in ``config.out`` instead of refusing an existing directory:
+    a finished run is returned as it is, an interrupted one continues from its checkpoint, a missing
+    or empty directory starts a new run (see :mod:`subprobe.resume`; a sweep runner can use this).
+    """
     from subprobe.data.batching import encode_dataset
     from subprobe.data.sources import sha256_of, split_paths
     from subprobe.env import environment_stamp
     from subprobe.masking.subnetwork import Subnetwork
     from subprobe.models.loading import load_encoder
+    from subprobe.models.reset import apply_setting
+    from subprobe.probes.cached import CachedFeatures
     from subprobe.probes.registry import build_probe
-    from subprobe.runs import prepare_run_dir, write_json, write_text
+    from subprobe.resume import finished_result, open_run_dir, record_resume
+    from subprobe.runs import write_json, write_text
     from subprobe.tasks.registry import get_task
+    from subprobe.training.checkpoint import CHECKPOINT_NAME
     from subprobe.training.evaluate import evaluate
     from subprobe.training.trainer import train
 
@@ -51,9 +60,11 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
     task.configure(cfg)
     if cfg.dry_run:
         return dry_run(cfg, echo=echo)
-    paths = split_paths(task, cfg)
     out = Path(cfg.out) if cfg.out else cfg.default_out()
-    prepare_run_dir(out, cfg.overwrite)
+    if resume and (out / "metrics.json").is_file() and not cfg.overwrite:
+        return finished_result(cfg, out, echo=echo)
+    paths = split_paths(task, cfg)
+    checkpoint = open_run_dir(cfg, out, paths, resume=resume, echo=echo)
     set_seed(cfg.seed)
     started = time.perf_counter()
     encoder, tokenizer = load_encoder(cfg.model)
@@ -79,19 +90,39 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
     if not splits["train"].encoded:
         raise ConfigError("the training set is empty after filtering; check --train and --max-train-samples")
 
+    reset_params = apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     set_seed(cfg.seed)
     head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(cfg))
     built = build_probe(cfg, encoder, head)
-    write_text(out / "config.yaml", cfg.to_yaml())
-    write_json(out / "vocab.json", {k: list(v.labels) for k, v in vocabs.items()})
-    stamp = environment_stamp(cfg.seed)
-    stamp["data"] = {split: {"path": str(p), "sha256": sha256_of(p)} for split, p in paths.items() if p is not None}
-    write_json(out / "env.json", stamp)
+    if checkpoint is None:
+        write_text(out / "config.yaml", cfg.to_yaml())
+        write_json(out / "vocab.json", {k: list(v.labels) for k, v in vocabs.items()})
+        stamp = environment_stamp(cfg.seed)
+        stamp["data"] = {s: {"path": str(p), "sha256": sha256_of(p)} for s, p in paths.items() if p is not None}
+        write_json(out / "env.json", stamp)
+    else:
+        record_resume(out, cfg, vocabs, checkpoint, echo=echo)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    outcome = train(
-        built, task, splits["train"], splits.get("dev"), vocabs, cfg, pad_id=pad_id, log_path=out / "log.jsonl"
-    )
+    if isinstance(built.model.features, CachedFeatures):
+        for ds in splits.values():
+            built.model.features.fill(ds, cfg.word_pooling, pad_id)
+    try:
+        outcome = train(
+            built,
+            task,
+            splits["train"],
+            splits.get("dev"),
+            vocabs,
+            cfg,
+            pad_id=pad_id,
+            log_path=out / "log.jsonl",
+            checkpoint_path=out / CHECKPOINT_NAME,
+            resume_from=checkpoint,
+        )
+    except KeyboardInterrupt:
+        echo(f"interrupted; continue with: subprobe probe --resume {out}", file=sys.stderr)
+        raise
 
     eval_kwargs = dict(pooling=cfg.word_pooling, pad_id=pad_id)
     is_subnetwork = bool(built.masked)
@@ -125,9 +156,14 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
         metrics["density"] = subnetwork.density()
         metrics["density_by_layer"] = subnetwork.density_by("layer")
         metrics["density_by_role"] = subnetwork.density_by("role")
+    metrics["reset_params"] = reset_params
     metrics["probe_params"] = built.probe_params
     metrics["bits"] = built.bits()
-    metrics["bits_note"] = "task-head parameters are shared by all probes and not counted"
+    metrics["bits_note"] = (
+        "task-head parameters are shared by all probes and not counted"
+        if cfg.probe != "linear"
+        else "the linear probe is the task head: its parameters are counted"
+    )
     metrics["head_params"] = sum(p.numel() for p in head.parameters())
     metrics["sentences"] = {k: len(v.encoded) for k, v in splits.items()}
     metrics["dropped_long"] = {k: v.dropped for k, v in splits.items()}
@@ -146,6 +182,7 @@ def probe(config: ProbeConfig, *, echo=print) -> Result:
         for split, preds in predictions.items():
             task.write_predictions(splits[split], preds, vocabs, out / f"predictions-{split}{task.prediction_suffix}")
     write_json(out / "metrics.json", metrics)
+    (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is finished: metrics.json marks it
     echo(summary(metrics, out))
     return Result(cfg, metrics, out, subnetwork, outcome.history)
 
@@ -167,7 +204,7 @@ def summary(metrics: dict, run_dir: Path | None) -> str:
             "(hard mask, fraction of masked weights kept)"
         )
     bits = metrics["bits"]
-    lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits (head excluded)")
+    lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits ({metrics['bits_note']})")
     train = metrics["train"]
     lines.append(
         f"  trained {train['steps']}/{train['total_steps']} steps in {train['seconds']:.0f}s "

@@ -14,13 +14,15 @@ from subprobe.data.batching import Batch, pool_words
 class EncoderFeatures(nn.Module):
     """Word representations from a (possibly masked) encoder's last layer."""
 
-    def __init__(self, encoder: nn.Module, pooling: str) -> None:
+    def __init__(self, encoder: nn.Module, pooling: str, autocast_bf16: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        self.autocast_bf16 = autocast_bf16
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
         return pool_words(hidden, batch, self.pooling).float()
 
 

@@ -7,7 +7,7 @@ from torch import nn
 from subprobe.errors import ConfigError
 from subprobe.probes.base import BuiltProbe
 
-PROBE_NAMES = ("subnetwork",)
+PROBE_NAMES = ("subnetwork", "mlp", "linear", "finetune")
 
 
 def build_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
@@ -16,4 +16,12 @@ def build_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
         from subprobe.probes.subnetwork import build_subnetwork_probe
 
         return build_subnetwork_probe(config, encoder, head)
+    if config.probe in ("mlp", "linear"):
+        from subprobe.probes.frozen import build_frozen_probe
+
+        return build_frozen_probe(config, encoder, head)
+    if config.probe == "finetune":
+        from subprobe.probes.frozen import build_finetune_probe
+
+        return build_finetune_probe(config, encoder, head)
     raise ConfigError(f"--probe {config.probe!r} is not known; use one of {', '.join(PROBE_NAMES)}")

@@ -1,0 +1,58 @@
+"""``subprobe reproduce table1|table2``: run the paper's grids into a store and write the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from subprobe.errors import ConfigError
+from subprobe.experiments.grids import load_grid
+from subprobe.experiments.sweep import default_store, run_points, seeds_axis
+from subprobe.runs import write_json, write_text
+
+TABLES = ("table1", "table2")
+
+
+def reproduce(
+    what: str,
+    *,
+    profile: str = "quick",
+    model: str | None = None,
+    tasks: list[str] | None = None,
+    seeds: int = 1,
+    out: str | None = None,
+    data_dir: str | None = None,
+    echo=print,
+) -> dict:
+    """Run (or resume) the grid of ``what`` and write its table files into the store root."""
+    from subprobe.report import tables
+
+    if what not in TABLES:
+        raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES)}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    grid = load_grid(what)
+    points = seeds_axis(grid.points(profile, task=tasks), seeds)
+    base = {k: v for k, v in (("model", model), ("data_dir", data_dir)) if v}
+    store = default_store(out)
+    counts = run_points(points, store, base, echo=echo)
+    model_name = model or "all-MiniLM-L6-v2"
+    wanted = {store.run_dir(_config({**base, **p}))[1].name for p in points}
+    results = [r for r in store.results() if Path(r["run_dir"]).name in wanted]
+    build = tables.table1 if what == "table1" else tables.table2
+    markdown, csv_text = build(results, "dev", model_name)
+    test_md, _ = build(results, "test", model_name)
+    claims = tables.claims(results, "dev")
+    root = Path(store.root)
+    write_text(root / f"{what}.md", markdown + "\n" + test_md)
+    write_text(root / f"{what}.csv", csv_text)
+    write_json(root / f"{what}-claims.json", claims)
+    echo(markdown)
+    echo(f"{what}: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
+         f"{counts['failed']} failed; tables in {root}")
+    return {"counts": counts, "claims": claims, "markdown": markdown}
+
+
+def _config(values: dict):
+    from subprobe.config import ProbeConfig
+
+    return ProbeConfig(**values)

@@ -1,0 +1,74 @@
+"""A local results store: run directories keyed by a hash of their resolved configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from subprobe.config import ProbeConfig
+from subprobe.runs import read_json, write_json
+
+#: Fields that do not change a run's result and are left out of its key.
+NON_RESULT_FIELDS = ("out", "overwrite", "progress", "dry_run", "predict", "resume")
+
+
+def config_key(config: ProbeConfig) -> str:
+    """A short stable hash of everything that determines the result of a run."""
+    values = {k: v for k, v in dataclasses.asdict(config.resolved()).items() if k not in NON_RESULT_FIELDS}
+    blob = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_name(config: ProbeConfig, key: str) -> str:
+    parts = [config.task, config.probe]
+    if config.probe == "subnetwork":
+        parts.append(config.granularity.replace(",", "x"))
+        if config.lambda_max != 1.0:
+            parts.append(f"lam{config.lambda_max:g}")
+    elif config.probe == "mlp":
+        parts.append(f"r{config.rank}")
+    parts += [config.setting, f"s{config.seed}", key]
+    return "-".join(parts)
+
+
+class Store:
+    """``ROOT/index.json`` maps keys to points; ``ROOT/runs/<name>`` holds each run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+        self.index_path = self.root / "index.json"
+
+    def load_index(self) -> dict:
+        if self.index_path.is_file():
+            return read_json(self.index_path)
+        return {}
+
+    def record(self, key: str, entry: dict) -> None:
+        """Update one entry of the index atomically (temp file + rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        index = self.load_index()
+        index[key] = {**index.get(key, {}), **entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(self.index_path, index)
+
+    def run_dir(self, config: ProbeConfig) -> tuple[str, Path]:
+        key = config_key(config)
+        return key, self.runs / run_name(config.resolved(), key)
+
+    def finished(self, run_dir: Path) -> bool:
+        return (run_dir / "metrics.json").is_file()
+
+    def results(self) -> list[dict]:
+        """metrics.json of every finished run in the store, with its run directory."""
+        out = []
+        for entry in sorted(self.load_index().values(), key=lambda e: e.get("run_dir", "")):
+            path = Path(entry.get("run_dir", ""))
+            if entry.get("status") == "done" and (path / "metrics.json").is_file():
+                metrics = read_json(path / "metrics.json")
+                metrics["run_dir"] = str(path)
+                metrics["config"] = entry.get("config", {})
+                out.append(metrics)
+        return out

@@ -1,0 +1,67 @@
+"""Probes on a frozen encoder: MLP-1 (rank r) and the linear probe (the head alone)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from subprobe.errors import ConfigError
+from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
+from subprobe.probes.cached import CachedFeatures
+
+#: The paper's MLP-1 ranks; ``d`` stands for the model width.
+PAPER_RANKS = ("1", "2", "5", "10", "25", "50", "125", "250", "d")
+
+
+class MLP1(nn.Module):
+    """MLP-1(x) = ReLU(LayerNorm(U V^T x)) with U, V in R^{d x r} (Cao et al. 2021)."""
+
+    def __init__(self, d: int, rank: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(d, rank)
+        self.up = nn.Linear(rank, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.up(self.down(x))))
+
+
+def parse_rank(rank: str | int, d: int) -> int:
+    """A rank given as a number or ``d`` (the model width)."""
+    value = d if str(rank) == "d" else int(rank)
+    if value < 1:
+        raise ConfigError(f"--rank must be a positive integer or d, got {rank}")
+    return value
+
+
+def build_frozen_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
+    """MLP-1 (``--probe mlp --rank R``) or linear (``--probe linear``) on frozen features."""
+    if config.precision == "bf16":
+        encoder.to(torch.bfloat16)
+    features: nn.Module = EncoderFeatures(encoder, config.word_pooling)
+    if config.cache_features:
+        features = CachedFeatures(features)
+    adapter = None
+    if config.probe == "mlp":
+        adapter = MLP1(encoder.config.hidden_size, parse_rank(config.rank, encoder.config.hidden_size))
+    model = ProbeModel(features, head, adapter)
+    trainable = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
+    groups = [{"params": trainable, "lr": config.head_lr, "name": "probe"}]
+    # complexity: MLP-1 counts its own parameters; the linear probe is the head itself
+    counted = adapter if adapter is not None else head
+    n_params = sum(p.numel() for p in counted.parameters())
+    return BuiltProbe(model=model, param_groups=groups, probe_params=n_params, bits_per_param=(1.0, 32.0))
+
+
+def build_finetune_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
+    """Fine-tuning: every encoder weight trains (``--finetune-lr``) with the head; fp32 weights."""
+    for p in encoder.parameters():
+        p.requires_grad_(True)
+    # weights stay fp32 (Adam updates need it); bf16 runs the matmuls under autocast
+    model = ProbeModel(EncoderFeatures(encoder, config.word_pooling, autocast_bf16=config.precision == "bf16"), head)
+    groups = [
+        {"params": list(encoder.parameters()), "lr": config.finetune_lr, "name": "encoder"},
+        {"params": list(head.parameters()), "lr": config.head_lr, "name": "head"},
+    ]
+    n_params = sum(p.numel() for p in encoder.parameters())
+    return BuiltProbe(model=model, param_groups=groups, probe_params=n_params, bits_per_param=(1.0, 32.0))
