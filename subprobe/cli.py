@@ -49,9 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_arguments(sweep)
 
     reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments and write its table")
-    reproduce.add_argument("what", choices=["table1", "table2"], help="which experiment")
+    reproduce.add_argument("what", choices=["table1", "table2", "figure1", "figure2"], help="which experiment")
     _add_grid_arguments(reproduce)
     reproduce.add_argument("--tasks", nargs="+", default=None, choices=["upos", "dep", "ner"], help="tasks to run")
+
+    report = sub.add_parser(
+        "report", help="write a static HTML report (tables, Pareto curves, localisation, runs) and report.md"
+    )
+    report.add_argument("runs_dir", metavar="RUNS_DIR", help="results store (with index.json) or a directory of runs")
+    report.add_argument("--out", required=True, metavar="DIR", help="directory for index.html, report.md and figures")
+    report.add_argument("--split", default="dev", choices=["dev", "test"], help="split of the numbers (default: dev)")
+    report.add_argument(
+        "--num-heads", type=int, default=None, metavar="N",
+        help="attention heads of the model (default: from metrics.json or the model's config)",
+    )
 
     data = sub.add_parser("data", help="find and verify datasets")
     data.add_argument("action", choices=["check"], help="check: report which datasets are found, with counts")
@@ -80,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "report":
+            return _report(args)
     except SubprobeError as exc:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
@@ -184,6 +197,13 @@ def _reproduce(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, echo=_echo,
     )
     return 1 if result["counts"]["failed"] else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from subprobe.report.html import write_report
+
+    write_report(args.runs_dir, args.out, split=args.split, num_heads=args.num_heads, echo=_echo)
+    return 0
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``subprobe reproduce table1|table2``: run the paper's grids into a store and write the tables."""
+"""``subprobe reproduce table1|table2|figure1|figure2``: run the paper's grids into a store and write the
+tables, or the figures' numbers and plots."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from subprobe.experiments.sweep import default_store, run_points, seeds_axis
 from subprobe.runs import write_json, write_text
 
 TABLES = ("table1", "table2")
+FIGURES = ("figure1", "figure2")
 
 
 def reproduce(
@@ -26,8 +28,8 @@ def reproduce(
     """Run (or resume) the grid of ``what`` and write its table files into the store root."""
     from subprobe.report import tables
 
-    if what not in TABLES:
-        raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES)}")
+    if what not in TABLES + FIGURES:
+        raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES + FIGURES)}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     grid = load_grid(what)
@@ -38,6 +40,8 @@ def reproduce(
     model_name = model or "all-MiniLM-L6-v2"
     wanted = {store.run_dir(_config({**base, **p}))[1].name for p in points}
     results = [r for r in store.results() if Path(r["run_dir"]).name in wanted]
+    if what in FIGURES:
+        return _figure(what, wanted, store, counts, echo)
     build = tables.table1 if what == "table1" else tables.table2
     markdown, csv_text = build(results, "dev", model_name)
     test_md, _ = build(results, "test", model_name)
@@ -56,3 +60,20 @@ def _config(values: dict):
     from subprobe.config import ProbeConfig
 
     return ProbeConfig(**values)
+
+
+def _figure(what: str, wanted: set[str], store, counts: dict, echo) -> dict:
+    """Figure 1 (Pareto curves) or Figure 2 (localisation): numbers and plots into the store root."""
+    from subprobe.report import figures
+    from subprobe.report.loading import load_results
+
+    root = Path(store.root)
+    results = [r for r in load_results(root) if Path(r["run_dir"]).name in wanted]
+    if what == "figure1":
+        written = figures.write_figure1(results, root)
+    else:
+        written = figures.write_figure2(results, root)
+    echo(written["markdown"])
+    echo(f"{what}: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
+         f"{counts['failed']} failed; numbers and plots in {root} (HTML: subprobe report {root} --out DIR)")
+    return {"counts": counts, "report": written["report"], "markdown": written["markdown"]}

@@ -58,6 +58,14 @@ class Store:
         key = config_key(config)
         return key, self.runs / run_name(config.resolved(), key)
 
+    def relative(self, run_dir: Path) -> str:
+        """How the index records a run directory: relative to the store root (the store can move)."""
+        return str(Path(run_dir).relative_to(self.root))
+
+    def resolve(self, recorded: str) -> Path:
+        path = Path(recorded)
+        return path if path.is_absolute() else self.root / path
+
     def finished(self, run_dir: Path) -> bool:
         return (run_dir / "metrics.json").is_file()
 
@@ -65,7 +73,7 @@ class Store:
         """metrics.json of every finished run in the store, with its run directory."""
         out = []
         for entry in sorted(self.load_index().values(), key=lambda e: e.get("run_dir", "")):
-            path = Path(entry.get("run_dir", ""))
+            path = self.resolve(entry.get("run_dir", ""))
             if entry.get("status") == "done" and (path / "metrics.json").is_file():
                 metrics = read_json(path / "metrics.json")
                 metrics["run_dir"] = str(path)

@@ -29,11 +29,11 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
         label = f"[{i}/{len(points)}] {run_dir.name}"
         if store.finished(run_dir):
             counts["skipped"] += 1
-            store.record(key, {"status": "done", "run_dir": str(run_dir), "config": values})
+            store.record(key, {"status": "done", "run_dir": store.relative(run_dir), "config": values})
             echo(f"{label}: finished earlier, skipped")
             continue
         echo(f"{label}: running")
-        store.record(key, {"status": "running", "run_dir": str(run_dir), "config": values})
+        store.record(key, {"status": "running", "run_dir": store.relative(run_dir), "config": values})
         started = time.perf_counter()
         config = dataclasses.replace(config, out=str(run_dir), overwrite=True, progress=False)
         try:

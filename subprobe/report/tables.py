@@ -36,6 +36,8 @@ def _row_key(m: dict) -> str | None:
     probe = m["probe"]
     cfg = m.get("config", {})
     if probe == "subnetwork":
+        if str(cfg.get("granularity", "neuron")) != "neuron":
+            return None  # the tables are about neuron subnetworks (Figure 1's granularity sweep is not)
         return f"subnetwork@{float(cfg.get('lambda_max', 1.0)):g}"
     if probe == "mlp" and str(cfg.get("rank", "d")) != "d":
         return None  # only the full-rank MLP-1 belongs to the tables

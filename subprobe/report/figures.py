@@ -1,0 +1,91 @@
+"""Figures 1 and 2 as files: numbers (JSON, CSV, Markdown) and plots (PNG, SVG) in one output directory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from subprobe.report import localisation, pareto
+from subprobe.runs import write_json, write_text
+
+FIGURES_DIR = "figures"
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe name from ``parts`` (letters, digits, dot, dash, underscore)."""
+    text = "-".join(p for p in parts if p)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _model_suffix(model: str, models: set[str]) -> str:
+    return Path(model).name if len(models) > 1 else ""
+
+
+def write_figure1(results: list[dict], out: str | Path, split: str = "dev", plots: bool = True) -> dict:
+    """pareto.json, pareto-points.csv, pareto-dominance.csv, pareto.md and figures/pareto-<task>.{png,svg}."""
+    out = Path(out)
+    report = pareto.pareto_report(results, split)
+    models = {r["model"] for r in report}
+    images = []
+    if plots:
+        from subprobe.report import plots as plotting
+
+        for entry in report:
+            stem = out / FIGURES_DIR / slug("pareto", entry["task"], _model_suffix(entry["model"], models))
+            paths = plotting.pareto_plot(entry, stem)
+            entry["images"] = [str(p.relative_to(out)) for p in paths]
+            images.extend(entry["images"])
+    write_json(out / "pareto.json", report)
+    write_text(out / "pareto-points.csv", pareto.points_csv(report))
+    write_text(out / "pareto-dominance.csv", pareto.dominance_csv(report))
+    markdown = pareto.summary_markdown(report)
+    write_text(out / "pareto.md", markdown)
+    return {"report": report, "markdown": markdown, "images": images}
+
+
+def write_figure2(results: list[dict], out: str | Path, split: str = "dev", num_heads: int | None = None,
+                  plots: bool = True) -> dict:
+    """localisation.json, localisation-{layers,matrix,heads,selection}.csv, localisation.md and the plots:
+    figures/layers-<task>, figures/matrix-<task>-<setting>, figures/heads-<task>-<setting> (PNG and SVG)."""
+    out = Path(out)
+    report = localisation.localisation_report(results, split, num_heads)
+    models = {e["model"] for e in report["selections"]}
+    images: list[str] = []
+    report["layer_images"] = {}
+    if plots:
+        from subprobe.report import plots as plotting
+
+        by_task: dict[tuple[str, str], dict[str, list]] = {}
+        for e in report["selections"]:
+            loc = e["localisation"]
+            if not loc:
+                continue
+            legend = f"{e['setting']} (λmax={e['selected_lambda']:g})"
+            by_task.setdefault((e["task"], e["model"]), {})[legend] = loc["layer"]["fraction"]
+            name = [e["task"], e["setting"], _model_suffix(e["model"], models)]
+            label = f"{e['task']}, {e['setting']}, λmax={e['selected_lambda']:g}"
+            e["images"] = {}
+            paths = plotting.heatmap(loc["layer_matrix"], loc["layers"], loc["matrix_types"],
+                                     f"{label}: kept weights per matrix type", "matrix", out / FIGURES_DIR /
+                                     slug("matrix", *name))
+            e["images"]["matrix"] = [str(p.relative_to(out)) for p in paths]
+            if loc["heads"]:
+                heads = loc["heads"]
+                paths = plotting.heatmap(heads["fraction"], loc["layers"], list(range(heads["num_heads"])),
+                                         f"{label}: kept Q/K/V/O weights per head", "head",
+                                         out / FIGURES_DIR / slug("heads", *name))
+                e["images"]["heads"] = [str(p.relative_to(out)) for p in paths]
+            images.extend(p for ps in e["images"].values() for p in ps)
+        for (task, model), by_setting in by_task.items():
+            paths = plotting.layer_bars(task, by_setting, out / FIGURES_DIR /
+                                        slug("layers", task, _model_suffix(model, models)))
+            report["layer_images"][f"{task}|{model}"] = [str(p.relative_to(out)) for p in paths]
+            images.extend(report["layer_images"][f"{task}|{model}"])
+    write_json(out / "localisation.json", report)
+    write_text(out / "localisation-layers.csv", localisation.layers_csv(report))
+    write_text(out / "localisation-matrix.csv", localisation.matrix_csv(report))
+    write_text(out / "localisation-heads.csv", localisation.heads_csv(report))
+    write_text(out / "localisation-selection.csv", localisation.selection_csv(report))
+    markdown = localisation.summary_markdown(report)
+    write_text(out / "localisation.md", markdown)
+    return {"report": report, "markdown": markdown, "images": images}

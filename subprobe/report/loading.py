@@ -1,0 +1,70 @@
+"""Finished runs for the report: from a results store (index.json) or any directory of run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from subprobe.errors import SubprobeError
+from subprobe.runs import read_json
+
+#: metrics.json keys a finished probing run has (a dry run writes none of these).
+REQUIRED = ("task", "probe", "setting", "primary_metric")
+
+
+def load_results(root: str | Path) -> list[dict]:
+    """Every finished run under ``root``: its metrics.json plus ``run_dir`` (absolute) and ``config``.
+
+    ``root`` is a store root (``index.json`` + ``runs/``) or a plain directory searched recursively
+    for ``metrics.json``. ``config`` is the run's config.yaml overlaid with the store's grid point.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise SubprobeError(f"{root}: no such directory; give a results store (with index.json) or a runs directory")
+    found: dict[Path, dict] = {}
+    index_path = root / "index.json"
+    if index_path.is_file():
+        for entry in read_json(index_path).values():
+            run_dir = _resolve(root, entry.get("run_dir", ""))
+            if run_dir is not None:
+                found.setdefault(run_dir, entry.get("config") or {})
+        candidates = sorted((root / "runs").glob("*/metrics.json")) if (root / "runs").is_dir() else []
+    else:
+        candidates = sorted(root.rglob("metrics.json"))
+    for metrics_path in candidates:
+        found.setdefault(metrics_path.parent.resolve(), {})
+    results = []
+    for run_dir, point in sorted(found.items(), key=lambda kv: str(kv[0])):
+        try:
+            metrics = read_json(run_dir / "metrics.json")
+        except (OSError, ValueError):
+            continue
+        if not isinstance(metrics, dict) or any(k not in metrics for k in REQUIRED):
+            continue
+        metrics["run_dir"] = str(run_dir)
+        metrics["config"] = {**_read_config(run_dir), **point}
+        results.append(metrics)
+    return results
+
+
+def _resolve(root: Path, run_dir: str) -> Path | None:
+    """The run directory of an index entry: as recorded (absolute or relative to here) or under ROOT/runs."""
+    if not run_dir:
+        return None
+    recorded = Path(run_dir)
+    for candidate in (recorded, root / "runs" / recorded.name, root.parent / recorded):
+        if (candidate / "metrics.json").is_file():
+            return candidate.resolve()
+    return None
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}

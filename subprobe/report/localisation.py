@@ -1,0 +1,337 @@
+"""Where the subnetworks are (Figure 2): kept weights per layer, matrix type and attention head.
+
+Everything is read from the hard masks (a mask unit is kept iff its deterministic value is >= 0.5)
+and counted in *weights*: a mask unit governing a block of ``rows x cols`` weights counts that many.
+
+* per layer: kept weights / masked weights of the layer's six matrices;
+* per layer x matrix type (q, k, v, o, ffn_in, ffn_out): the same per matrix type;
+* per layer x attention head: over the weights of Q, K and V rows ``r`` with ``r // head_dim == h``
+  and of O columns ``c`` with ``c // head_dim == h`` (with grouped K/V heads, a K/V head counts for
+  every query head of its group); the weight-level masks come from
+  :func:`subprobe.masking.layouts.expand_mask`, so the strided and contiguous layouts are both right;
+* centre of mass over layers: ``sum_l l * kept_l / sum_l kept_l`` with 0-based layers and ``kept_l``
+  the number of kept weights of layer l; normalised by ``L - 1`` (0 = first layer, 1 = last) so that
+  models of different depths compare.
+
+The paper's selection rule for Figure 2: per task and model setting, the largest lambda_max whose
+accuracy is within 10% (relative) of fine-tuning accuracy, ``acc >= 0.9 * finetune_acc``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from subprobe.errors import SubprobeError
+from subprobe.masking import hard_concrete as hc
+from subprobe.masking.layouts import expand_mask
+from subprobe.models.targets import ROLES
+
+#: The lambda_max values of the paper's Table 2 / Figure 2.
+PAPER_LAMBDAS = (1.0, 5.0, 25.0, 125.0)
+ATTENTION_ROLES = ("q", "k", "v", "o")
+
+
+def localise(sub, num_heads: int | None = None) -> dict:
+    """Kept fractions of ``sub`` (a :class:`~subprobe.masking.subnetwork.Subnetwork`) by layer, type and head.
+
+    ``num_heads`` None leaves the per-head table out (``heads`` is None).
+    """
+    n_layers = max((e.layer for e in sub.entries), default=-1) + 1
+    kept = [0] * n_layers
+    total = [0] * n_layers
+    role_kept: dict[tuple[int, str], int] = defaultdict(int)
+    role_total: dict[tuple[int, str], int] = defaultdict(int)
+    for e in sub.entries:
+        n = int(hc.hard_mask(e.log_alpha).sum()) * e.weights_per_mask
+        size = e.shape[0] * e.shape[1]
+        kept[e.layer] += n
+        total[e.layer] += size
+        role_kept[(e.layer, e.role)] += n
+        role_total[(e.layer, e.role)] += size
+    roles = [r for r in ROLES if any(k[1] == r for k in role_total)]
+    roles += sorted({k[1] for k in role_total} - set(roles))
+    matrix = [[role_kept[(layer, r)] / role_total[(layer, r)] if role_total.get((layer, r)) else None for r in roles]
+              for layer in range(n_layers)]
+    com = centre_of_mass(kept)
+    return {
+        "layers": list(range(n_layers)),
+        "layer": {"kept": kept, "total": total, "fraction": [k / t if t else None for k, t in zip(kept, total)]},
+        "matrix_types": roles,
+        "layer_matrix": matrix,
+        "heads": head_fractions(sub, num_heads) if num_heads else None,
+        "density": sum(kept) / max(1, sum(total)),
+        "centre_of_mass": com,
+        "centre_of_mass_normalised": None if com is None or n_layers < 2 else com / (n_layers - 1),
+    }
+
+
+def centre_of_mass(kept: list[float]) -> float | None:
+    """``sum_l l * kept_l / sum_l kept_l`` (0-based layers); None when nothing is kept."""
+    mass = sum(kept)
+    if mass <= 0:
+        return None
+    return sum(layer * k for layer, k in enumerate(kept)) / mass
+
+
+def head_fractions(sub, num_heads: int) -> dict:
+    """Fraction of Q/K/V/O weights kept per (layer, attention head)."""
+    if num_heads < 1:
+        raise SubprobeError(f"the number of attention heads must be positive, got {num_heads}")
+    n_layers = max((e.layer for e in sub.entries), default=-1) + 1
+    kept = torch.zeros(n_layers, num_heads, dtype=torch.float64)
+    total = torch.zeros(n_layers, num_heads, dtype=torch.float64)
+    head_dim = None
+    for e in sub.entries:
+        if e.role in ("q", "o"):
+            width = e.shape[1] if e.role == "o" else e.shape[0]
+            if width % num_heads:
+                raise SubprobeError(
+                    f"{e.name}: {width} {'columns' if e.role == 'o' else 'rows'} do not split into {num_heads} heads; "
+                    "check the number of attention heads"
+                )
+            head_dim = width // num_heads
+    if head_dim is None:
+        raise SubprobeError("the subnetwork has no Q or O matrices: cannot find the attention heads")
+    for e in sub.entries:
+        if e.role not in ATTENTION_ROLES:
+            continue
+        weights = expand_mask(hc.hard_mask(e.log_alpha), e.block, sub.layout).to(torch.float64)
+        if tuple(weights.shape) != tuple(e.shape):
+            raise SubprobeError(f"{e.name}: the expanded mask has shape {tuple(weights.shape)}, not {e.shape}")
+        if e.role == "o":
+            per_head = weights.reshape(e.shape[0], num_heads, head_dim).sum(dim=(0, 2))
+            kept[e.layer] += per_head
+            total[e.layer] += e.shape[0] * head_dim
+            continue
+        groups = e.shape[0] // head_dim
+        if groups == 0 or e.shape[0] % head_dim or num_heads % groups:
+            raise SubprobeError(f"{e.name}: {e.shape[0]} rows are not whole heads of {head_dim}")
+        per_group = weights.reshape(groups, head_dim, e.shape[1]).sum(dim=(1, 2))
+        per_head = per_group.repeat_interleave(num_heads // groups)  # grouped K/V heads serve several queries
+        kept[e.layer] += per_head
+        total[e.layer] += head_dim * e.shape[1]
+    fraction = torch.where(total > 0, kept / total.clamp(min=1), torch.full_like(total, float("nan")))
+    return {
+        "num_heads": num_heads,
+        "head_dim": head_dim,
+        "fraction": [[None if v != v else float(v) for v in row] for row in fraction.tolist()],
+    }
+
+
+@lru_cache(maxsize=32)
+def heads_from_model(model: str) -> int | None:
+    """``num_attention_heads`` of a model's config, read offline (None when it cannot be read)."""
+    try:
+        from transformers import AutoConfig
+
+        from subprobe.models.loading import resolve_model_path
+
+        path = resolve_model_path(model)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception:  # no such model, not cached, not importable: the caller says so
+        return None
+    for attr in ("num_attention_heads", "n_heads", "n_head"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def num_heads_for(result: dict, override: int | None = None) -> tuple[int | None, str]:
+    """The head count for a run and where it came from: the override, metrics.json, or the model config."""
+    if override:
+        return override, "given"
+    if result.get("num_attention_heads"):
+        return int(result["num_attention_heads"]), "metrics.json"
+    model = result.get("model") or result.get("config", {}).get("model")
+    if model:
+        heads = heads_from_model(str(model))
+        if heads:
+            return heads, f"config of model {model}"
+    return None, (f"unknown: metrics.json has no num_attention_heads and the config of model {model!r} could not be "
+                  "read offline; pass --num-heads")
+
+
+def _lambda(m: dict) -> float:
+    return float(m.get("config", {}).get("lambda_max", 1.0))
+
+
+def _mean_acc(runs: list[dict], split: str) -> float:
+    return statistics.fmean(r[split][r["primary_metric"]] for r in runs)
+
+
+def select_lambda(results: list[dict], split: str = "dev", tolerance: float = 0.10) -> list[dict]:
+    """The paper's Figure 2 rule per (task, model, setting) over neuron subnetworks.
+
+    The reference is fine-tuning accuracy in the same setting if there is such a run, else on the
+    pretrained model. The largest lambda_max with ``acc >= (1 - tolerance) * reference`` is selected;
+    when none qualifies (or there is no fine-tuning run) the smallest lambda_max is taken instead and
+    ``rule_met`` says so (False, or None without a reference).
+    """
+    subnets: dict = defaultdict(lambda: defaultdict(list))
+    finetune: dict = defaultdict(list)
+    for m in results:
+        if not m.get(split):
+            continue
+        cfg = m.get("config", {})
+        if m["probe"] == "subnetwork" and str(cfg.get("granularity", "neuron")) == "neuron":
+            subnets[(m["task"], m.get("model", ""), m["setting"])][_lambda(m)].append(m)
+        elif m["probe"] == "finetune":
+            finetune[(m["task"], m.get("model", ""), m["setting"])].append(m)
+    out = []
+    from subprobe.report.tables import SETTINGS, TASK_TITLES
+
+    task_order = {t: i for i, t in enumerate(TASK_TITLES)}
+    setting_order = {s: i for i, s in enumerate(SETTINGS)}
+    for (task, model, setting), by_lambda in sorted(
+        subnets.items(), key=lambda kv: (task_order.get(kv[0][0], 99), kv[0][1], setting_order.get(kv[0][2], 99))
+    ):
+        ref_setting = setting if finetune.get((task, model, setting)) else "pretrained"
+        ref_runs = finetune.get((task, model, ref_setting))
+        reference = _mean_acc(ref_runs, split) if ref_runs else None
+        threshold = None if reference is None else (1 - tolerance) * reference
+        candidates = []
+        for lam in sorted(by_lambda):
+            runs = by_lambda[lam]
+            acc = _mean_acc(runs, split)
+            dens = [r["density"] for r in runs if "density" in r]
+            candidates.append({
+                "lambda_max": lam, "accuracy": acc, "density": statistics.fmean(dens) if dens else None,
+                "within": None if threshold is None else acc >= threshold, "n": len(runs),
+            })
+        passing = [c["lambda_max"] for c in candidates if c["within"]]
+        if passing:
+            chosen, rule_met, note = max(passing), True, ""
+        else:
+            chosen = candidates[0]["lambda_max"]
+            rule_met = None if threshold is None else False
+            note = ("no fine-tuning run: the smallest lambda_max is shown" if threshold is None else
+                    "no lambda_max is within the tolerance of fine-tuning: the smallest is shown")
+        runs = sorted(by_lambda[chosen], key=lambda r: (r.get("config", {}).get("seed", 0), r.get("run_dir", "")))
+        out.append({
+            "task": task, "model": model, "setting": setting,
+            "reference": None if reference is None else {"setting": ref_setting, "accuracy": reference},
+            "threshold": threshold, "tolerance": tolerance, "candidates": candidates,
+            "selected_lambda": chosen, "rule_met": rule_met, "note": note,
+            "run_dir": runs[0].get("run_dir"), "result": runs[0],
+        })
+    return out
+
+
+def localisation_report(results: list[dict], split: str = "dev", num_heads: int | None = None) -> dict:
+    """Selection rule, localisation of each selected subnetwork, and centre of mass per task."""
+    from subprobe.masking.subnetwork import Subnetwork
+
+    entries = []
+    for sel in select_lambda(results, split):
+        result = sel.pop("result")
+        entry = {**sel, "localisation": None, "heads_source": None}
+        masks = Path(sel["run_dir"] or "") / "masks.safetensors"
+        if not masks.is_file():
+            entry["note"] = (entry["note"] + "; " if entry["note"] else "") + f"no masks file {masks}"
+            entries.append(entry)
+            continue
+        heads, source = num_heads_for(result, num_heads)
+        entry["localisation"] = localise(Subnetwork.load(masks), heads)
+        entry["heads_source"] = source
+        entries.append(entry)
+    centre: dict = defaultdict(dict)
+    for e in entries:
+        if e["localisation"]:
+            loc = e["localisation"]
+            centre[e["task"]][e["setting"]] = {
+                "model": e["model"], "lambda_max": e["selected_lambda"],
+                "centre_of_mass": loc["centre_of_mass"], "normalised": loc["centre_of_mass_normalised"],
+            }
+    orders = {}
+    for setting in sorted({s for per in centre.values() for s in per}):
+        ranked = [(per[setting]["normalised"], t) for t, per in centre.items()
+                  if setting in per and per[setting]["normalised"] is not None]
+        orders[setting] = " < ".join(t for _, t in sorted(ranked))
+    return {"split": split, "selections": entries, "centre_of_mass": dict(centre), "order": orders}
+
+
+def layers_csv(report: dict) -> str:
+    rows = [["task", "model", "setting", "lambda_max", "layer", "kept", "total", "fraction"]]
+    for e in report["selections"]:
+        loc = e["localisation"]
+        if loc:
+            for layer, k, t, f in zip(loc["layers"], loc["layer"]["kept"], loc["layer"]["total"],
+                                      loc["layer"]["fraction"]):
+                rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, k, t, _f(f)])
+    return _csv(rows)
+
+
+def matrix_csv(report: dict) -> str:
+    rows = [["task", "model", "setting", "lambda_max", "layer", "matrix", "fraction"]]
+    for e in report["selections"]:
+        loc = e["localisation"]
+        if loc:
+            for layer, row in zip(loc["layers"], loc["layer_matrix"]):
+                for role, f in zip(loc["matrix_types"], row):
+                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, role, _f(f)])
+    return _csv(rows)
+
+
+def heads_csv(report: dict) -> str:
+    rows = [["task", "model", "setting", "lambda_max", "layer", "head", "fraction"]]
+    for e in report["selections"]:
+        heads = (e["localisation"] or {}).get("heads")
+        if heads:
+            for layer, row in enumerate(heads["fraction"]):
+                for head, f in enumerate(row):
+                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, head, _f(f)])
+    return _csv(rows)
+
+
+def selection_csv(report: dict) -> str:
+    rows = [["task", "model", "setting", "lambda_max", "accuracy", "density", "reference_setting",
+             "reference_accuracy", "within_tolerance", "selected"]]
+    for e in report["selections"]:
+        ref = e["reference"] or {}
+        for c in e["candidates"]:
+            within = "" if c["within"] is None else int(c["within"])
+            rows.append([e["task"], e["model"], e["setting"], f"{c['lambda_max']:g}", _f(c["accuracy"]),
+                         _f(c["density"]), ref.get("setting", ""), _f(ref.get("accuracy")), within,
+                         int(c["lambda_max"] == e["selected_lambda"])])
+    return _csv(rows)
+
+
+def summary_markdown(report: dict) -> str:
+    """Selected lambda_max, density and centre of mass per task and setting, as Markdown."""
+    if not report["selections"]:
+        return "No neuron subnetwork runs: nothing to localise.\n"
+    lines = ["| task | setting | λmax selected | rule met | accuracy (%) | fine-tuning ref. (%) | density | "
+             "centre of mass (layer) | normalised |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in report["selections"]:
+        chosen = next(c for c in e["candidates"] if c["lambda_max"] == e["selected_lambda"])
+        loc = e["localisation"] or {}
+        ref = e["reference"]
+        ref_text = "–" if ref is None else f"{ref['accuracy'] * 100:.2f} ({ref['setting']})"
+        met = {True: "yes", False: "no", None: "–"}[e["rule_met"]]
+        com, norm = loc.get("centre_of_mass"), loc.get("centre_of_mass_normalised")
+        lines.append(
+            f"| {e['task']} | {e['setting']} | {e['selected_lambda']:g} | {met} | {chosen['accuracy'] * 100:.2f} | "
+            f"{ref_text} | {_f(loc.get('density'), 4) or '–'} | {_f(com, 2) or '–'} | {_f(norm, 3) or '–'} |"
+        )
+    lines.append("")
+    for setting, order in report["order"].items():
+        lines.append(f"- order of tasks by centre of mass ({setting}): {order or '–'}")
+    return "\n".join(lines) + "\n"
+
+
+def _f(value, digits: int = 6) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _csv(rows: list[list]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()

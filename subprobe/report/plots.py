@@ -1,0 +1,128 @@
+"""Figures as PNG and SVG (matplotlib with the Agg backend, imported only when a figure is drawn)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+FORMATS = ("png", "svg")
+SETTING_COLOURS = {"pretrained": "#1f77b4", "reset-encoder": "#ff7f0e", "reset-all": "#7f7f7f"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in FORMATS:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        paths.append(path)
+    _pyplot().close(fig)
+    return paths
+
+
+def _steps(front: list[dict], x_max: float) -> tuple[list[float], list[float]]:
+    """The frontier step function as a polyline from its first point to ``x_max``."""
+    xs, ys = [], []
+    for i, p in enumerate(front):
+        x = math.log(p["bits"])
+        if i:
+            xs.append(x)
+            ys.append(ys[-1])
+        xs.append(x)
+        ys.append(p["accuracy"] * 100)
+    if xs and x_max > xs[-1]:
+        xs.append(x_max)
+        ys.append(ys[-1])
+    return xs, ys
+
+
+def pareto_plot(entry: dict, stem: Path) -> list[Path]:
+    """Accuracy against ln(bits): subnetwork points and MLP-1 at 1 and 32 bits per parameter, frontiers in bold."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = {
+        "subnetwork": dict(color="#d62728", marker="o", label="subnetwork (1 bit / mask)"),
+        "mlp_lower": dict(color="#1f77b4", marker="s", label="MLP-1, 1 bit / param (lower bound)"),
+        "mlp_upper": dict(color="#17becf", marker="^", label="MLP-1, 32 bits / param (upper bound)"),
+    }
+    all_x = [p["ln_bits"] for pts in entry["points"].values() for p in pts]
+    x_max = max(all_x) if all_x else 1.0
+    for curve, style in styles.items():
+        pts = entry["points"].get(curve) or []
+        if not pts:
+            continue
+        xs = [p["ln_bits"] for p in pts]
+        ys = [p["accuracy"] * 100 for p in pts]
+        ax.plot(xs, ys, linestyle=":", linewidth=1, color=style["color"], alpha=0.6)
+        ax.scatter(xs, ys, s=28, marker=style["marker"], color=style["color"], label=style["label"], zorder=3)
+        fx, fy = _steps(entry["frontier"][curve], x_max)
+        ax.plot(fx, fy, color=style["color"], linewidth=2.4, alpha=0.85, zorder=2)
+        if curve == "subnetwork":
+            for p in pts:
+                ax.annotate(p["label"].replace("paper-", "p"), (p["ln_bits"], p["accuracy"] * 100), fontsize=6,
+                            textcoords="offset points", xytext=(3, -8), color=style["color"])
+    ax.set_xlabel("complexity, ln(bits)")
+    ax.set_ylabel(f"{entry['split']} accuracy (%)")
+    ax.set_title(f"{entry['task']}: accuracy vs complexity ({Path(entry['model']).name})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, stem)
+
+
+def layer_bars(task: str, by_setting: dict[str, list[float | None]], stem: Path) -> list[Path]:
+    """Percentage of weights kept per layer, one bar group per layer, settings side by side.
+
+    ``by_setting`` maps a legend label (starting with the setting's name) to the per-layer fractions.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    settings = list(by_setting)
+    n_layers = max((len(v) for v in by_setting.values()), default=0)
+    width = 0.8 / max(1, len(settings))
+    for i, setting in enumerate(settings):
+        vals = [(v or 0.0) * 100 for v in by_setting[setting]]
+        xs = [layer - 0.4 + width * (i + 0.5) for layer in range(len(vals))]
+        ax.bar(xs, vals, width=width, label=setting, color=SETTING_COLOURS.get(setting.split(" ")[0]))
+    ax.set_xticks(range(n_layers))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("weights kept (%)")
+    ax.set_title(f"{task}: kept weights per layer", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, stem)
+
+
+def heatmap(values: list[list[float | None]], row_labels: list, col_labels: list, title: str, xlabel: str,
+            stem: Path) -> list[Path]:
+    """A rows x columns heatmap of fractions kept, in %, annotated when small enough to read."""
+    plt = _pyplot()
+    import numpy as np
+
+    data = np.array([[np.nan if v is None else v * 100 for v in row] for row in values], dtype=float)
+    rows, cols = data.shape if data.size else (0, 0)
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.45 * cols + 2), max(2.5, 0.35 * rows + 1.5)))
+    image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0, vmax=100, origin="lower")
+    ax.set_xticks(range(cols))
+    ax.set_xticklabels([str(c) for c in col_labels], fontsize=7, rotation=45 if cols > 8 else 0)
+    ax.set_yticks(range(rows))
+    ax.set_yticklabels([str(r) for r in row_labels], fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=9)
+    if rows * cols <= 200:
+        for r in range(rows):
+            for c in range(cols):
+                if not np.isnan(data[r, c]):
+                    ax.text(c, r, f"{data[r, c]:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if data[r, c] < 60 else "black")
+    fig.colorbar(image, ax=ax, label="kept (%)")
+    return _save(fig, stem)
