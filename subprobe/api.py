@@ -64,6 +64,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     if resume and (out / "metrics.json").is_file() and not cfg.overwrite:
         return finished_result(cfg, out, echo=echo)
     paths = split_paths(task, cfg)
+    raw = read_splits(task, paths, cfg)  # before anything is written or loaded: bad data fails fast
     checkpoint = open_run_dir(cfg, out, paths, resume=resume, echo=echo)
     set_seed(cfg.seed)
     started = time.perf_counter()
@@ -71,13 +72,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
 
     splits = {}
-    for split, path in paths.items():
-        if path is None:
-            continue
-        sentences = task.read(path)
-        limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
-        if limit is not None:
-            sentences = sentences[:limit]
+    for split, sentences in raw.items():
         splits[split] = encode_dataset(split, sentences, tokenizer, max_length, cfg.long_sentences)
         if splits[split].dropped:
             echo(
@@ -185,6 +180,18 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is finished: metrics.json marks it
     echo(summary(metrics, out))
     return Result(cfg, metrics, out, subnetwork, outcome.history)
+
+
+def read_splits(task, paths: dict, cfg: ProbeConfig) -> dict:
+    """Sentences of every available split, cut to ``--max-train-samples`` / ``--max-eval-samples``."""
+    raw = {}
+    for split, path in paths.items():
+        if path is None:
+            continue
+        sentences = task.read(path)
+        limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
+        raw[split] = sentences[:limit] if limit is not None else sentences
+    return raw
 
 
 def summary(metrics: dict, run_dir: Path | None) -> str:

@@ -108,7 +108,7 @@ class ProbeConfig:
         positive["checkpoint_every"] = self.checkpoint_every
         for name, value in positive.items():
             if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}; give a whole number >= 1")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value <= 0:

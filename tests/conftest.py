@@ -15,6 +15,17 @@ WORDS = (
 ).split()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def real_data_root() -> Path | None:
     """The shared datasets, if present (SUBPROBE_DATA or ../shared/data beside the repo)."""
     for candidate in (os.environ.get("SUBPROBE_DATA"), str(REPO.parent / "shared" / "data")):

@@ -124,7 +124,7 @@ def read_conll2003(
                 source,
                 lineno,
                 f"{tag} starts an entity, which IOB2 forbids",
-                "this looks like IOB1 data: pass scheme='iob1' or 'auto'",
+                "this looks like IOB1 data: use --ner-scheme iob1 or auto",
             )
         if not words:
             first_line = lineno

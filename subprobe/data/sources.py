@@ -26,7 +26,8 @@ def split_paths(task, config) -> dict[str, Path | None]:
         if explicit:
             path = Path(explicit).expanduser()
             if not path.is_file():
-                raise ConfigError(f"--{split} {explicit}: no such file")
+                what = "is a directory, not a file" if path.is_dir() else "no such file"
+                raise ConfigError(f"--{split} {explicit}: {what}; check the path")
             paths[split] = path
             continue
         if root is None:

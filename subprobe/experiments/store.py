@@ -12,7 +12,7 @@ from subprobe.config import ProbeConfig
 from subprobe.runs import read_json, write_json
 
 #: Fields that do not change a run's result and are left out of its key.
-NON_RESULT_FIELDS = ("out", "overwrite", "progress", "dry_run", "predict", "resume")
+NON_RESULT_FIELDS = ("out", "overwrite", "progress", "dry_run", "predict", "resume", "checkpoint_every")
 
 
 def config_key(config: ProbeConfig) -> str:

@@ -35,9 +35,9 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
         echo(f"{label}: running")
         store.record(key, {"status": "running", "run_dir": store.relative(run_dir), "config": values})
         started = time.perf_counter()
-        config = dataclasses.replace(config, out=str(run_dir), overwrite=True, progress=False)
-        try:
-            probe(config, echo=lambda *a, **k: None)
+        config = dataclasses.replace(config, out=str(run_dir), overwrite=False, progress=False)
+        try:  # an interrupted point continues from its checkpoint
+            probe(config, echo=lambda *a, **k: None, resume=True)
         except SubprobeError as exc:
             counts["failed"] += 1
             store.record(key, {"status": "failed", "error": str(exc)})

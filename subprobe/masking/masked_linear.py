@@ -1,14 +1,19 @@
 """The one masking primitive: a frozen ``nn.Linear`` whose weight is gated by a hard-concrete mask.
 
-The mask is applied to the activations whenever the layout allows it, so neither ``W * M`` nor a
-weight-sized gradient is ever formed:
+No weight-sized gradient is formed where the layout allows it:
 
-* one row group (``R == 1``): the mask depends on the input column only, ``F.linear(x * m, W)``;
-* a few row groups (``R <= max_row_groups``): rows are split into ``R`` groups, each with its own
-  column mask, computed as one batched matmul;
-* otherwise (per-weight and small blocks) the masked weight is materialised.
+* one row group (``R == 1``, e.g. neuron masks): the mask depends on the input column only;
+* a few row groups (``R <= max_row_groups``, e.g. the strided FFN-in of neuron masks): each row
+  group has its own column mask.
 
-All three paths compute the same function (tested against the materialised reference).
+Both go through :class:`_ColumnMasked`: the forward scales the weight (``W * M``, weight-sized
+elementwise work, cheaper than scaling the activations once a batch has more tokens than the
+matrix has rows) and runs one ``F.linear``; the backward needs one matmul ``grad_y @ W`` (per row
+group, as a batched matmul), from which both the input gradient and the mask gradient follow by
+elementwise work -- never the weight-sized outer product ``grad_y^T x``. Per-weight and small-block
+masks (``path == "materialise"``) differentiate through ``F.linear(x, W * M)`` directly.
+
+All paths compute the same function (tested against the materialised reference).
 """
 
 from __future__ import annotations
@@ -91,6 +96,64 @@ class MaskedLinear(nn.Module):
         )
 
 
+class _ColumnMasked(torch.autograd.Function):
+    """``F.linear(x, W * M)`` where ``M`` is ``R`` row groups x ``in`` column masks (``cmask``: (R, in))."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, cmask, layout):
+        groups, in_f = cmask.shape
+        out_f = weight.shape[0]
+        m = cmask.to(weight.dtype)
+        if groups == 1:
+            w = weight * m
+        elif layout == "strided":  # row r = q * R + g uses group g
+            w = (weight.view(out_f // groups, groups, in_f) * m).view(out_f, in_f)
+        else:  # row r = g * rows + q uses group g
+            w = (weight.view(groups, out_f // groups, in_f) * m.unsqueeze(1)).view(out_f, in_f)
+        ctx.save_for_backward(x, weight, m)
+        ctx.layout = layout
+        ctx.mask_dtype = cmask.dtype
+        return F.linear(x, w, None if bias is None else bias.to(w.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight, m = ctx.saved_tensors
+        groups, in_f = m.shape
+        out_f = weight.shape[0]
+        need_x, _, _, need_m, _ = ctx.needs_input_grad
+        grad_x = grad_m = None
+        gy = grad_y.reshape(-1, out_f).to(weight.dtype)
+        xs = x.reshape(-1, in_f)
+        if groups == 1:
+            g = gy @ weight  # (N, in): gradient w.r.t. the masked input x * m
+            if need_m:
+                grad_m = (g * xs).sum(0).unsqueeze(0)
+            if need_x:
+                grad_x = (g * m).view(x.shape)
+        else:
+            rows = out_f // groups
+            if ctx.layout == "strided":
+                gyg = gy.view(-1, rows, groups).permute(2, 0, 1)  # (R, N, rows)
+                wg = weight.view(rows, groups, in_f).transpose(0, 1)  # (R, rows, in)
+            else:
+                gyg = gy.view(-1, groups, rows).transpose(0, 1)
+                wg = weight.view(groups, rows, in_f)
+            g = torch.bmm(gyg, wg)  # (R, N, in): gradient w.r.t. each group's masked input
+            if need_m:
+                grad_m = torch.stack([(g[k] * xs).sum(0) for k in range(groups)])
+            if need_x:
+                gx = g[0] * m[0]
+                for k in range(1, groups):
+                    gx.addcmul_(g[k], m[k])
+                grad_x = gx.view(x.shape)
+        if grad_m is not None:  # the sums accumulate in fp32 inside; a bf16 -> fp32 reduction is far slower
+            grad_m = grad_m.to(ctx.mask_dtype)
+        grad_b = None
+        if ctx.needs_input_grad[2]:
+            grad_b = grad_y.reshape(-1, out_f).sum(0)
+        return grad_x, None, grad_b, grad_m, None
+
+
 def masked_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -102,22 +165,6 @@ def masked_linear(
 ) -> torch.Tensor:
     """``F.linear(x, weight * expand_mask(mask))`` computed along ``path``."""
     rows, cols = block
-    if path == "columns":
-        column_mask = expand_columns(mask[0], cols, layout).to(x.dtype)
-        return F.linear(x * column_mask, weight, bias)
-    if path == "row_groups":
-        groups = mask.shape[0]
-        out_f, in_f = weight.shape
-        column_masks = expand_columns(mask, cols, layout).to(x.dtype)  # (R, in)
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, in_f)
-        xm = flat.unsqueeze(0) * column_masks.unsqueeze(1)  # (R, N, in)
-        if layout == "strided":  # row r = q * R + g uses group g
-            w = weight.view(rows, groups, in_f).transpose(0, 1)  # (R, rows, in)
-        else:  # row r = g * rows + q uses group g
-            w = weight.view(groups, rows, in_f)
-        y = torch.bmm(xm, w.transpose(1, 2).to(xm.dtype))  # (R, N, rows)
-        y = y.permute(1, 2, 0) if layout == "strided" else y.permute(1, 0, 2)
-        y = y.reshape(*lead, out_f)
-        return y if bias is None else y + bias.to(y.dtype)
+    if path in ("columns", "row_groups"):
+        return _ColumnMasked.apply(x, weight, bias, expand_columns(mask, cols, layout), layout)
     return F.linear(x, weight * expand_mask(mask, block, layout).to(weight.dtype), bias)

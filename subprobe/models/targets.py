@@ -82,5 +82,6 @@ def find_targets(model: nn.Module, model_type: str = "") -> list[MaskTarget]:
             return sorted(found, key=lambda t: (t.layer, order[t.role], t.name))
     raise SubprobeError(
         f"could not find maskable Linear layers in this model (model_type {model_type or 'unknown'!r}); "
-        f"supported families: {', '.join(sorted(MODEL_TYPE_FAMILY))}"
+        f"supported families: {', '.join(sorted(MODEL_TYPE_FAMILY))}; use a model of one of these families "
+        "(or add its module names to FAMILY_PATTERNS in subprobe/models/targets.py)"
     )

@@ -9,16 +9,28 @@ import torch
 from torch import nn
 
 from subprobe.data.batching import Batch, pool_words
+from subprobe.models.attention import use_fast_eager
+from subprobe.models.dropout import use_fast_dropout
 
 
 class EncoderFeatures(nn.Module):
-    """Word representations from a (possibly masked) encoder's last layer."""
+    """Word representations from a (possibly masked) encoder's last layer.
 
-    def __init__(self, encoder: nn.Module, pooling: str, autocast_bf16: bool = False) -> None:
+    With ``fast_kernels`` (default) the encoder's dropout layers draw their random numbers cheaply
+    (:mod:`subprobe.models.dropout`) and eager attention becomes ``subprobe_eager``
+    (:mod:`subprobe.models.attention`): the same computation, faster on the CPU.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, pooling: str, autocast_bf16: bool = False, fast_kernels: bool = True
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.autocast_bf16 = autocast_bf16
+        if fast_kernels:
+            use_fast_dropout(encoder)
+            use_fast_eager(encoder)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16):

@@ -48,7 +48,9 @@ class DepTask(Task):
         for s in sentences:
             if s.heads is None or s.deprels is None:
                 raise DataError(
-                    str(path), s.line, "sentence has no dependency heads (column 7 HEAD is '_')",
+                    str(path),
+                    s.line,
+                    "sentence has no dependency heads (column 7 HEAD is '_')",
                     "use a treebank file with HEAD and DEPREL columns",
                 )
         return sentences
@@ -75,8 +77,10 @@ class DepTask(Task):
     def build_head(self, d_in: int, vocabs: dict[str, LabelVocab], **options) -> nn.Module:
         self.decoder = _check_decoder(options.get("decoder", self.decoder))
         return BiaffineHead(
-            d_in, len(vocabs[self.field]),
-            arc_dim=options.get("arc_dim", 1024), label_dim=options.get("label_dim", 256),
+            d_in,
+            len(vocabs[self.field]),
+            arc_dim=options.get("arc_dim", 1024),
+            label_dim=options.get("label_dim", 256),
             dropout=options.get("dropout", 0.33),
         )
 

@@ -88,8 +88,12 @@ def _write_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise DataError(str(path), None, f"cannot write file: {exc.strerror or exc}",
-                        "check that the directory exists and is writable") from None
+        raise DataError(
+            str(path),
+            None,
+            f"cannot write file: {exc.strerror or exc}",
+            "check that the directory exists and is writable",
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

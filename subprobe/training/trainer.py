@@ -14,6 +14,7 @@ from subprobe.data.batching import Dataset, bucketed_batches, collate
 from subprobe.errors import SubprobeError
 from subprobe.probes.base import BuiltProbe
 from subprobe.tasks.base import Task
+from subprobe.training.checkpoint import CHECKPOINT_NAME, Progress, make_payload, restore, save_checkpoint, truncate_log
 from subprobe.training.evaluate import evaluate
 from subprobe.training.schedules import lambda_at, ramp_end_step, warmup_factor
 
@@ -51,11 +52,19 @@ def train(
     *,
     pad_id: int,
     log_path: Path | None = None,
+    checkpoint_path: Path | None = None,
+    resume_from: dict | None = None,
 ) -> TrainOutcome:
     """Train ``probe`` with Adam, warm-up, the lambda ramp, periodic dev checks and early stopping.
 
     Early stopping can only fire once lambda has reached its maximum: when the last ``patience``
     dev checks differ by less than ``tolerance`` in the primary metric and in mask density.
+
+    With ``checkpoint_path`` a checkpoint is written every ``config.checkpoint_every`` steps (default:
+    at every dev check) and when training ends; ``resume_from`` (a loaded checkpoint) continues a run
+    exactly where that checkpoint left it. The loss and every trainable parameter are checked at each
+    dev check and before each checkpoint: a non-finite value stops the run and leaves the last good
+    checkpoint untouched.
     """
     model = probe.model
     optimizer = torch.optim.Adam(probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
@@ -64,22 +73,32 @@ def train(
     total = per_epoch * config.epochs
     ramp_done = ramp_end_step(total, config.lambda_end)
     eval_kwargs = dict(pooling=config.word_pooling, pad_id=pad_id, mask_mode="hard")
-    history: list[dict] = []
+    every = getattr(config, "checkpoint_every", None) or config.eval_every
+    shape = dict(total_steps=total, per_epoch=per_epoch, train_size=len(train_set.encoded))
+    p = Progress()
+    last_good: int | None = None  # step of the last checkpoint written (or resumed from)
+    if resume_from is not None:
+        p = restore(resume_from, model, optimizer, where=checkpoint_path or Path(CHECKPOINT_NAME), **shape)
+        last_good = p.step
+        if log_path:
+            truncate_log(log_path, p.step)
+    history = p.history
     log_file = open(log_path, "a", encoding="utf-8") if log_path else None
-    bar = _progress(total, config.progress)
-    running_loss = torch.zeros(())
-    running_pen = torch.zeros(())
-    since_log = 0
-    words = 0
-    start = time.perf_counter()
-    step = 0
-    stopped = False
+    bar = _progress(total, config.progress, p.step)
+    start = time.perf_counter() - p.seconds
+    first_epoch, skip = p.epoch, p.batch_in_epoch
     model.train()
     try:
-        for epoch in range(config.epochs):
-            for indices in bucketed_batches(
+        for epoch in range(first_epoch, config.epochs):
+            if p.finished:
+                break
+            batches = bucketed_batches(
                 train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch
-            ):
+            )
+            for position, indices in enumerate(batches):
+                if epoch == first_epoch and position < skip:
+                    continue  # done before the checkpoint this run resumed from
+                step = p.step
                 batch = collate(train_set.encoded, indices, config.word_pooling, pad_id)
                 lam = lambda_at(step, total, config.lambda_max, config.lambda_start, config.lambda_end)
                 factor = warmup_factor(step, total, config.warmup)
@@ -92,11 +111,12 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 optimizer.step()
-                running_loss += loss.detach().float()
-                running_pen += penalty.detach().float()
-                since_log += 1
-                words += batch.n_words
-                step += 1
+                p.running_loss += loss.detach().float()
+                p.running_pen += penalty.detach().float()
+                p.since_log += 1
+                p.words += batch.n_words
+                p.step = step = step + 1
+                p.epoch, p.batch_in_epoch = epoch, position + 1
                 if bar is not None:
                     bar.update(1)
                 last = step == total
@@ -105,18 +125,14 @@ def train(
                         "step": step,
                         "epoch": round(step / per_epoch, 3),
                         "lambda": lam,
-                        "loss": float(running_loss) / since_log,
-                        "penalty": float(running_pen) / since_log,
-                        "words_per_s": words / (time.perf_counter() - start),
+                        "loss": float(p.running_loss) / p.since_log,
+                        "penalty": float(p.running_pen) / p.since_log,
+                        "words_per_s": p.words / (time.perf_counter() - start),
                     }
-                    if not math.isfinite(record["loss"]) or not math.isfinite(record["penalty"]):
-                        raise SubprobeError(
-                            f"training diverged at step {step} (loss {record['loss']}); "
-                            "lower --mask-lr or --head-lr and start again"
-                        )
-                    running_loss.zero_()
-                    running_pen.zero_()
-                    since_log = 0
+                    _check_finite(probe, step, record["loss"], record["penalty"], config, checkpoint_path, last_good)
+                    p.running_loss.zero_()
+                    p.running_pen.zero_()
+                    p.since_log = 0
                     density = density_of(probe)
                     if density is not None:
                         record["density"] = density
@@ -135,17 +151,63 @@ def train(
                             shown["density"] = f"{density:.3f}"
                         bar.set_postfix(shown)
                     if step >= ramp_done and _converged(history, task.primary_metric, config, ramp_done):
-                        stopped = True
-                        break
-            if stopped:
-                break
+                        p.stopped = True
+                p.finished = last or p.stopped
+                if checkpoint_path is not None and (step % every == 0 or p.finished):
+                    if p.since_log:
+                        loss_now = float(p.running_loss) / p.since_log
+                        pen_now = float(p.running_pen) / p.since_log
+                        _check_finite(probe, step, loss_now, pen_now, config, checkpoint_path, last_good)
+                    p.seconds = time.perf_counter() - start
+                    save_checkpoint(checkpoint_path, make_payload(model, optimizer, p, **shape))
+                    last_good = step
+                if p.finished:
+                    break
     finally:
         if bar is not None:
             bar.close()
         if log_file:
             log_file.close()
     seconds = time.perf_counter() - start
-    return TrainOutcome(step, total, stopped, seconds, words / max(seconds, 1e-9), history)
+    return TrainOutcome(p.step, total, p.stopped, seconds, p.words / max(seconds, 1e-9), history)
+
+
+def _check_finite(probe: BuiltProbe, step: int, loss: float, penalty: float, config, checkpoint_path, last_good):
+    """Raise SubprobeError if the loss, the penalty or a trainable parameter is not finite."""
+    what = None
+    if not math.isfinite(loss):
+        what = f"the loss is {loss}"
+    elif not math.isfinite(penalty):
+        what = f"the L0 penalty is {penalty}"
+    else:
+        for m in probe.masked:
+            if not bool(torch.isfinite(m.log_alpha).all()):
+                what = f"the mask logits of {m.name} are not finite"
+                break
+        else:
+            for name, param in probe.model.named_parameters():
+                if param.requires_grad and not bool(torch.isfinite(param).all()):
+                    what = f"parameter {name} is not finite"
+                    break
+    if what is None:
+        return
+    lrs = []
+    for flag in ("mask_lr", "head_lr"):
+        value = getattr(config, flag, None)
+        if value:
+            lrs.append(f"--{flag.replace('_', '-')} {value / 4:g}")
+    lower = " ".join(lrs) or "a lower learning rate"
+    if checkpoint_path is not None:
+        run = Path(checkpoint_path).parent
+        if last_good is not None:
+            kept = f"the last good checkpoint (step {last_good}) is kept in {checkpoint_path}; continue from it"
+        else:
+            kept = "no checkpoint was written before it; train again from the beginning"
+        raise SubprobeError(
+            f"training diverged at step {step}: {what}; {kept} with a lower learning rate: "
+            f"subprobe probe --resume {run} {lower}"
+        )
+    raise SubprobeError(f"training diverged at step {step}: {what}; start again with a lower learning rate ({lower})")
 
 
 def _converged(history: list[dict], metric: str, config, ramp_done: int) -> bool:
@@ -158,9 +220,9 @@ def _converged(history: list[dict], metric: str, config, ramp_done: int) -> bool
     return max(values) - min(values) < config.tolerance and max(dens) - min(dens) < config.tolerance
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, initial: int = 0):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="step", desc="train", dynamic_ncols=True, mininterval=1.0)
+    return tqdm(total=total, initial=initial, unit="step", desc="train", dynamic_ncols=True, mininterval=1.0)
