@@ -33,8 +33,6 @@ Writing (``write_conllu``)
 from __future__ import annotations
 
 import gc
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from conllu.parser import parse_id_value, parse_int_value
 
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
+from subprobe.runs import write_text
 
 __all__ = ["COLUMNS", "read_conllu", "write_conllu"]
 
@@ -398,30 +397,6 @@ def _format_sentence(
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            str(path),
-            None,
-            f"cannot write file: {exc.strerror or exc}",
-            "check that the directory exists and is writable",
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_conllu(
     sentences: Sequence[Sentence],
     path: str | Path,
@@ -454,4 +429,4 @@ def write_conllu(
         )
         for i, sentence in enumerate(sentences)
     ]
-    _write_atomic(path, "".join(chunks))
+    write_text(path, "".join(chunks))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 from subprobe.data.batching import Dataset
 from subprobe.data.conll2003 import read_conll2003
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
-from subprobe.errors import DataError
 from subprobe.metrics.ner import ner_scores
+from subprobe.runs import write_text
 from subprobe.tasks.base import TaggingTask, gold_and_predicted
 
 
@@ -75,25 +73,4 @@ class NerTask(TaggingTask):
             for word, gold, pred in zip(sentence.words, e.labels[self.field], predictions[e.index][self.field]):
                 lines.append(f"{word} {labels[int(gold)]} {labels[int(pred)]}\n")
             lines.append("\n")
-        _write_atomic(Path(path), "".join(lines))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            str(path),
-            None,
-            f"cannot write file: {exc.strerror or exc}",
-            "check that the directory exists and is writable",
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        write_text(path, "".join(lines))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from subprobe.errors import SubprobeError
+from subprobe.runs import write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -246,6 +247,4 @@ def truncate_log(path: Path, step: int) -> None:
             continue
         if isinstance(record, dict) and record.get("step", step + 1) <= step:
             kept.append(line + "\n")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(kept))
