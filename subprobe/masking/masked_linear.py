@@ -6,12 +6,15 @@ No weight-sized gradient is formed where the layout allows it:
 * a few row groups (``R <= max_row_groups``, e.g. the strided FFN-in of neuron masks): each row
   group has its own column mask.
 
-Both go through :class:`_ColumnMasked`: the forward scales the weight (``W * M``, weight-sized
-elementwise work, cheaper than scaling the activations once a batch has more tokens than the
-matrix has rows) and runs one ``F.linear``; the backward needs one matmul ``grad_y @ W`` (per row
-group, as a batched matmul), from which both the input gradient and the mask gradient follow by
-elementwise work -- never the weight-sized outer product ``grad_y^T x``. Per-weight and small-block
-masks (``path == "materialise"``) differentiate through ``F.linear(x, W * M)`` directly.
+Both go through :class:`_ColumnMasked`. Its forward runs one ``F.linear`` on either the scaled
+weight ``W * M`` or, when the batch has fewer tokens than the matrix has rows (``R == 1`` only),
+the scaled input ``x * m`` -- whichever elementwise product is smaller. Its backward needs one
+matmul ``grad_y @ W`` (one per row group, on strided views of ``W``: no copy), from which the
+input gradient and the mask gradient follow by elementwise work -- never the weight-sized outer
+product ``grad_y^T x``. Per-weight and small-block masks (``path == "materialise"``)
+differentiate through ``F.linear(x, W * M)`` directly. Training samples masks with
+:func:`sample_mask`, the hard-concrete sample of :mod:`subprobe.masking.hard_concrete` as a single
+autograd node.
 
 All paths compute the same function (tested against the materialised reference).
 """
@@ -74,7 +77,7 @@ class MaskedLinear(nn.Module):
         """The mask (R, C) for this forward pass, according to the mode."""
         mode = self.mask_mode or ("sample" if self.training else "soft")
         if mode == "sample":
-            return hc.sample_mask(self.log_alpha)
+            return sample_mask(self.log_alpha)
         if mode == "soft":
             return hc.soft_mask(self.log_alpha)
         if mode == "hard":
@@ -96,6 +99,30 @@ class MaskedLinear(nn.Module):
         )
 
 
+class _HardConcreteSample(torch.autograd.Function):
+    """:func:`subprobe.masking.hard_concrete.sample_mask` as one autograd node (a few ops instead of ~25)."""
+
+    @staticmethod
+    def forward(ctx, log_alpha, u):
+        s = u.clamp_(hc.NOISE_EPS, 1.0 - hc.NOISE_EPS).logit_().add_(log_alpha).mul_(1.0 / hc.BETA).sigmoid_()
+        z = s * (hc.ZETA - hc.GAMMA) + hc.GAMMA
+        if ctx.needs_input_grad[0]:  # d clamp(z, 0, 1) / d log_alpha; clamp passes gradient on [0, 1]
+            slope = (s - s * s).mul_((hc.ZETA - hc.GAMMA) / hc.BETA)
+            ctx.save_for_backward(slope.masked_fill_((z < 0) | (z > 1), 0.0))
+        return z.clamp_(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None
+
+
+def sample_mask(log_alpha: torch.Tensor) -> torch.Tensor:
+    """One hard-concrete sample: the same draw as :func:`hard_concrete.sample_mask`, the same values up to rounding."""
+    u = torch.rand(log_alpha.shape, dtype=log_alpha.dtype, device=log_alpha.device)
+    return _HardConcreteSample.apply(log_alpha, u)
+
+
 class _ColumnMasked(torch.autograd.Function):
     """``F.linear(x, W * M)`` where ``M`` is ``R`` row groups x ``in`` column masks (``cmask``: (R, in))."""
 
@@ -104,15 +131,17 @@ class _ColumnMasked(torch.autograd.Function):
         groups, in_f = cmask.shape
         out_f = weight.shape[0]
         m = cmask.to(weight.dtype)
+        ctx.save_for_backward(x, weight, m)
+        ctx.layout = layout
+        ctx.mask_dtype = cmask.dtype
+        if groups == 1 and x.numel() < weight.numel():  # fewer tokens than output rows: scale x instead
+            return F.linear(x * m, weight, bias)
         if groups == 1:
             w = weight * m
         elif layout == "strided":  # row r = q * R + g uses group g
             w = (weight.view(out_f // groups, groups, in_f) * m).view(out_f, in_f)
         else:  # row r = g * rows + q uses group g
             w = (weight.view(groups, out_f // groups, in_f) * m.unsqueeze(1)).view(out_f, in_f)
-        ctx.save_for_backward(x, weight, m)
-        ctx.layout = layout
-        ctx.mask_dtype = cmask.dtype
         return F.linear(x, w, None if bias is None else bias.to(w.dtype))
 
     @staticmethod
@@ -129,22 +158,21 @@ class _ColumnMasked(torch.autograd.Function):
             if need_m:
                 grad_m = (g * xs).sum(0).unsqueeze(0)
             if need_x:
-                grad_x = (g * m).view(x.shape)
-        else:
+                grad_x = g.mul_(m).view(x.shape)
+        else:  # per row group k: g_k = grad_y[:, rows of k] @ W[rows of k], consumed at once
             rows = out_f // groups
-            if ctx.layout == "strided":
-                gyg = gy.view(-1, rows, groups).permute(2, 0, 1)  # (R, N, rows)
-                wg = weight.view(rows, groups, in_f).transpose(0, 1)  # (R, rows, in)
-            else:
-                gyg = gy.view(-1, groups, rows).transpose(0, 1)
-                wg = weight.view(groups, rows, in_f)
-            g = torch.bmm(gyg, wg)  # (R, N, in): gradient w.r.t. each group's masked input
-            if need_m:
-                grad_m = torch.stack([(g[k] * xs).sum(0) for k in range(groups)])
+            grad_m = torch.empty(groups, in_f, dtype=x.dtype, device=x.device) if need_m else None
+            gx = None
+            for k in range(groups):
+                if ctx.layout == "strided":  # rows q * R + k (a strided view of W: no copy)
+                    g = gy[:, k::groups] @ weight[k::groups]
+                else:
+                    g = gy[:, k * rows : (k + 1) * rows] @ weight[k * rows : (k + 1) * rows]
+                if need_m:
+                    grad_m[k] = (g * xs).sum(0)
+                if need_x:
+                    gx = g.mul_(m[k]) if gx is None else gx.addcmul_(g, m[k])
             if need_x:
-                gx = g[0] * m[0]
-                for k in range(1, groups):
-                    gx.addcmul_(g[k], m[k])
                 grad_x = gx.view(x.shape)
         if grad_m is not None:  # the sums accumulate in fp32 inside; a bf16 -> fp32 reduction is far slower
             grad_m = grad_m.to(ctx.mask_dtype)

@@ -1,15 +1,17 @@
 """Which attention kernel the frozen encoder uses, per device and precision, and a faster eager one.
 
 ``attention_for(device_type, precision)`` returns the Hugging Face ``attn_implementation`` to load
-an encoder with for masked training. The table below was measured with
-``benchmarks/train_speed.py`` (variants ``fp32``/``bf16`` against ``fp32_sdpa``/``bf16_sdpa``,
-interleaved in one run): on the CPU, PyTorch's ``sdpa`` kernel has a slow bf16 backward, and the
-eager (matmul-softmax-matmul) path is at least as fast in fp32 for sentence-length sequences.
-On CUDA ``sdpa`` (flash / memory-efficient kernels) is the standard choice.
+an encoder with for masked training. The CPU rows were measured with ``benchmarks/train_speed.py``
+(training variants ``fp32``/``bf16`` against ``fp32_sdpa``/``bf16_sdpa``, interleaved in one run,
+and an interleaved A/B of the same step): eager attention is faster than PyTorch's ``sdpa`` on this
+CPU at both precisions (``sdpa``'s bf16 backward is slow, and with dropout active ``sdpa`` falls
+back to its unfused math path). The CUDA rows are the usual choice, not measured here.
 
-``subprobe_eager`` is the eager computation of Hugging Face's BERT-style models (same operations,
-same order) with two changes that only affect speed: the scale and the padding mask are applied
-in one pass, and the attention-probability dropout uses :func:`subprobe.models.dropout.fast_dropout`.
+``subprobe_eager`` computes what the eager attention of BERT-family models computes,
+``dropout(softmax(Q K^T * scaling + mask)) V``, with two changes that only affect speed: the scale
+and the padding mask are applied in one ``torch.add`` (in bf16 the sum is rounded once instead of
+twice), and the attention-probability dropout uses :func:`subprobe.models.dropout.fast_dropout`.
+:func:`use_fast_eager` switches only the model types listed in ``FAST_EAGER_MODEL_TYPES``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from torch import nn
 from subprobe.models.dropout import fast_dropout
 
 FAST_EAGER = "subprobe_eager"
+#: model types whose eager attention is exactly softmax(Q K^T * scaling + mask) -> dropout -> V (no GQA,
+#: soft-capping or sinks), so that ``subprobe_eager`` computes the same function
+FAST_EAGER_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "camembert", "distilbert")
 
 #: (device type, precision) -> attn_implementation for masked training; measured, see the module doc.
 ATTENTION_CHOICE: dict[tuple[str, str], str] = {
@@ -76,9 +81,11 @@ def register_fast_eager() -> str:
 
 
 def use_fast_eager(model: nn.Module) -> bool:
-    """Switch a model loaded with ``eager`` attention to ``subprobe_eager``; True if it was switched."""
+    """Switch a BERT-family model loaded with ``eager`` attention to ``subprobe_eager``; True if switched."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "eager":
+        return False
+    if getattr(config, "model_type", None) not in FAST_EAGER_MODEL_TYPES:
         return False
     register_fast_eager()
     config._attn_implementation = FAST_EAGER

@@ -1,13 +1,14 @@
 """Dropout whose random numbers are cheap on the CPU.
 
 On the CPU ``torch.nn.functional.dropout`` draws one Mersenne-Twister number per element
-(``bernoulli_``): about 7 ns per element, which made the encoder's 20 dropout calls a quarter of a
+(``bernoulli_``, several ns per element), which made the encoder's dropout calls a large part of a
 masked training step. :func:`fast_dropout` draws 16 random bits per element from NumPy's PCG64
 (64 bits per call), seeded from torch's default generator at every call, so ``torch.manual_seed``
 still makes runs reproducible. An element is dropped when its 16 bits fall below
-``round(p * 65536)``: the drop probability is ``p`` to within 1/131072, and kept elements are
-scaled by ``1 / (1 - p_effective)`` so the expectation is exact. Other devices use
-``torch.nn.functional.dropout``.
+``round(p * 65536)``, so the drop probability is ``p`` to within 1/131072. The mask is built
+directly in the tensor's dtype with the values ``0`` and ``1 / (1 - p)`` (rounded to that dtype,
+as torch's own CPU dropout does), so applying it, and its backward, is one multiplication.
+Other devices, and dtypes other than bf16/fp16/fp32/fp64, use ``torch.nn.functional.dropout``.
 """
 
 from __future__ import annotations
@@ -18,43 +19,47 @@ import torch.nn.functional as F
 from torch import nn
 
 _LEVELS = 1 << 16
+#: float dtype -> (torch int dtype of the same width, numpy int dtype) for writing bit patterns
+_BITS = {
+    torch.bfloat16: (torch.int16, np.int16),
+    torch.float16: (torch.int16, np.int16),
+    torch.float32: (torch.int32, np.int32),
+    torch.float64: (torch.int64, np.int64),
+}
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
-    """A uint8 tensor of ``shape``, 1 where an element is kept and 0 where it is dropped, and the scale of kept ones.
-
-    (uint8 rather than bool: multiplying a bf16 or fp32 tensor by uint8 is vectorised on the CPU,
-    by bool it is several times slower.)
-    """
+def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor of ``shape`` and ``dtype`` holding 0 (dropped) or ``1 / (1 - p)`` (kept)."""
+    torch_int, numpy_int = _BITS[dtype]
     n = int(np.prod(shape, dtype=np.int64))
     threshold = round(p * _LEVELS)
     seed = int(torch.randint(0, 2**62, (1,)))  # from torch's default generator: reproducible under manual_seed
     raw = np.random.PCG64(seed).random_raw((n + 3) // 4)
     keep = raw.view(np.int16)[:n] >= threshold - _LEVELS // 2  # the int16 lanes are uniform on [-32768, 32767]
-    return torch.from_numpy(keep.view(np.uint8)).view(shape), _LEVELS / (_LEVELS - threshold)
+    scale = torch.tensor(_LEVELS / (_LEVELS - threshold), dtype=dtype).view(torch_int).item()
+    bits = np.multiply(keep.view(np.uint8), numpy_int(scale), dtype=numpy_int)
+    return torch.from_numpy(bits).view(dtype).view(shape)
 
 
 class _Dropout(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return (x * keep).mul_(scale)
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
 
     @staticmethod
     def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return (grad * keep).mul_(ctx.scale), None, None
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``F.dropout(x, p, training)`` with cheap random numbers on the CPU."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or p >= 1.0 or x.dtype not in _BITS:
         return F.dropout(x, p, training)
-    keep, scale = keep_mask(x.shape, p)
-    return _Dropout.apply(x, keep, scale)
+    return _Dropout.apply(x, dropout_mask(x.shape, p, x.dtype))
 
 
 class FastDropout(nn.Dropout):

@@ -41,11 +41,17 @@ class EncoderFeatures(nn.Module):
 class ProbeModel(nn.Module):
     """``head(adapter(features(batch)))``."""
 
-    def __init__(self, features: nn.Module, head: nn.Module, adapter: nn.Module | None = None) -> None:
+    def __init__(
+        self, features: nn.Module, head: nn.Module, adapter: nn.Module | None = None, fast_kernels: bool = True
+    ) -> None:
         super().__init__()
         self.features = features
         self.adapter = adapter
         self.head = head
+        if fast_kernels:  # the head's and adapter's dropout too (see EncoderFeatures)
+            use_fast_dropout(head)
+            if adapter is not None:
+                use_fast_dropout(adapter)
 
     def forward(self, batch: Batch):
         x = self.features(batch)

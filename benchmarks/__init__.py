@@ -1,0 +1,1 @@
+"""Benchmarks of subprobe (run as scripts; importable for the smoke tests)."""

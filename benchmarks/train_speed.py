@@ -1,0 +1,627 @@
+"""Training and evaluation speed of subprobe against a naive paper-style implementation, in one run.
+
+    python benchmarks/train_speed.py [--quick] [--threads N] [--out bench-out/train_speed.json]
+
+Everything runs in ONE process and the variants are INTERLEAVED: many rounds, each giving every
+variant a short timed window in turn (the order rotates), so that load from other processes hits
+all variants alike and the ratios stay meaningful on a busy machine. Measured:
+
+* neuron-mask UPOS training words/s on the real EWT train file and the default model: (a) the
+  naive baseline (``benchmarks/naive_baseline.py``), (b) subprobe fp32, (c) subprobe bf16, through
+  subprobe's own code path (``build_probe``, ``bucketed_batches``, ``collate``, ``task.loss``, the
+  L0 penalty, Adam); also per-weight masks, and ``sdpa`` attention against the default (eager);
+* the fp32 and bf16 matmul peaks (2048 x 2048, best of several, measured between the windows),
+  FLOPs per wordpiece of an SP step (counted from the model config) and the achieved fraction;
+* dev evaluation sentences/s (naive vs ``subprobe.training.evaluate.evaluate``), interleaved over
+  chunks of the dev set;
+* a 9-rank MLP-1 sweep with subprobe's ``--probe mlp``: features recomputed by the frozen encoder
+  at every step vs cached once (``CachedFeatures.fill``);
+* peak RSS of this process, and of one per-weight training step of a bert-base-sized random model
+  (12 x 768, about 85M mask parameters), in a subprocess.
+
+Writes JSON (``speedup_vs_naive``, ``peak_fraction``, ``eval_speedup_vs_naive``,
+``mlp_cache_speedup`` and every raw figure) and prints a table. ``--quick`` runs the same
+measurements with shorter windows and subsets (under 5 minutes). On a loaded machine, ``--threads 1``
+gives steadier ratios: two OpenMP threads sharing a core with another process stall each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.naive_baseline import NaiveTrainer, NaiveWordTagger  # noqa: E402
+from subprobe.config import ProbeConfig  # noqa: E402
+from subprobe.data.batching import Dataset, bucketed_batches, collate, encode_dataset  # noqa: E402
+from subprobe.models.loading import DEFAULT_MODEL, load_encoder  # noqa: E402
+from subprobe.probes.registry import build_probe  # noqa: E402
+from subprobe.tasks.registry import get_task  # noqa: E402
+from subprobe.training.evaluate import evaluate  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+#: the paper's MLP-1 ranks; the last one (768 = bert-base width) becomes the model width
+PAPER_RANKS = (1, 2, 5, 10, 25, 50, 125, 250, 768)
+
+
+# --------------------------------------------------------------------------- data and models
+
+
+def data_root(arg: str | None) -> Path:
+    for candidate in (arg, os.environ.get("SUBPROBE_DATA"), str(REPO.parent / "shared" / "data")):
+        if candidate and Path(candidate, "ud-english-ewt").is_dir():
+            return Path(candidate)
+    raise SystemExit("no dataset root: pass --data-dir or set SUBPROBE_DATA (e.g. ../shared/data)")
+
+
+def load_upos(root: Path, tokenizer, max_length: int, n_train: int | None = None, n_dev: int | None = None):
+    """UPOS train and dev sets encoded the way subprobe encodes them, with labels attached."""
+    task = get_task("upos")
+    folder = root / task.data_folder
+    train = task.read(folder / task.data_files["train"])[:n_train]
+    dev = task.read(folder / task.data_files["dev"])[:n_dev]
+    train_set = encode_dataset("train", train, tokenizer, max_length)
+    dev_set = encode_dataset("dev", dev, tokenizer, max_length)
+    vocabs = task.build_vocabs([train_set.sentences[e.index] for e in train_set.encoded])
+    for ds in (train_set, dev_set):
+        task.attach_labels(ds, vocabs)
+    return task, train_set, dev_set, vocabs
+
+
+def words_and_labels(dataset: Dataset, field: str = "upos") -> tuple[list[list[str]], list[list[int]]]:
+    return (
+        [list(dataset.sentences[e.index].words) for e in dataset.encoded],
+        [e.labels[field].tolist() for e in dataset.encoded],
+    )
+
+
+def probe_config(precision: str, granularity: str = "neuron", **kw) -> ProbeConfig:
+    kw.setdefault("probe", "subnetwork")
+    return ProbeConfig(task="upos", granularity=granularity, precision=precision, **kw).resolved()
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def sp_flops(lengths, config) -> float:
+    """FLOPs of one SP step (forward + backward to activations) for sentences of these wordpiece lengths.
+
+    Per wordpiece and layer: the six Linear matmuls, 2*in*out forward and 2*in*out for the input
+    gradient; per sentence of t wordpieces and layer: attention QK^T and AV, 4*t*t*d forward and
+    8*t*t*d backward. Padding, the embeddings, the head and elementwise work are not counted.
+    """
+    d, f, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_piece = 2 * 2 * (4 * d * d + 2 * d * f) * n_layers
+    t = np.asarray(lengths, dtype=np.float64)
+    return float(per_piece * t.sum() + 12 * d * n_layers * (t * t).sum())
+
+
+def flops_per_wordpiece(lengths, config) -> dict[str, float]:
+    t = np.asarray(lengths, dtype=np.float64)
+    total = sp_flops(t, config)
+    linear = sp_flops(t, config) - 12 * config.hidden_size * config.num_hidden_layers * (t * t).sum()
+    return {"total": total / t.sum(), "linear": linear / t.sum(), "attention": (total - linear) / t.sum()}
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
+    """Best-of-``reps`` GFLOP/s of an n x n matmul."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    c = torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------- runners
+
+
+class SubprobeRunner:
+    """One subprobe training step exactly as ``subprobe.training.trainer.train`` takes it."""
+
+    def __init__(self, encoder, task, train_set: Dataset, vocabs, pad_id: int, config: ProbeConfig, lam=1.0):
+        self.task, self.train_set, self.pad_id, self.config, self.lam = task, train_set, pad_id, config, lam
+        head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(config))
+        self.probe = build_probe(config, encoder, head)
+        self.model = self.probe.model
+        self.optimizer = torch.optim.Adam(self.probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.lengths = np.array([len(e.input_ids) for e in train_set.encoded])
+        self.running_loss = torch.zeros(())
+        self.running_pen = torch.zeros(())
+        self.epoch = 0
+        self.batches: list[list[int]] = []
+        self.model.train()
+
+    def next_indices(self) -> list[int]:
+        if not self.batches:
+            seed = self.config.seed * 1000 + self.epoch
+            self.batches = bucketed_batches(self.train_set.encoded, self.config.batch_size, shuffle=True, seed=seed)
+            self.batches.reverse()
+            self.epoch += 1
+        return self.batches.pop()
+
+    def step(self) -> tuple[int, np.ndarray]:
+        indices = self.next_indices()
+        batch = collate(self.train_set.encoded, indices, self.config.word_pooling, self.pad_id)
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = lr
+        output = self.model(batch)
+        loss = self.task.loss(self.model.head, output, batch)
+        penalty = self.probe.penalty() if self.probe.penalty is not None else torch.zeros(())
+        objective = loss + self.lam * penalty if self.lam > 0 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        self.optimizer.step()
+        self.running_loss += loss.detach().float()
+        self.running_pen += penalty.detach().float()
+        return batch.n_words, self.lengths[indices]
+
+    def evaluate(self, dev_set: Dataset, vocabs) -> dict:
+        kwargs = dict(pooling=self.config.word_pooling, pad_id=self.pad_id, mask_mode="hard")
+        metrics, _ = evaluate(self.model, self.task, dev_set, vocabs, **kwargs)
+        return metrics
+
+
+class NaiveRunner:
+    def __init__(self, encoder, tokenizer, train_set: Dataset, n_labels: int, seed: int = 0):
+        words, labels = words_and_labels(train_set)
+        self.model = NaiveWordTagger(encoder, tokenizer, n_labels)
+        self.trainer = NaiveTrainer(self.model, words, labels, seed=seed)
+
+    def step(self) -> tuple[int, list[int]]:
+        return self.trainer.step()
+
+    def evaluate(self, dev_set: Dataset) -> float:
+        return self.trainer.evaluate(*words_and_labels(dev_set))
+
+
+def mlp_runners(encoder, task, train_set: Dataset, vocabs, pad_id: int, precision: str, rank: int):
+    """Two runners of subprobe's MLP-1 probe: features recomputed each step, and cached (filled separately)."""
+    out = {}
+    for cached in (False, True):
+        torch.manual_seed(0)
+        cfg = probe_config(precision, probe="mlp", rank=str(rank), cache_features=cached)
+        out["cached" if cached else "uncached"] = SubprobeRunner(encoder, task, train_set, vocabs, pad_id, cfg)
+    return out
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def new_stats() -> dict:
+    return {"seconds": 0.0, "steps": 0, "words": 0, "wordpieces": 0, "flops": 0.0, "window_words_per_s": []}
+
+
+def interleaved(
+    variants: dict[str, Callable[[], tuple[int, np.ndarray]]],
+    rounds: int,
+    window: float,
+    model_config,
+    between: Callable[[int], None] | None = None,
+    log=print,
+) -> dict[str, dict]:
+    """Alternate timed windows of each variant (rotating order) for ``rounds`` rounds."""
+    stats = {name: new_stats() for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            step = variants[name]
+            s = stats[name]
+            words = pieces = steps = 0
+            flops = 0.0
+            start = time.perf_counter()
+            while True:
+                n_words, lengths = step()
+                words += n_words
+                pieces += int(np.sum(lengths))
+                flops += sp_flops(lengths, model_config)
+                steps += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= window:
+                    break
+            s["seconds"] += elapsed
+            s["steps"] += steps
+            s["words"] += words
+            s["wordpieces"] += pieces
+            s["flops"] += flops
+            s["window_words_per_s"].append(round(words / elapsed, 1))
+        if between is not None:
+            between(r)
+        log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {stats[n]['window_words_per_s'][-1]:.0f}" for n in names))
+    for s in stats.values():
+        s["words_per_s"] = s["words"] / s["seconds"]
+        s["wordpieces_per_s"] = s["wordpieces"] / s["seconds"]
+        s["gflops"] = s["flops"] / s["seconds"] / 1e9
+    return stats
+
+
+def rss_mb() -> float:
+    """Peak resident memory of this process in MB (VmHWM: not inherited from the parent, unlike ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------- memory at the paper's scale
+
+
+def memory_child(precision: str, root: Path, n_sentences: int = 32) -> dict:
+    """One per-weight training step of a random bert-base-sized encoder (run in a subprocess)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from subprobe.models.loading import resolve_model_path
+
+    torch.manual_seed(0)
+    start_rss = rss_mb()
+    config = BertConfig()  # bert-base: 12 layers, width 768, FFN 3072, vocabulary 30522
+    config._attn_implementation = "eager"
+    encoder = BertModel(config, add_pooling_layer=False).eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))  # bert-base-uncased vocabulary
+    task, train_set, _, vocabs = load_upos(root, tokenizer, 512, n_train=400, n_dev=1)
+    cfg = probe_config(precision, "weight")
+    runner = SubprobeRunner(encoder, task, train_set, vocabs, tokenizer.pad_token_id, cfg)
+    n_masks = sum(m.log_alpha.numel() for m in runner.probe.masked)
+    before = rss_mb()
+    start = time.perf_counter()
+    runner.step()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    words, _ = runner.step()
+    second = time.perf_counter() - start
+    return {
+        "precision": precision,
+        "mask_params": n_masks,
+        "rss_start_mb": round(start_rss, 1),
+        "rss_before_step_mb": round(before, 1),
+        "peak_rss_mb": round(rss_mb(), 1),
+        "first_step_s": round(first, 2),
+        "second_step_s": round(second, 2),
+        "words_in_step": words,
+    }
+
+
+def run_memory_child(precision: str, root: Path) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", precision, "--data-dir", str(root)]
+    cmd += ["--threads", str(torch.get_num_threads())]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"precision": precision, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def run(args) -> dict:
+    root = data_root(args.data_dir)
+    quick = args.quick
+    log = print
+    torch.manual_seed(0)
+    load_start = os.getloadavg()
+    t0 = time.perf_counter()
+    default_precision = ProbeConfig().resolved().precision
+    encoder, tokenizer = load_encoder(args.model)
+    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
+    task, train_set, dev_set, vocabs = load_upos(root, tokenizer, max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    mcfg = encoder.config
+    log(
+        f"data: {len(train_set.encoded)} train / {len(dev_set.encoded)} dev sentences; model {args.model}; "
+        f"{torch.get_num_threads()} threads; load {load_start[0]:.2f}"
+    )
+    busy = load_start[0] > (os.cpu_count() or 1) - 0.5
+    if busy and torch.get_num_threads() > 1:
+        log(
+            f"warning: load {load_start[0]:.1f} on {os.cpu_count()} CPUs: other processes compete; absolute figures "
+            "will be low and multi-threaded kernels stall (use --threads 1 for steadier ratios)"
+        )
+
+    def fresh(attn: str = "eager"):
+        enc, _ = load_encoder(args.model, attn_implementation=attn)
+        return enc
+
+    # ---- training: naive vs subprobe (fp32, bf16), per-weight, and the other attention kernel
+    variants: dict[str, object] = {
+        "naive": NaiveRunner(fresh(), tokenizer, train_set, len(vocabs[task.field])),
+        "fp32": SubprobeRunner(fresh(), task, train_set, vocabs, pad_id, probe_config("fp32")),
+        "bf16": SubprobeRunner(fresh(), task, train_set, vocabs, pad_id, probe_config("bf16")),
+        f"{default_precision}_weight": SubprobeRunner(
+            fresh(), task, train_set, vocabs, pad_id, probe_config(default_precision, "weight")
+        ),
+        "fp32_sdpa": SubprobeRunner(fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("fp32")),
+        "bf16_sdpa": SubprobeRunner(fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("bf16")),
+    }
+    for runner in variants.values():  # warm-up (allocator, kernels), not timed
+        for _ in range(2):
+            runner.step()
+    peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
+
+    def measure_peaks(_round: int) -> None:
+        peaks["fp32"].append(matmul_peak(torch.float32))
+        peaks["bf16"].append(matmul_peak(torch.bfloat16))
+
+    rounds, window = (8, 1.5) if quick else (12, 4.0)  # many short windows: load from other processes averages out
+    log(f"training: {rounds} rounds x {len(variants)} variants x {window:.0f} s windows")
+    train_stats = interleaved(
+        {k: v.step for k, v in variants.items()}, rounds, window, mcfg, between=measure_peaks, log=log
+    )
+    peak = {k: max(v) for k, v in peaks.items()}
+
+    # ---- dev evaluation: naive vs subprobe, interleaved windows over chunks of the dev set
+    n_dev = 512 if quick else len(dev_set.encoded)
+    chunk = 256
+    chunks = [Dataset("dev", dev_set.sentences, dev_set.encoded[i : i + chunk]) for i in range(0, n_dev, chunk)]
+    cursor = {"naive": 0, "fp32": 0, "bf16": 0}
+    correct = {k: [] for k in cursor}
+
+    def eval_step(name: str):
+        part = chunks[cursor[name] % len(chunks)]
+        cursor[name] += 1
+        if name == "naive":
+            correct[name].append(variants["naive"].evaluate(part))
+        else:
+            correct[name].append(variants[name].evaluate(part, vocabs)["accuracy_macro"])
+        return len(part.encoded), [len(e.input_ids) for e in part.encoded]
+
+    eval_rounds, eval_window = (5, 2.0) if quick else (6, 5.0)
+    log(f"evaluation: {eval_rounds} rounds x 3 variants x {eval_window:.0f} s windows over {n_dev} dev sentences")
+    for name in cursor:  # warm-up
+        eval_step(name)
+        cursor[name] = 0
+    eval_stats = interleaved({k: (lambda k=k: eval_step(k)) for k in cursor}, eval_rounds, eval_window, mcfg, log=log)
+    for v in eval_stats.values():  # "words" are sentences here; FLOPs of a training step do not apply
+        v["sentences"], v["sentences_per_s"] = v.pop("words"), v.pop("words_per_s")
+        for key in ("flops", "gflops", "window_words_per_s"):
+            v.pop(key)
+    eval_sps = {k: v["sentences_per_s"] for k, v in eval_stats.items()}
+    eval_result = {k: float(np.mean(v)) for k, v in correct.items()}
+
+    # ---- MLP-1 sweep (subprobe's --probe mlp) with and without cached features
+    d = mcfg.hidden_size
+    ranks = [r for r in PAPER_RANKS[:-1] if r < d] + [d]
+    mlp_train = train_set if not quick else Dataset("train", train_set.sentences, train_set.encoded[:1024])
+    mlp_encoder = fresh()
+    runners = {
+        rank: mlp_runners(mlp_encoder, task, mlp_train, vocabs, pad_id, default_precision, rank) for rank in ranks
+    }
+    first = runners[ranks[0]]["cached"].model.features
+    start = time.perf_counter()
+    first.fill(mlp_train, "last", pad_id)
+    cache_seconds = time.perf_counter() - start
+    for rank in ranks[1:]:
+        runners[rank]["cached"].model.features.cache = first.cache
+    cache_words = sum(e.n_words for e in mlp_train.encoded)
+    cache_full_seconds = cache_seconds * sum(e.n_words for e in train_set.encoded) / cache_words
+    mlp_windows = {"uncached": 0.6, "cached": 0.3} if quick else {"uncached": 3.0, "cached": 1.0}
+    mlp_stats = {}
+    log(f"MLP-1: {len(ranks)} ranks; features of {cache_words} words cached in {cache_seconds:.1f} s")
+    for rank in ranks:
+        stats = {name: new_stats() for name in runners[rank]}
+        for runner in runners[rank].values():
+            runner.step()
+        for _ in range(2):
+            for name, runner in runners[rank].items():
+                start = time.perf_counter()
+                n = 0
+                while time.perf_counter() - start < mlp_windows[name]:
+                    runner.step()
+                    n += 1
+                stats[name]["seconds"] += time.perf_counter() - start
+                stats[name]["steps"] += n
+        mlp_stats[rank] = {k: v["seconds"] / v["steps"] for k, v in stats.items()}
+    steps_per_epoch = len(bucketed_batches(train_set.encoded, 32, shuffle=False))
+    by_epochs = {}
+    for epochs in (1, 3, 20):
+        n_steps = steps_per_epoch * epochs
+        uncached = sum(v["uncached"] for v in mlp_stats.values()) * n_steps
+        cached = cache_full_seconds + sum(v["cached"] for v in mlp_stats.values()) * n_steps
+        by_epochs[epochs] = {"uncached_s": uncached, "cached_s": cached, "speedup": uncached / cached}
+
+    # ---- memory at the paper's scale (subprocess each, to isolate RSS)
+    memory = [run_memory_child(p, root) for p in ([default_precision] if quick else ["fp32", "bf16"])]
+
+    # ---- figures
+    naive_wps = train_stats["naive"]["words_per_s"]
+    lengths_all = [len(e.input_ids) for e in train_set.encoded]
+    fpw = flops_per_wordpiece(lengths_all, mcfg)
+    result = {
+        "benchmark": "train_speed",
+        "quick": quick,
+        "model": args.model,
+        "task": "upos",
+        "granularity": "neuron",
+        "default_precision": default_precision,
+        "speedup_vs_naive": {p: train_stats[p]["words_per_s"] / naive_wps for p in ("fp32", "bf16")},
+        "peak_fraction": {p: train_stats[p]["gflops"] / peak[p] for p in ("fp32", "bf16")},
+        "eval_speedup_vs_naive": eval_sps[default_precision] / eval_sps["naive"],
+        "eval_speedup_vs_naive_by_precision": {p: eval_sps[p] / eval_sps["naive"] for p in ("fp32", "bf16")},
+        "mlp_cache_speedup": by_epochs[20]["speedup"],
+        "mlp_cache_speedup_by_epochs": by_epochs,
+        "mlp_cache_note": (
+            "9-rank sweep, same number of steps per rank (epochs x steps per epoch of EWT train); cached = "
+            "one encoder pass over the train set + MLP steps on the cached features; headline at the paper's "
+            "20 epochs"
+        ),
+        "training": train_stats,
+        "attention": {
+            p: {
+                "eager_words_per_s": train_stats[p]["words_per_s"],
+                "sdpa_words_per_s": train_stats[f"{p}_sdpa"]["words_per_s"],
+                "faster": "eager"
+                if train_stats[p]["words_per_s"] >= train_stats[f"{p}_sdpa"]["words_per_s"]
+                else "sdpa",
+            }
+            for p in ("fp32", "bf16")
+        },
+        "per_weight": {
+            "precision": default_precision,
+            "words_per_s": train_stats[f"{default_precision}_weight"]["words_per_s"],
+            "speedup_vs_naive": train_stats[f"{default_precision}_weight"]["words_per_s"] / naive_wps,
+        },
+        "matmul_peak_gflops": peak,
+        "matmul_peak_samples": peaks,
+        "flops_per_wordpiece": fpw,
+        "eval": {
+            "dev_sentences": n_dev,
+            "sentences_per_s": eval_sps,
+            "macro_accuracy_after_timed_windows": eval_result,
+            "chunk_sentences": chunk,
+            "rounds": eval_stats,
+        },
+        "mlp": {
+            "ranks": ranks,
+            "seconds_per_step": {str(k): v for k, v in mlp_stats.items()},
+            "cache_seconds_measured": cache_seconds,
+            "cache_words_measured": cache_words,
+            "cache_fill": "subprobe.probes.cached.CachedFeatures.fill over the train set (a 1024-sentence subset "
+            "in --quick, scaled to the whole set by words)",
+            "cache_seconds_full_train": cache_full_seconds,
+            "steps_per_epoch": steps_per_epoch,
+            "encoder_precision": default_precision,
+        },
+        "memory": {"peak_rss_mb": round(rss_mb(), 1), "bert_base_per_weight": memory},
+        "environment": {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": _cpu_name(),
+            "platform": platform.platform(),
+            "load_average_start": load_start,
+            "cpus": os.cpu_count(),
+            "busy_at_start": busy,
+            "load_average_end": os.getloadavg(),
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    }
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def table(res: dict) -> str:
+    tr, peak = res["training"], res["matmul_peak_gflops"]
+    naive = tr["naive"]["words_per_s"]
+    env = res["environment"]
+    lines = [
+        f"UPOS subnetwork probing, {res['model']}, neuron masks, 32 sentences/step "
+        f"({env['threads']} threads, load {env['load_average_start'][0]:.2f} -> {env['load_average_end'][0]:.2f})",
+        f"{'training variant':<28}{'words/s':>10}{'wp/s':>10}{'GFLOP/s':>10}{'% peak':>9}{'x naive':>9}",
+    ]
+    labels = {
+        "naive": ("naive (paper-style, fp32)", "fp32"),
+        "fp32": ("subprobe fp32", "fp32"),
+        "bf16": ("subprobe bf16", "bf16"),
+        "fp32_sdpa": ("subprobe fp32, sdpa attn", "fp32"),
+        "bf16_sdpa": ("subprobe bf16, sdpa attn", "bf16"),
+    }
+    labels[f"{res['default_precision']}_weight"] = (
+        f"subprobe {res['default_precision']} per-weight",
+        res["default_precision"],
+    )
+    for key, (label, prec) in labels.items():
+        s = tr[key]
+        lines.append(
+            f"{label:<28}{s['words_per_s']:>10.0f}{s['wordpieces_per_s']:>10.0f}{s['gflops']:>10.1f}"
+            f"{100 * s['gflops'] / peak[prec]:>8.1f}%{s['words_per_s'] / naive:>9.2f}"
+        )
+    fpw = res["flops_per_wordpiece"]
+    lines += [
+        f"matmul peak 2048^2: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; "
+        f"SP step {fpw['total'] / 1e6:.1f} MFLOP/wordpiece ({fpw['linear'] / 1e6:.1f} linear + "
+        f"{fpw['attention'] / 1e6:.1f} attention)",
+        f"attention kernel measured faster: fp32 {res['attention']['fp32']['faster']}, "
+        f"bf16 {res['attention']['bf16']['faster']}",
+    ]
+    ev = res["eval"]["sentences_per_s"]
+    lines.append(
+        f"dev evaluation ({res['eval']['dev_sentences']} sentences): naive {ev['naive']:.0f} sent/s, "
+        f"fp32 {ev['fp32']:.0f} ({ev['fp32'] / ev['naive']:.1f}x), "
+        f"bf16 {ev['bf16']:.0f} ({ev['bf16'] / ev['naive']:.1f}x)"
+    )
+    m = res["mlp"]
+    per_step = m["seconds_per_step"]
+    unc = sum(v["uncached"] for v in per_step.values())
+    cac = sum(v["cached"] for v in per_step.values())
+    by = res["mlp_cache_speedup_by_epochs"]
+    lines.append(
+        f"MLP-1 sweep ranks {m['ranks']}: per step {1000 * unc / len(per_step):.1f} ms uncached vs "
+        f"{1000 * cac / len(per_step):.2f} ms cached; cache build {m['cache_seconds_full_train']:.0f} s; "
+        "sweep speed-up " + ", ".join(f"{e} ep {v['speedup']:.1f}x" for e, v in by.items())
+    )
+    mem = res["memory"]
+    lines.append(f"peak RSS of this benchmark {mem['peak_rss_mb']:.0f} MB")
+    for item in mem["bert_base_per_weight"]:
+        if "error" in item:
+            lines.append(f"bert-base per-weight {item['precision']}: failed ({item['error']})")
+        else:
+            lines.append(
+                f"bert-base per-weight step ({item['mask_params']:,} masks, {item['precision']}): peak RSS "
+                f"{item['peak_rss_mb']:.0f} MB (before the step {item['rss_before_step_mb']:.0f} MB), "
+                f"step {item['second_step_s']:.1f} s"
+            )
+    lines.append(
+        "headline: speedup_vs_naive "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in res["speedup_vs_naive"].items())
+        + "; peak_fraction "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["peak_fraction"].items())
+        + f"; eval {res['eval_speedup_vs_naive']:.1f}x; MLP cache {res['mlp_cache_speedup']:.1f}x"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short version (under 5 minutes)")
+    parser.add_argument("--out", default="bench-out/train_speed.json", help="JSON output path")
+    parser.add_argument("--data-dir", default=None, help="dataset root (default: $SUBPROBE_DATA or ../shared/data)")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, data_root(args.data_dir))))
+        return 0
+    result = run(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(table(result))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
