@@ -18,8 +18,14 @@ def data_root(data_dir: str | None) -> Path | None:
 
 
 def split_paths(task, config) -> dict[str, Path | None]:
-    """Path of each split for ``task``; train and dev are required, test is optional."""
-    root = data_root(config.data_dir)
+    """Path of each split for ``task``; train and dev are required, test is optional.
+
+    Explicit ``--train/--dev/--test`` paths and the data root do not mix: once any split is given
+    explicitly, the others are not taken from ``--data-dir``/``$SUBPROBE_DATA`` (a custom training
+    file scored on the default test file would be a silent surprise).
+    """
+    explicit_any = any(getattr(config, split) for split in SPLITS)
+    root = None if explicit_any and not config.data_dir else data_root(config.data_dir)
     paths: dict[str, Path | None] = {}
     for split in SPLITS:
         explicit = getattr(config, split)
@@ -34,6 +40,8 @@ def split_paths(task, config) -> dict[str, Path | None]:
             if split == "test":
                 paths[split] = None
                 continue
+            if explicit_any:
+                raise ConfigError(f"no --{split} file given; pass --{split} PATH with the other explicit paths")
             raise ConfigError(
                 f"no --{split} file given and SUBPROBE_DATA is not set; set SUBPROBE_DATA to the dataset "
                 f"root (e.g. ../shared/data) or pass --{split} PATH"
