@@ -21,6 +21,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16"},
 }
 
+#: Per-task adjustments of a profile. NER's linear head needs a faster head lr in the quick budget:
+#: measured on CoNLL-2003 dev (neuron subnetwork, 3 epochs), F1 0.7495 at 1e-3 and 0.7573 at 3e-3.
+TASK_PROFILES: dict[str, dict[str, dict[str, Any]]] = {"quick": {"ner": {"head_lr": 3e-3}}}
+
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
@@ -95,7 +99,8 @@ class ProbeConfig:
             raise ConfigError(f"--profile {self.profile!r} is not known; use one of {', '.join(PROFILES)}")
         values = dataclasses.asdict(self)
         check_types(values)
-        for key, value in PROFILES[self.profile].items():
+        defaults = {**PROFILES[self.profile], **TASK_PROFILES.get(self.profile, {}).get(self.task, {})}
+        for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
         cfg = ProbeConfig(**values)

@@ -20,3 +20,12 @@ def test_warmup_linear_then_flat():
     assert warmup_factor(9, 100, 0.1) == pytest.approx(1.0)
     assert warmup_factor(50, 100, 0.1) == 1.0
     assert warmup_factor(0, 100, 0.0) == 1.0
+
+
+def test_quick_profile_task_adjustment_and_explicit_flag_wins():
+    from subprobe.config import ProbeConfig
+
+    assert ProbeConfig(task="ner").resolved().head_lr == 3e-3
+    assert ProbeConfig(task="upos").resolved().head_lr == 1e-3
+    assert ProbeConfig(task="ner", head_lr=5e-4).resolved().head_lr == 5e-4
+    assert ProbeConfig(task="ner", profile="paper").resolved().head_lr == 5e-5
