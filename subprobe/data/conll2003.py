@@ -6,6 +6,7 @@ import os
 import re
 
 from subprobe.data.records import Sentence
+from subprobe.data.textfile import read_text_utf8
 from subprobe.errors import ConfigError, DataError
 
 __all__ = ["read_conll2003", "detect_scheme"]
@@ -51,28 +52,7 @@ def read_conll2003(
     if scheme not in _SCHEMES:
         raise ConfigError(f"unknown NER scheme {scheme!r}; use one of {', '.join(_SCHEMES)}")
     source = os.fspath(path)
-    try:
-        with open(source, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise DataError(
-            source,
-            None,
-            f"cannot read file: {e.strerror or e}",
-            "check the path (set SUBPROBE_DATA or pass an explicit path)",
-        ) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            source,
-            line,
-            f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})",
-            "re-encode it, e.g. `iconv -f latin1 -t utf-8`",
-        ) from e
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = read_text_utf8(source, "CoNLL-2003")
 
     sentences: list[Sentence] = []
     words: list[str] = []

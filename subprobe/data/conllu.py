@@ -40,6 +40,7 @@ from conllu.exceptions import ParseException
 from conllu.parser import parse_id_value, parse_int_value
 
 from subprobe.data.records import Sentence
+from subprobe.data.textfile import read_text_utf8
 from subprobe.errors import DataError
 from subprobe.runs import write_text
 
@@ -65,35 +66,7 @@ def _show(value: str, limit: int = 40) -> str:
 
 def _read_text(source: str) -> str:
     """Read ``source`` as strict UTF-8 (a leading BOM is dropped)."""
-    try:
-        data = Path(source).read_bytes()
-    except FileNotFoundError:
-        raise DataError(source, None, "file not found", "check the path") from None
-    except IsADirectoryError:
-        raise DataError(
-            source,
-            None,
-            "is a directory, not a CoNLL-U file",
-            "give the path of a .conllu file",
-        ) from None
-    except OSError as exc:
-        raise DataError(
-            source,
-            None,
-            f"cannot read file: {exc.strerror or exc}",
-            "check the path and permissions",
-        ) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(
-            source,
-            line,
-            f"not valid UTF-8: byte 0x{data[exc.start]:02x} at byte offset {exc.start}",
-            "CoNLL-U files must be UTF-8; re-encode the file, e.g. iconv -f latin1 -t utf-8",
-        ) from None
-    return text.removeprefix("\ufeff")
+    return read_text_utf8(source, "CoNLL-U")
 
 
 def _find_cycle(heads: list[int]) -> list[int] | None:
