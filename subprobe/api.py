@@ -128,6 +128,8 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
         "model": cfg.model,
         "primary_metric": task.primary_metric,
     }
+    if hasattr(task, "decoder"):
+        metrics["decoder"] = task.decoder  # dep: how heads were decoded for every score below
     predictions = {}
     for split in ("dev", "test"):
         if split not in splits:

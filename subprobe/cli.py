@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     probe = sub.add_parser("probe", help="train one probe and write its run directory")
     _add_dataclass_arguments(probe, ProbeConfig)
+    _add_runtime_arguments(probe)
     probe.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
     probe.add_argument(
         "--resume",
@@ -76,6 +77,29 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="repeat every point with seeds 0..N-1")
     parser.add_argument("--out", default="results", help="store directory (default: results)")
     parser.add_argument("--data-dir", default=None, help="dataset root (default: $SUBPROBE_DATA)")
+    _add_runtime_arguments(parser)
+
+
+def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: torch's choice; on a shared or busy machine, 1 per process is steadier)",
+    )
+
+
+def _set_threads(threads: int | None) -> None:
+    from subprobe.errors import ConfigError
+
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _set_threads(getattr(args, "threads", None))
         if args.command == "probe":
             return _probe(args, argv if argv is not None else sys.argv[1:])
         if args.command == "data":

@@ -284,6 +284,7 @@ def test_unknown_granularity(tiny_bert, capsys):
         (["--task", "upos", "--decoder", "argmax"], ["--decoder only applies to --task dep", "drop it"]),
         (["--ner-scheme", "iob2"], ["--ner-scheme only applies to --task ner", "drop it or use --task ner"]),
         (["--dry-run", "--overwrite"], ["--overwrite contradicts it", "drop one of them"]),
+        (["--threads", "0"], ["--threads must be at least 1, got 0"]),
     ],
     ids=[
         "task",
@@ -294,6 +295,7 @@ def test_unknown_granularity(tiny_bert, capsys):
         "decoder-upos",
         "scheme-upos",
         "dry-run-overwrite",
+        "threads-zero",
     ],
 )
 def test_bad_flags(flags, needles, probe_args, capsys):

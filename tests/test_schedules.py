@@ -26,6 +26,9 @@ def test_quick_profile_task_adjustment_and_explicit_flag_wins():
     from subprobe.config import ProbeConfig
 
     assert ProbeConfig(task="ner").resolved().head_lr == 3e-3
+    assert ProbeConfig(task="ner").resolved().epochs == 4
+    assert ProbeConfig(task="upos").resolved().epochs == 3
+    assert ProbeConfig(task="ner", epochs=2).resolved().epochs == 2
     assert ProbeConfig(task="upos").resolved().head_lr == 1e-3
     assert ProbeConfig(task="ner", head_lr=5e-4).resolved().head_lr == 5e-4
     assert ProbeConfig(task="ner", profile="paper").resolved().head_lr == 5e-5

@@ -369,16 +369,24 @@ def test_cli_end_to_end(task_name, tiny_bert, tiny_ud, tiny_ner, tmp_path, monke
         "8",
     ]
     if task_name == "dep":
-        argv += ["--arc-dim", "32", "--label-dim", "16"]
-    assert main(argv) == 0
+        argv += ["--arc-dim", "32", "--label-dim", "16", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(argv) == 0
+        if task_name == "dep":
+            assert torch.get_num_threads() == 1  # --threads reached torch
+    finally:
+        torch.set_num_threads(threads)
     metrics = json.loads((out / "metrics.json").read_text())
     if task_name == "dep":
         assert metrics["primary_metric"] == "las"
+        assert metrics["decoder"] == "mst"
         keys = {"las", "uas", "paper_las", "paper_uas"}
         back = read_conllu(out / "predictions-dev.conllu")
         assert len(back) == 6 and all(is_single_rooted_tree(np.array([-1, *s.heads])) for s in back)
     else:
         assert metrics["primary_metric"] == "f1"
+        assert "decoder" not in metrics
         keys = {"f1", "precision", "recall", "accuracy"}
         assert (out / "predictions-test.txt").read_text().count("\n\n") == 4
     for split in ("dev", "test", "dev_soft"):

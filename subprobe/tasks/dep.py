@@ -25,7 +25,7 @@ class DepTask(Task):
 
     ``decoder`` (``"mst"``: single-rooted trees, the default; ``"argmax"``: each word's best head,
     the paper) is taken from the run configuration by :meth:`configure` / :meth:`head_options`;
-    the metrics do not carry it (they are floats only), read ``task.decoder`` instead.
+    the per-split scores are floats only; ``metrics.json`` records it as ``"decoder"``.
     """
 
     name = "dep"
