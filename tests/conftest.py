@@ -26,6 +26,18 @@ def _one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def probe_argv(model, files, out, *extra, task="upos", epochs=2, batch_size=4, eval_every=3) -> list[str]:
+    """``subprobe probe`` arguments for a tiny model on tiny train/dev/test files (fp32, no progress bar)."""
+    return [
+        "probe",
+        *("--task", task, "--model", str(model)),
+        *("--train", str(files["train"]), "--dev", str(files["dev"]), "--test", str(files["test"])),
+        *("--epochs", str(epochs), "--batch-size", str(batch_size), "--eval-every", str(eval_every)),
+        *("--out", str(out), "--no-progress", "--precision", "fp32"),
+        *extra,
+    ]
+
+
 def real_data_root() -> Path | None:
     """The shared datasets, if present (SUBPROBE_DATA or ../shared/data beside the repo)."""
     for candidate in (os.environ.get("SUBPROBE_DATA"), str(REPO.parent / "shared" / "data")):

@@ -8,35 +8,11 @@ from safetensors.torch import load_file
 
 import subprobe
 from subprobe.cli import main
+from tests.conftest import probe_argv
 
 
 def run_cli(tiny_bert, tiny_ud, out, *extra):
-    argv = [
-        "probe",
-        "--task",
-        "upos",
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(tiny_ud["train"]),
-        "--dev",
-        str(tiny_ud["dev"]),
-        "--test",
-        str(tiny_ud["test"]),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--eval-every",
-        "3",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--precision",
-        "fp32",
-        *extra,
-    ]
-    return main(argv)
+    return main(probe_argv(tiny_bert, tiny_ud, out, *extra))
 
 
 def test_cli_run_writes_the_run_directory(tiny_bert, tiny_ud, tmp_path, capsys):

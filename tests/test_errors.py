@@ -8,18 +8,9 @@ raise with their traceback.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from subprobe.cli import main
 from tests.conftest import CONLLU, build_tiny_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def row(i, form, upos="NOUN", head="0", deprel="root", ncols=10):

@@ -18,48 +18,16 @@ import subprobe
 from subprobe.cli import main
 from subprobe.errors import SubprobeError
 from subprobe.training import checkpoint as ckpt
+from tests.conftest import probe_argv
 
 TIMING = {"wall_seconds"}
 TRAIN_TIMING = {"seconds", "words_per_second"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: tiny models gain nothing from two, and lose a lot on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def argv_for(tiny_bert, tiny_ud, out, *extra, epochs=3, batch_size=4, eval_every=3):
-    return [
-        "probe",
-        "--task",
-        "upos",
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(tiny_ud["train"]),
-        "--dev",
-        str(tiny_ud["dev"]),
-        "--test",
-        str(tiny_ud["test"]),
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        str(batch_size),
-        "--eval-every",
-        str(eval_every),
-        "--out",
-        str(out),
-        "--no-progress",
-        "--precision",
-        "fp32",
-        "--patience",
-        "0",
-        *extra,
-    ]
+    return probe_argv(
+        tiny_bert, tiny_ud, out, "--patience", "0", *extra, epochs=epochs, batch_size=batch_size, eval_every=eval_every
+    )
 
 
 def comparable_metrics(run: Path) -> dict:

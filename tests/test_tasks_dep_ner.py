@@ -18,7 +18,7 @@ from subprobe.tasks.dep import DepTask
 from subprobe.tasks.ner import NerTask
 from subprobe.tasks.registry import get_task
 
-from .conftest import CONLLU
+from .conftest import CONLLU, probe_argv
 
 NER_TEXT = """\
 -DOCSTART- -X- O O
@@ -347,27 +347,7 @@ def test_cli_end_to_end(task_name, tiny_bert, tiny_ud, tiny_ner, tmp_path, monke
     monkeypatch.delenv("SUBPROBE_DATA", raising=False)
     files = tiny_ud if task_name == "dep" else tiny_ner
     out = tmp_path / "run"
-    argv = [
-        "probe",
-        "--task",
-        task_name,
-        "--model",
-        str(tiny_bert),
-        "--train",
-        str(files["train"]),
-        "--dev",
-        str(files["dev"]),
-        "--test",
-        str(files["test"]),
-        "--epochs",
-        "1",
-        "--out",
-        str(out),
-        "--predict",
-        "--no-progress",
-        "--batch-size",
-        "8",
-    ]
+    argv = probe_argv(tiny_bert, files, out, "--predict", task=task_name, epochs=1, batch_size=8)
     if task_name == "dep":
         argv += ["--arc-dim", "32", "--label-dim", "16", "--threads", "1"]
     threads = torch.get_num_threads()
