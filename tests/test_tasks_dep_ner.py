@@ -251,7 +251,8 @@ def test_dep_write_predictions_reads_back(tiny_ud, tokenizer, tmp_path) -> None:
 def test_ner_labels_scheme_and_options(tiny_ner, tokenizer) -> None:
     task = NerTask()
     splits, vocabs = prepared(task, {"train": tiny_ner["train"], "dev": tiny_ner["dev"]}, tokenizer)
-    assert vocabs["ner"].labels == ("B-LOC", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O")
+    # O plus both prefixes of every type in training (train has B-LOC only: B-MISC/ORG/PER are added)
+    assert vocabs["ner"].labels == ("B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O")
     assert task.train_scheme == "iob1" and task.schemes[str(tiny_ner["dev"])] == "iob1"
     dev = splits["dev"]
     e = dev.encoded[0]
@@ -266,10 +267,20 @@ def test_ner_labels_scheme_and_options(tiny_ner, tokenizer) -> None:
         task.read(tiny_ner["dev"])
 
 
-def test_ner_unseen_tag_is_a_data_error(tiny_ner, tokenizer, tmp_path) -> None:
+def test_ner_unseen_prefix_of_a_seen_type_is_known(tiny_ner, tokenizer, tmp_path) -> None:
+    # an IOB1 training slice without B-PER (B- only marks adjacent same-type entities) must still
+    # score a dev file that has one: the first 3000 CoNLL-2003 sentences have no B-ORG, eng.testb has 5
     dev = tmp_path / "dev.txt"
     dev.write_text(NER_TEXT.replace("mary NNP I-NP I-PER", "mary NNP I-NP B-PER"), encoding="utf-8")
-    with pytest.raises(DataError, match=r"'B-PER' \(1 tokens\)") as err:
+    splits, vocabs = prepared(NerTask(), {"train": tiny_ner["train"], "dev": dev}, tokenizer)
+    e = splits["dev"].encoded[1]
+    assert vocabs["ner"].labels[e.labels["ner"][0]] == "B-PER"
+
+
+def test_ner_unseen_entity_type_is_a_data_error(tiny_ner, tokenizer, tmp_path) -> None:
+    dev = tmp_path / "dev.txt"
+    dev.write_text(NER_TEXT.replace("mary NNP I-NP I-PER", "mary NNP I-NP B-DATE"), encoding="utf-8")
+    with pytest.raises(DataError, match=r"'B-DATE' \(1 tokens\)") as err:
         prepared(NerTask(), {"train": tiny_ner["train"], "dev": dev}, tokenizer)
     assert str(dev) in str(err.value)
 

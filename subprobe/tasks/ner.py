@@ -41,10 +41,18 @@ class NerTask(TaggingTask):
         return sentences
 
     def build_vocabs(self, train: list[Sentence]) -> dict[str, LabelVocab]:
+        """``O`` plus ``B-T`` and ``I-T`` for every entity type T in the training data.
+
+        Both prefixes of a seen type are valid tags in either scheme, and an IOB1 slice can lack
+        ``B-`` tags altogether (they only mark adjacent same-type entities): a dev/test ``B-ORG`` is
+        then a known label, not an unseen one. Entity types absent from training still raise.
+        """
         sources = [s.source for s in train if s.source]
         if sources and sources[0] in self.schemes:
             self.train_scheme = self.schemes[sources[0]]
-        return super().build_vocabs(train)
+        tags = {t for s in train for t in self.labels_of(s)}
+        types = {t.split("-", 1)[1] for t in tags if "-" in t}
+        return {self.field: LabelVocab.build(tags | {f"{p}-{t}" for t in types for p in ("B", "I")})}
 
     def scoring_scheme(self) -> str:
         """The training file's scheme (else the first file read, else iob1: conlleval's default)."""
