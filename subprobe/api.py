@@ -64,7 +64,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     if resume and (out / "metrics.json").is_file() and not cfg.overwrite:
         return finished_result(cfg, out, echo=echo)
     paths = split_paths(task, cfg)
-    raw = read_splits(task, paths, cfg)  # before anything is written or loaded: bad data fails fast
+    raw, label_sentences = read_splits(task, paths, cfg)  # before anything is written or loaded: bad data fails fast
     checkpoint = open_run_dir(cfg, out, paths, resume=resume, echo=echo)
     set_seed(cfg.seed)
     started = time.perf_counter()
@@ -79,7 +79,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
                 f"{split}: dropped {splits[split].dropped} sentence(s) longer than {max_length} subwords",
                 file=sys.stderr,
             )
-    vocabs = task.build_vocabs([splits["train"].sentences[e.index] for e in splits["train"].encoded])
+    vocabs = task.build_vocabs(label_sentences)
     for ds in splits.values():
         task.attach_labels(ds, vocabs)
     if not splits["train"].encoded:
@@ -184,16 +184,20 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     return Result(cfg, metrics, out, subnetwork, outcome.history)
 
 
-def read_splits(task, paths: dict, cfg: ProbeConfig) -> dict:
-    """Sentences of every available split, cut to ``--max-train-samples`` / ``--max-eval-samples``."""
-    raw = {}
+def read_splits(task, paths: dict, cfg: ProbeConfig) -> tuple[dict, list]:
+    """Sentences of every available split, cut to ``--max-train-samples`` / ``--max-eval-samples``,
+    and the whole training file's sentences, whose labels make the vocabularies: a training budget
+    must not turn a rare dev label (EWT's ``goeswith``) into an unseen one."""
+    raw, label_sentences = {}, []
     for split, path in paths.items():
         if path is None:
             continue
         sentences = task.read(path)
+        if split == "train":
+            label_sentences = sentences
         limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
         raw[split] = sentences[:limit] if limit is not None else sentences
-    return raw
+    return raw, label_sentences
 
 
 def summary(metrics: dict, run_dir: Path | None) -> str:

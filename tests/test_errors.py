@@ -7,6 +7,8 @@ raise with their traceback.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from subprobe.cli import main
@@ -186,6 +188,19 @@ def test_dev_label_unseen_in_training(probe_args, tmp_path, capsys):
         f"{dev}: upos label(s) not seen in the training data: 'XYZ' (2 tokens)",
         "train on data that has them",
     )
+
+
+def test_training_budget_keeps_the_whole_training_files_labels(probe_args, tmp_path, capsys):
+    # 'XYZ' is only in the 4th training sentence: --max-train-samples 3 must not make the dev 'XYZ' unseen
+    train = tmp_path / "train.conllu"
+    train.write_text(GOOD * 3 + sentence(row(1, "the", "DET", 2, "det"), row(2, "dog", "XYZ")))
+    dev = tmp_path / "dev.conllu"
+    dev.write_text(GOOD + sentence(row(1, "the", "DET", 2, "det"), row(2, "cat", "XYZ")))
+    out = tmp_path / "run"
+    argv = [*probe_args, "--train", train, "--dev", dev, "--max-train-samples", "3", "--out", out, "--overwrite"]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    assert json.loads((out / "vocab.json").read_text())["upos"] == ["DET", "NOUN", "XYZ"]
+    assert json.loads((out / "metrics.json").read_text())["sentences"]["train"] == 3
 
 
 def test_sentence_longer_than_the_model(probe_args, tmp_path, capsys):
