@@ -150,6 +150,19 @@ _TASK_FLAGS = {
 }
 
 
+#: Flags that only apply to some probes: flag -> probes.
+_PROBE_FLAGS = {
+    "rank": ("mlp",),
+    "cache_features": ("mlp", "linear"),
+    "finetune_lr": ("finetune",),
+    "granularity": ("subnetwork",),
+    "layout": ("subnetwork",),
+    "penalty": ("subnetwork",),
+    "lambda_max": ("subnetwork",),
+    "mask_lr": ("subnetwork",),
+}
+
+
 def _check_flag_combinations(values: dict, given: set[str]) -> None:
     """Refuse flags given explicitly that contradict each other or cannot apply."""
     from subprobe.errors import ConfigError
@@ -161,6 +174,12 @@ def _check_flag_combinations(values: dict, given: set[str]) -> None:
                     f"--{name.replace('_', '-')} only applies to --task {task}, not --task {values['task']}; "
                     f"drop it or use --task {task}"
                 )
+    for name, probes in _PROBE_FLAGS.items():
+        if name in given and values["probe"] not in probes:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} only applies to --probe {' or '.join(probes)}, not --probe "
+                f"{values['probe']}; drop it or use --probe {probes[0]}"
+            )
     if values.get("dry_run") and "overwrite" in given and values.get("overwrite"):
         raise ConfigError("--dry-run writes no run directory, so --overwrite contradicts it; drop one of them")
 

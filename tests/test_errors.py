@@ -291,6 +291,9 @@ def test_unknown_granularity(tiny_bert, capsys):
         (["--ner-scheme", "iob2"], ["--ner-scheme only applies to --task ner", "drop it or use --task ner"]),
         (["--dry-run", "--overwrite"], ["--overwrite contradicts it", "drop one of them"]),
         (["--threads", "0"], ["--threads must be at least 1, got 0"]),
+        (["--probe", "linear", "--rank", "5"], ["--rank only applies to --probe mlp, not --probe linear"]),
+        (["--probe", "mlp", "--granularity", "weight"], ["--granularity only applies to --probe subnetwork"]),
+        (["--no-cache-features"], ["--cache-features only applies to --probe mlp or linear", "not --probe subnetwork"]),
     ],
     ids=[
         "task",
@@ -302,6 +305,9 @@ def test_unknown_granularity(tiny_bert, capsys):
         "scheme-upos",
         "dry-run-overwrite",
         "threads-zero",
+        "rank-linear",
+        "granularity-mlp",
+        "cache-subnetwork",
     ],
 )
 def test_bad_flags(flags, needles, probe_args, capsys):
