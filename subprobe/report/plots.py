@@ -97,7 +97,9 @@ def layer_bars(task: str, by_setting: dict[str, list[float | None]], stem: Path)
     ax.set_ylabel("weights kept (%)")
     ax.set_title(f"{task}: kept weights per layer", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    top = max((x or 0.0) * 100 for v in by_setting.values() for x in v) if n_layers else 1.0
+    ax.set_ylim(0, top * 1.25 + 1e-9)  # headroom so the legend never covers a bar
+    ax.legend(fontsize=7, loc="upper center", ncol=max(1, len(settings)), frameon=False)
     return _save(fig, stem)
 
 
