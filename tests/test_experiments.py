@@ -72,8 +72,37 @@ def test_table1_values_means_and_claims():
     assert "| Part-of-speech tagging | MLP-1 | 85.00 | 80.00 | 65.00 |" in md
     assert "| Part-of-speech tagging | Fine-tuning | 95.00 | – | – |" in md
     assert "93.39 | 87.53 | 71.53" in md  # the paper's reference row
-    assert csv_text.splitlines()[0] == "task,probe,pretrained,reset-encoder,reset-all,split"
+    assert csv_text.splitlines()[0] == "task,probe,pretrained,reset-encoder,reset-all,split,series"
     assert claims(results) == {"upos": {"subnetwork_above_mlp_pretrained": True, "subnetwork_below_mlp_reset": True}}
+
+
+def test_runs_of_different_budgets_are_never_averaged_together():
+    from subprobe.report.loading import label_series
+    from subprobe.report.pareto import pareto_report
+
+    small = {"max_train_samples": 1500, "max_eval_samples": 500, "epochs": 2}
+    big = {"max_train_samples": 3000, "max_eval_samples": 1000, "epochs": 3}
+    results = []
+    for budget, sub, mlp in ((small, 0.80, 0.70), (big, 0.90, 0.85)):
+        for m in (fake("upos", "subnetwork", "pretrained", sub), fake("upos", "mlp", "pretrained", mlp)):
+            m["model"] = "/models/tiny"
+            m["config"].update(budget, granularity="neuron")
+            m["mask_params"], m["bits"] = 100, {"lower": 100.0, "upper": 100.0}
+            if m["probe"] == "mlp":
+                m["bits"] = {"lower": 1000.0, "upper": 32000.0}
+            results.append(m)
+    label_series(results)
+    assert {r["series"] for r in results} == {"tiny [train 1500, eval 500, 2 ep]", "tiny [train 3000, eval 1000, 3 ep]"}
+    md, csv_text = table1(results, "dev", "tiny")
+    assert md.count("### Ours") == 2
+    assert "| Part-of-speech tagging | Subnetworks | 80.00 | – | – |" in md  # not 85.00 ± 7.07
+    assert "| Part-of-speech tagging | Subnetworks | 90.00 | – | – |" in md
+    assert csv_text.splitlines()[1].endswith(',dev,"tiny [train 1500, eval 500, 2 ep]"')  # quoted: commas
+    curves = pareto_report(results, "dev")
+    assert len(curves) == 2 and {c["model"] for c in curves} == {r["series"] for r in results}
+    one = [r for r in results if r["config"]["epochs"] == 2]
+    label_series(one)
+    assert {r["series"] for r in one} == {"tiny"}  # a single budget: just the model's name
 
 
 def test_table2_rows_by_lambda_with_density():

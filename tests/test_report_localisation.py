@@ -136,3 +136,21 @@ def test_localisation_report_from_a_store(tmp_path, tiny_bert):
     csv_text = localisation.heads_csv(report)
     assert len(csv_text.splitlines()) == 1 + 4 * 2 * 4  # 4 selections x 2 layers x 4 heads
     assert "upos < dep" in localisation.summary_markdown(report)
+
+
+def test_two_models_in_one_directory_are_localised_apart(tmp_path, tiny_bert):
+    import shutil
+
+    from subprobe.report.loading import load_results
+
+    twin = tmp_path / "twin-bert"
+    shutil.copytree(tiny_bert, twin)  # same weights, another name: a second series
+    make_store(tmp_path / "runs" / "a", str(tiny_bert))
+    make_store(tmp_path / "runs" / "b", str(twin), tasks=("upos",))
+    report = localisation.localisation_report(load_results(tmp_path / "runs"))
+    first = f"upos ({tiny_bert.name})"
+    assert set(report["centre_of_mass"]) == {first, f"dep ({tiny_bert.name})", "upos (twin-bert)"}
+    assert report["order"][f"pretrained, {tiny_bert.name}"] == "upos < dep"
+    assert report["order"]["pretrained, twin-bert"] == "upos"
+    summary = localisation.summary_markdown(report)
+    assert "| task | series | setting |" in summary and "| upos | twin-bert | pretrained |" in summary

@@ -18,7 +18,7 @@ def slug(*parts: str) -> str:
 
 
 def _model_suffix(model: str, models: set[str]) -> str:
-    return Path(model).name if len(models) > 1 else ""
+    return slug(Path(model).name) if len(models) > 1 else ""
 
 
 def write_figure1(results: list[dict], out: str | Path, split: str = "dev", plots: bool = True) -> dict:

@@ -191,7 +191,9 @@ def render_html(results, out: Path, runs_dir: Path, split: str, table_md: dict, 
     for name, title in (("table1", "Table 1: probe accuracy"), ("table2", "Table 2: subnetworks by λmax")):
         for s in dict.fromkeys((split, "test")):
             body.append(f"<h3>{title} ({s})</h3>")
-            body.append(md_to_html(table_md[(name, s)], [f"{name}-{s}", f"{name}-{s}-paper"]))
+            blocks = table_md[(name, s)].count("### Ours")  # one per series (model and budget)
+            ids = [f"{name}-{s}", *(f"{name}-{s}-{i}" for i in range(2, blocks + 1)), f"{name}-{s}-paper"]
+            body.append(md_to_html(table_md[(name, s)], ids))
     body += _pareto_html(fig1, out)
     body += _localisation_html(fig2, out)
     body += _runs_html(results, out)

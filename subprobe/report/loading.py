@@ -45,7 +45,33 @@ def load_results(root: str | Path) -> list[dict]:
         metrics["run_dir"] = str(run_dir)
         metrics["config"] = {**_read_config(run_dir), **point}
         results.append(metrics)
+    label_series(results)
     return results
+
+
+#: Configuration fields that set how much a run trained and was scored on (its budget).
+BUDGET_FIELDS = ("max_train_samples", "max_eval_samples", "epochs")
+
+
+def budget_of(result: dict) -> tuple:
+    cfg = result.get("config", {})
+    return tuple(cfg.get(k) for k in BUDGET_FIELDS)
+
+
+def label_series(results: list[dict]) -> None:
+    """Give every result a ``series``: the model's name, plus the budget when the results hold several.
+
+    Tables, curves and selections group by series, so that a directory holding runs of different
+    models or budgets (Table 1's 3000 sentences x 3 epochs beside Figure 1's 1500 x 2) never averages
+    them into one cell or draws them on one curve.
+    """
+    several = len({budget_of(r) for r in results}) > 1
+    for r in results:
+        name = Path(str(r.get("model", ""))).name
+        if several:
+            train, evals, epochs = budget_of(r)
+            name += f" [train {train or 'all'}, eval {evals or 'all'}, {epochs} ep]"
+        r["series"] = name
 
 
 def _resolve(root: Path, run_dir: str) -> Path | None:

@@ -182,9 +182,9 @@ def select_lambda(results: list[dict], split: str = "dev", tolerance: float = 0.
             continue
         cfg = m.get("config", {})
         if m["probe"] == "subnetwork" and str(cfg.get("granularity", "neuron")) == "neuron":
-            subnets[(m["task"], m.get("model", ""), m["setting"])][_lambda(m)].append(m)
+            subnets[(m["task"], m.get("series", m.get("model", "")), m["setting"])][_lambda(m)].append(m)
         elif m["probe"] == "finetune":
-            finetune[(m["task"], m.get("model", ""), m["setting"])].append(m)
+            finetune[(m["task"], m.get("series", m.get("model", "")), m["setting"])].append(m)
     out = []
     from subprobe.report.tables import SETTINGS, TASK_TITLES
 
@@ -242,19 +242,24 @@ def localisation_report(results: list[dict], split: str = "dev", num_heads: int 
         entry["localisation"] = localise(Subnetwork.load(masks), heads)
         entry["heads_source"] = source
         entries.append(entry)
+    # keyed by task, or by "task (series)" when the runs hold several models or budgets
+    several = len({e["model"] for e in entries}) > 1
     centre: dict = defaultdict(dict)
+    by_series: dict = defaultdict(lambda: defaultdict(dict))
     for e in entries:
         if e["localisation"]:
             loc = e["localisation"]
-            centre[e["task"]][e["setting"]] = {
+            row = {
                 "model": e["model"], "lambda_max": e["selected_lambda"],
                 "centre_of_mass": loc["centre_of_mass"], "normalised": loc["centre_of_mass_normalised"],
             }
+            centre[f"{e['task']} ({e['model']})" if several else e["task"]][e["setting"]] = row
+            by_series[e["model"]][e["setting"]][e["task"]] = row["normalised"]
     orders = {}
-    for setting in sorted({s for per in centre.values() for s in per}):
-        ranked = [(per[setting]["normalised"], t) for t, per in centre.items()
-                  if setting in per and per[setting]["normalised"] is not None]
-        orders[setting] = " < ".join(t for _, t in sorted(ranked))
+    for model, per_setting in sorted(by_series.items()):
+        for setting in sorted(per_setting):
+            ranked = sorted((v, t) for t, v in per_setting[setting].items() if v is not None)
+            orders[f"{setting}, {model}" if several else setting] = " < ".join(t for _, t in ranked)
     return {"split": split, "selections": entries, "centre_of_mass": dict(centre), "order": orders}
 
 
@@ -308,8 +313,11 @@ def summary_markdown(report: dict) -> str:
     """Selected lambda_max, density and centre of mass per task and setting, as Markdown."""
     if not report["selections"]:
         return "No neuron subnetwork runs: nothing to localise.\n"
+    several = len({e["model"] for e in report["selections"]}) > 1
     lines = ["| task | setting | λmax selected | rule met | accuracy (%) | fine-tuning ref. (%) | density | "
              "centre of mass (layer) | normalised |", "|---|---|---|---|---|---|---|---|---|"]
+    if several:  # one more column: which model / budget (series) each row is
+        lines = [lines[0].replace("| task |", "| task | series |", 1), lines[1] + "---|"]
     for e in report["selections"]:
         chosen = next(c for c in e["candidates"] if c["lambda_max"] == e["selected_lambda"])
         loc = e["localisation"] or {}
@@ -317,8 +325,10 @@ def summary_markdown(report: dict) -> str:
         ref_text = "–" if ref is None else f"{ref['accuracy'] * 100:.2f} ({ref['setting']})"
         met = {True: "yes", False: "no", None: "–"}[e["rule_met"]]
         com, norm = loc.get("centre_of_mass"), loc.get("centre_of_mass_normalised")
+        series = f" {e['model']} |" if several else ""
+        acc = chosen["accuracy"] * 100
         lines.append(
-            f"| {e['task']} | {e['setting']} | {e['selected_lambda']:g} | {met} | {chosen['accuracy'] * 100:.2f} | "
+            f"| {e['task']} |{series} {e['setting']} | {e['selected_lambda']:g} | {met} | {acc:.2f} | "
             f"{ref_text} | {_f(loc.get('density'), 4) or '–'} | {_f(com, 2) or '–'} | {_f(norm, 3) or '–'} |"
         )
     lines.append("")

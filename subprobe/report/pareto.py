@@ -114,7 +114,7 @@ def curve_points(results: list[dict], split: str = "dev") -> dict[tuple[str, str
             continue
         cfg = m.get("config", {})
         acc = scores[m["primary_metric"]]
-        key = (m["task"], m.get("model", ""))
+        key = (m["task"], m.get("series", m.get("model", "")))
         if m["probe"] == "subnetwork" and float(cfg.get("lambda_max", 1.0)) == 1.0:
             bits = m.get("mask_params") or (m.get("bits") or {}).get("lower")
             entries = [("subnetwork", str(cfg.get("granularity", "neuron")), bits)]

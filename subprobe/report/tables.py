@@ -68,21 +68,41 @@ def _fmt(values: list[float], scale: float = 100.0) -> str:
     return f"{mean:.2f}"
 
 
+def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict]]]:
+    """Results split by ``series`` (model and budget, see :func:`subprobe.report.loading.label_series`).
+
+    One series is labelled ``model`` (the caller's name for it); several keep their own labels.
+    """
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        groups[str(r.get("series", model))].append(r)
+    if len(groups) <= 1:
+        return [(model or next(iter(groups), "model"), results)]
+    return sorted(groups.items())
+
+
 def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
-    """Markdown and CSV of Table 1 (rows: probe per task; columns: the three settings)."""
-    cells = collect(results, split)
-    tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
+    """Markdown and CSV of Table 1 (rows: probe per task; columns: the three settings), one block per series."""
     rows = ("subnetwork@1", "mlp", "finetune")
     header = "| task | probe | " + " | ".join(SETTING_TITLES[s] for s in SETTINGS) + " |"
-    lines = [f"### Ours ({model or 'model'}, {split}, primary metric in %)", "", header, "|---|---|---|---|---|"]
-    csv_rows = [["task", "probe", *SETTINGS, "split"]]
-    for task in tasks:
-        for row in rows:
-            label = PROBE_TITLES[row.split("@")[0]]
-            vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in SETTINGS]
-            lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + " |")
-            csv_rows.append([task, label, *vals, split])
-    lines += ["", "### Paper (bert-base-uncased, Cao et al. 2021, Table 1)", "", header, "|---|---|---|---|---|"]
+    lines: list[str] = []
+    csv_rows = [["task", "probe", *SETTINGS, "split", "series"]]
+    all_tasks: list[str] = []
+    for label_series, group in by_series(results, model):
+        cells = collect(group, split)
+        tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
+        all_tasks += [t for t in tasks if t not in all_tasks]
+        lines += [f"### Ours ({label_series or 'model'}, {split}, primary metric in %)", "", header,
+                  "|---|---|---|---|---|"]
+        for task in tasks:
+            for row in rows:
+                label = PROBE_TITLES[row.split("@")[0]]
+                vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in SETTINGS]
+                lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + " |")
+                csv_rows.append([task, label, *vals, split, label_series])
+        lines.append("")
+    tasks = [t for t in TASK_TITLES if t in all_tasks]
+    lines += ["### Paper (bert-base-uncased, Cao et al. 2021, Table 1)", "", header, "|---|---|---|---|---|"]
     for task in tasks:
         for row in ("subnetwork", "mlp", "finetune"):
             ref = PAPER_TABLE1[(task, row)]
@@ -97,39 +117,42 @@ def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
 
 def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
     """Markdown and CSV of Table 2 (subnetworks by lambda_max with density, then MLP-1 and fine-tuning)."""
-    cells = collect(results, split)
     order = ("reset-all", "reset-encoder", "pretrained")
     header = "| task | probe | " + " | ".join(order) + " | density (pretrained) | paper (" + ", ".join(order) + ") |"
-    lines = [
-        f"### Ours ({model or 'model'}, {split}, primary metric in %)",
-        "",
-        header,
-        "|---|---|---|---|---|---|---|",
-    ]
-    csv_rows = [["task", "probe", *order, "density_pretrained", "split"]]
-    tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
-    for task in tasks:
-        lambdas = sorted({float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith("subnetwork@")})
-        for lam in lambdas:
-            row = f"subnetwork@{lam:g}"
-            vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
-            dens = (
-                _fmt(cells[(task, row, "pretrained")]["density"], scale=1.0)
-                if (task, row, "pretrained") in cells
-                else "–"
+    lines: list[str] = []
+    csv_rows = [["task", "probe", *order, "density_pretrained", "split", "series"]]
+    for label_series, group in by_series(results, model):
+        cells = collect(group, split)
+        lines += [f"### Ours ({label_series or 'model'}, {split}, primary metric in %)", "", header,
+                  "|---|---|---|---|---|---|---|"]
+        tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
+        for task in tasks:
+            lambdas = sorted(
+                {float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith("subnetwork@")}
             )
-            ref = PAPER_TABLE2.get(task, {}).get(int(lam))
-            ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
-            label = f"Subnetworks λmax={lam:g}"
-            lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + f" | {dens} | {ref_text} |")
-            csv_rows.append([task, label, *vals, dens, split])
-        for row in ("mlp", "finetune"):
-            vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
-            ref = PAPER_TABLE1.get((task, row))
-            ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
-            lines.append(f"| {TASK_TITLES[task]} | {PROBE_TITLES[row]} | " + " | ".join(vals) + f" | | {ref_text} |")
-            csv_rows.append([task, PROBE_TITLES[row], *vals, "", split])
-    lines += ["", "Density: fraction of masked weights kept by the hard mask on the pretrained model."]
+            for lam in lambdas:
+                row = f"subnetwork@{lam:g}"
+                vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
+                dens = (
+                    _fmt(cells[(task, row, "pretrained")]["density"], scale=1.0)
+                    if (task, row, "pretrained") in cells
+                    else "–"
+                )
+                ref = PAPER_TABLE2.get(task, {}).get(int(lam))
+                ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
+                label = f"Subnetworks λmax={lam:g}"
+                lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + f" | {dens} | {ref_text} |")
+                csv_rows.append([task, label, *vals, dens, split, label_series])
+            for row in ("mlp", "finetune"):
+                vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
+                ref = PAPER_TABLE1.get((task, row))
+                ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
+                lines.append(
+                    f"| {TASK_TITLES[task]} | {PROBE_TITLES[row]} | " + " | ".join(vals) + f" | | {ref_text} |"
+                )
+                csv_rows.append([task, PROBE_TITLES[row], *vals, "", split, label_series])
+        lines.append("")
+    lines += ["Density: fraction of masked weights kept by the hard mask on the pretrained model."]
     return "\n".join(lines) + "\n", _csv(csv_rows)
 
 
