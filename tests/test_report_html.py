@@ -169,3 +169,18 @@ def test_cli_accepts_the_figures():
     figure2 = load_grid("figure2").points("quick")
     assert len(figure2) == 30 and sum(p["probe"] == "finetune" for p in figure2) == 6
     assert {p["setting"] for p in figure2 if p["probe"] == "finetune"} == {"pretrained", "reset-encoder"}
+
+
+def test_a_directory_with_two_series_has_unique_table_ids(tmp_path, tiny_bert):
+    import re
+    import shutil
+
+    twin = tmp_path / "twin-bert"
+    shutil.copytree(tiny_bert, twin)
+    make_store(tmp_path / "runs" / "a", str(tiny_bert))
+    make_store(tmp_path / "runs" / "b", str(twin), tasks=("upos",))
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    ids = re.findall(r'<table id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert "table1-dev-2" in ids and "pareto-points-upos" in ids and "pareto-points-upos-twin-bert" in ids

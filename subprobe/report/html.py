@@ -212,8 +212,11 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
              "most that many bits (bold lines). Dominance: at each MLP-1 complexity, the subnetwork frontier "
              "against the MLP-1 accuracy. AUC: mean frontier accuracy over the common ln(bits) range.</p>",
              md_to_html(fig1["markdown"], ["pareto-summary"])]
+    seen: set[str] = set()
     for entry in fig1["report"]:
         task = entry["task"]
+        key = task if task not in seen else figures.slug(task, entry["model"])  # ids stay unique per series
+        seen.add(task)
         parts.append(f"<h3>{html.escape(task)} ({html.escape(entry['model'])})</h3>")
         parts.append('<div class="figures">' + _figure(entry.get("images", []), f"{task}: accuracy vs ln(bits)", out)
                      + "</div>")
@@ -221,7 +224,7 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
                  "yes" if p["on_frontier"] else "", p["n"]]
                 for curve, pts in entry["points"].items() for p in pts]
         parts.append(_table(["curve", "point", "bits", "ln bits", "accuracy (%)", "on frontier", "runs"], rows,
-                            f"pareto-points-{task}"))
+                            f"pareto-points-{key}"))
         lower = entry["dominance"]["lower"]["points"]
         upper = {p["label"]: p for p in entry["dominance"]["upper"]["points"]}
         rows = []
@@ -232,7 +235,7 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
                          _pct(u.get("subnetwork_accuracy")), VERDICT_TEXT.get(u.get("verdict"), "–")])
         parts.append(_table(["MLP-1", "MLP-1 accuracy (%)", "ln bits (1/param)", "subnetwork frontier (%)", "verdict",
                              "ln bits (32/param)", "subnetwork frontier (%)", "verdict"], rows,
-                            f"pareto-dominance-{task}"))
+                            f"pareto-dominance-{key}"))
         rows = []
         for comparison, a in entry["auc"].items():
             rng = "–" if not a["range"] else f"[{a['range'][0]:.2f}, {a['range'][1]:.2f}]"
@@ -241,7 +244,7 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
                         + [a.get("note", "")])
         parts.append(_table(["curves compared", "common ln(bits) range", "AUC subnetwork (%)",
                              "AUC MLP-1, 1 bit/param (%)", "AUC MLP-1, 32 bits/param (%)", "note"], rows,
-                            f"pareto-auc-{task}"))
+                            f"pareto-auc-{key}"))
     return parts
 
 
@@ -268,7 +271,10 @@ def _localisation_html(fig2: dict, out: Path) -> list[str]:
     parts.append("<h3>Centre of mass per task: layer (normalised)</h3>")
     parts.append(_table(["task"] + settings, rows, "centre-of-mass"))
     tasks = list(dict.fromkeys((e["task"], e["model"]) for e in report["selections"]))
+    seen: set[str] = set()
     for task, model in tasks:
+        key = task if task not in seen else figures.slug(task, model)  # ids stay unique per series
+        seen.add(task)
         sels = [e for e in report["selections"] if e["task"] == task and e["model"] == model]
         parts.append(f"<h3>{html.escape(task)} ({html.escape(model)})</h3>")
         figs = [_figure(report["layer_images"].get(f"{task}|{model}", []), f"{task}: kept weights per layer", out)]
@@ -290,13 +296,13 @@ def _localisation_html(fig2: dict, out: Path) -> list[str]:
                  "selected" if c["lambda_max"] == e["selected_lambda"] else ""]
                 for e in sels for c in e["candidates"]]
         header = ["setting", "λmax", "accuracy (%)", "density", "within 10% of fine-tuning", "selected"]
-        parts.append(_table(header, rows, f"selection-{task}"))
+        parts.append(_table(header, rows, f"selection-{key}"))
         with_loc = [e for e in sels if e["localisation"]]
         if with_loc:
             n_layers = max(len(e["localisation"]["layers"]) for e in with_loc)
             rows = [[layer] + [_pct(_at(e["localisation"]["layer"]["fraction"], layer)) for e in with_loc]
                     for layer in range(n_layers)]
-            parts.append(_table(["layer"] + [f"{e['setting']} kept (%)" for e in with_loc], rows, f"layers-{task}"))
+            parts.append(_table(["layer"] + [f"{e['setting']} kept (%)" for e in with_loc], rows, f"layers-{key}"))
     return parts
 
 
