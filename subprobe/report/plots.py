@@ -71,7 +71,8 @@ def pareto_plot(entry: dict, stem: Path) -> list[Path]:
                 ax.annotate(p["label"].replace("paper-", "p"), (p["ln_bits"], p["accuracy"] * 100), fontsize=6,
                             textcoords="offset points", xytext=(3, -8), color=style["color"])
     ax.set_xlabel("complexity, ln(bits)")
-    ax.set_ylabel(f"{entry['split']} accuracy (%)")
+    metric = {"upos": "accuracy", "dep": "LAS", "ner": "entity F1"}.get(entry["task"], "accuracy")
+    ax.set_ylabel(f"{entry['split']} {metric} (%)")
     ax.set_title(f"{entry['task']}: accuracy vs complexity ({Path(entry['model']).name})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
