@@ -88,18 +88,18 @@ def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
     lines: list[str] = []
     csv_rows = [["task", "probe", *SETTINGS, "split", "series"]]
     all_tasks: list[str] = []
-    for label_series, group in by_series(results, model):
+    for series, group in by_series(results, model):
         cells = collect(group, split)
         tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
         all_tasks += [t for t in tasks if t not in all_tasks]
-        lines += [f"### Ours ({label_series or 'model'}, {split}, primary metric in %)", "", header,
+        lines += [f"### Ours ({series or 'model'}, {split}, primary metric in %)", "", header,
                   "|---|---|---|---|---|"]
         for task in tasks:
             for row in rows:
                 label = PROBE_TITLES[row.split("@")[0]]
                 vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in SETTINGS]
                 lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + " |")
-                csv_rows.append([task, label, *vals, split, label_series])
+                csv_rows.append([task, label, *vals, split, series])
         lines.append("")
     tasks = [t for t in TASK_TITLES if t in all_tasks]
     lines += ["### Paper (bert-base-uncased, Cao et al. 2021, Table 1)", "", header, "|---|---|---|---|---|"]
@@ -121,9 +121,9 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
     header = "| task | probe | " + " | ".join(order) + " | density (pretrained) | paper (" + ", ".join(order) + ") |"
     lines: list[str] = []
     csv_rows = [["task", "probe", *order, "density_pretrained", "split", "series"]]
-    for label_series, group in by_series(results, model):
+    for series, group in by_series(results, model):
         cells = collect(group, split)
-        lines += [f"### Ours ({label_series or 'model'}, {split}, primary metric in %)", "", header,
+        lines += [f"### Ours ({series or 'model'}, {split}, primary metric in %)", "", header,
                   "|---|---|---|---|---|---|---|"]
         tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
         for task in tasks:
@@ -142,7 +142,7 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
                 ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
                 label = f"Subnetworks λmax={lam:g}"
                 lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + f" | {dens} | {ref_text} |")
-                csv_rows.append([task, label, *vals, dens, split, label_series])
+                csv_rows.append([task, label, *vals, dens, split, series])
             for row in ("mlp", "finetune"):
                 vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
                 ref = PAPER_TABLE1.get((task, row))
@@ -150,7 +150,7 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
                 lines.append(
                     f"| {TASK_TITLES[task]} | {PROBE_TITLES[row]} | " + " | ".join(vals) + f" | | {ref_text} |"
                 )
-                csv_rows.append([task, PROBE_TITLES[row], *vals, "", split, label_series])
+                csv_rows.append([task, PROBE_TITLES[row], *vals, "", split, series])
         lines.append("")
     lines += ["Density: fraction of masked weights kept by the hard mask on the pretrained model."]
     return "\n".join(lines) + "\n", _csv(csv_rows)
