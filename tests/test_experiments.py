@@ -9,7 +9,7 @@ from subprobe.errors import ConfigError
 from subprobe.experiments.grids import load_grid
 from subprobe.experiments.store import Store, config_key
 from subprobe.experiments.sweep import run_points, seeds_axis
-from subprobe.report.tables import claims, table1, table2
+from subprobe.report.tables import claims, claims_text, table1, table2
 
 
 def test_table1_grid_has_27_points_and_restricts():
@@ -74,6 +74,9 @@ def test_table1_values_means_and_claims():
     assert "93.39 | 87.53 | 71.53" in md  # the paper's reference row
     assert csv_text.splitlines()[0] == "task,probe,pretrained,reset-encoder,reset-all,split,series"
     assert claims(results) == {"upos": {"subnetwork_above_mlp_pretrained": True, "subnetwork_below_mlp_reset": True}}
+    assert claims_text(claims(results)) == (
+        "upos: subnetwork > MLP-1 on the pretrained model: yes; subnetwork < MLP-1 on both reset models: yes"
+    )
 
 
 def test_runs_of_different_budgets_are_never_averaged_together():

@@ -160,6 +160,19 @@ def test_reproduce_figures_write_numbers_and_plots(tmp_path, tiny_bert):
     assert (tmp_path / "f2" / "localisation-layers.csv").is_file()
 
 
+def test_reproduce_table1_prints_the_claims(tmp_path, tiny_bert):
+    from subprobe.experiments.reproduce import reproduce
+
+    assert _fill(tmp_path / "t1", str(tiny_bert), "table1") == 9
+    printed = []
+    result = reproduce("table1", model=str(tiny_bert), tasks=["upos"], out=str(tmp_path / "t1"), echo=printed.append)
+    assert result["counts"] == {"done": 0, "skipped": 9, "failed": 0}
+    # pretrained: subnetwork 89.9 > MLP-1 43; reset models: subnetwork 50 < MLP-1 52 and 61
+    assert result["claims"] == {"upos": {"subnetwork_above_mlp_pretrained": True, "subnetwork_below_mlp_reset": True}}
+    assert any("upos: subnetwork > MLP-1 on the pretrained model: yes" in str(p) for p in printed)
+    assert (tmp_path / "t1" / "table1.md").is_file() and (tmp_path / "t1" / "table1-claims.json").is_file()
+
+
 def test_cli_accepts_the_figures():
     from subprobe.cli import build_parser
 

@@ -51,6 +51,8 @@ def reproduce(
     write_text(root / f"{what}.csv", csv_text)
     write_json(root / f"{what}-claims.json", claims)
     echo(markdown)
+    if what == "table1" and claims:
+        echo("The paper's claims on this model (dev, hard masks; table1-claims.json):\n" + tables.claims_text(claims))
     echo(f"{what}: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
          f"{counts['failed']} failed; tables in {root}")
     return {"counts": counts, "claims": claims, "markdown": markdown}

@@ -177,6 +177,16 @@ def claims(results: list[dict], split: str = "dev") -> dict[str, dict[str, bool 
     return out
 
 
+def claims_text(found: dict[str, dict[str, bool | None]]) -> str:
+    """One line per task: do the paper's two claims hold (yes / no / – when a cell is missing)?"""
+    word = {True: "yes", False: "no", None: "–"}
+    return "\n".join(
+        f"{task}: subnetwork > MLP-1 on the pretrained model: {word[c['subnetwork_above_mlp_pretrained']]}; "
+        f"subnetwork < MLP-1 on both reset models: {word[c['subnetwork_below_mlp_reset']]}"
+        for task, c in found.items()
+    )
+
+
 def _csv(rows: list[list]) -> str:
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
