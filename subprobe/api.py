@@ -128,8 +128,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
         "model": cfg.model,
         "primary_metric": task.primary_metric,
     }
-    if hasattr(task, "decoder"):
-        metrics["decoder"] = task.decoder  # dep: how heads were decoded for every score below
+    metrics.update(task.run_facts())  # e.g. dep: how heads were decoded for every score below
     predictions = {}
     for split in ("dev", "test"):
         if split not in splits:

@@ -101,6 +101,9 @@ def test_runs_of_different_budgets_are_never_averaged_together():
     assert "| Part-of-speech tagging | Subnetworks | 80.00 | – | – |" in md  # not 85.00 ± 7.07
     assert "| Part-of-speech tagging | Subnetworks | 90.00 | – | – |" in md
     assert csv_text.splitlines()[1].endswith(',dev,"tiny [train 1500, eval 500, 2 ep]"')  # quoted: commas
+    found = claims(results)  # per series, not pooled: 80 > 70 and 90 > 85 each hold on their own
+    assert set(found) == {"upos (tiny [train 1500, eval 500, 2 ep])", "upos (tiny [train 3000, eval 1000, 3 ep])"}
+    assert all(c["subnetwork_above_mlp_pretrained"] and c["subnetwork_below_mlp_reset"] is None for c in found.values())
     curves = pareto_report(results, "dev")
     assert len(curves) == 2 and {c["model"] for c in curves} == {r["series"] for r in results}
     one = [r for r in results if r["config"]["epochs"] == 2]

@@ -215,8 +215,7 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
     seen: set[str] = set()
     for entry in fig1["report"]:
         task = entry["task"]
-        key = task if task not in seen else figures.slug(task, entry["model"])  # ids stay unique per series
-        seen.add(task)
+        key = _id_key(task, entry["model"], seen)
         parts.append(f"<h3>{html.escape(task)} ({html.escape(entry['model'])})</h3>")
         parts.append('<div class="figures">' + _figure(entry.get("images", []), f"{task}: accuracy vs ln(bits)", out)
                      + "</div>")
@@ -248,6 +247,13 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
     return parts
 
 
+def _id_key(task: str, series: str, seen: set[str]) -> str:
+    """The task's name for table ids; a later series of the same task gets its own (ids stay unique)."""
+    key = task if task not in seen else figures.slug(task, series)
+    seen.add(task)
+    return key
+
+
 def _localisation_html(fig2: dict, out: Path) -> list[str]:
     report = fig2["report"]
     parts = ['<h2 id="localisation">Where the subnetworks are (Figure 2)</h2>',
@@ -273,8 +279,7 @@ def _localisation_html(fig2: dict, out: Path) -> list[str]:
     tasks = list(dict.fromkeys((e["task"], e["model"]) for e in report["selections"]))
     seen: set[str] = set()
     for task, model in tasks:
-        key = task if task not in seen else figures.slug(task, model)  # ids stay unique per series
-        seen.add(task)
+        key = _id_key(task, model, seen)
         sels = [e for e in report["selections"] if e["task"] == task and e["model"] == model]
         parts.append(f"<h3>{html.escape(task)} ({html.escape(model)})</h3>")
         figs = [_figure(report["layer_images"].get(f"{task}|{model}", []), f"{task}: kept weights per layer", out)]

@@ -157,23 +157,28 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
 
 
 def claims(results: list[dict], split: str = "dev") -> dict[str, dict[str, bool | None]]:
-    """Per task: does subnetwork beat MLP-1 on the pretrained model, and lose to it on both reset models?"""
-    cells = collect(results, split)
+    """Per task: does subnetwork beat MLP-1 on the pretrained model, and lose to it on both reset models?
+
+    Keyed by task, or by "task (series)" when the results hold several models or budgets.
+    """
+    groups = by_series(results)
     out = {}
+    for series, group in groups:
+        cells = collect(group, split)
 
-    def mean(task, row, setting):
-        c = cells.get((task, row, setting))
-        return statistics.fmean(c["values"]) if c and c["values"] else None
+        def mean(task, row, setting, cells=cells):
+            c = cells.get((task, row, setting))
+            return statistics.fmean(c["values"]) if c and c["values"] else None
 
-    for task in TASK_TITLES:
-        pre = (mean(task, "subnetwork@1", "pretrained"), mean(task, "mlp", "pretrained"))
-        if pre == (None, None):
-            continue
-        resets = [(mean(task, "subnetwork@1", s), mean(task, "mlp", s)) for s in ("reset-encoder", "reset-all")]
-        out[task] = {
-            "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
-            "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),
-        }
+        for task in TASK_TITLES:
+            pre = (mean(task, "subnetwork@1", "pretrained"), mean(task, "mlp", "pretrained"))
+            if pre == (None, None):
+                continue
+            resets = [(mean(task, "subnetwork@1", s), mean(task, "mlp", s)) for s in ("reset-encoder", "reset-all")]
+            out[task if len(groups) == 1 else f"{task} ({series})"] = {
+                "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
+                "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),
+            }
     return out
 
 

@@ -66,6 +66,10 @@ class Task(ABC):
         """Head options taken from the run configuration."""
         return {}
 
+    def run_facts(self) -> dict:
+        """Task settings that every score in ``metrics.json`` depends on (recorded beside them)."""
+        return {}
+
 
 class TaggingTask(Task):
     """A task with one label per word, scored by a linear tagger head."""

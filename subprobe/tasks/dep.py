@@ -74,6 +74,9 @@ class DepTask(Task):
             "decoder": _check_decoder(getattr(config, "decoder", "mst")),
         }
 
+    def run_facts(self) -> dict:
+        return {"decoder": self.decoder}
+
     def build_head(self, d_in: int, vocabs: dict[str, LabelVocab], **options) -> nn.Module:
         self.decoder = _check_decoder(options.get("decoder", self.decoder))
         return BiaffineHead(
