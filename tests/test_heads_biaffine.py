@@ -168,3 +168,34 @@ def test_bad_inputs() -> None:
     head = BiaffineHead(D, 3, arc_dim=8, label_dim=8, activation="leaky_relu")
     with pytest.raises(ValueError):
         head(torch.randn(2, 5, D), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_head_prior_varies_scores_with_dependent_side_zeroed() -> None:
+    """With the dependent-side arc MLP output zeroed, s[i, j] = u^T h_j still differs across heads j."""
+    head = head_with_random_biaffine()
+    with torch.no_grad():
+        head.arc_dep[0].weight.zero_()
+        head.arc_dep[0].bias.zero_()
+    features, mask, _, _ = make_batch([5], seed=4)
+    scores = head(features, mask).arc_scores[0, 1]  # dependent 1, candidate heads ROOT, 2..5
+    candidates = scores[[0, 2, 3, 4, 5]]
+    assert candidates.std() > 1e-3
+    # the score then depends on the head only: dependents 1 and 2 see the same prior over heads 0, 3, 4, 5
+    other = head(features, mask).arc_scores[0, 2]
+    assert torch.allclose(other[[0, 3, 4, 5]], scores[[0, 3, 4, 5]])
+
+
+def test_arc_scores_equal_bilinear_plus_head_prior() -> None:
+    """s[i, j] = d_i^T W h_j + u^T h_j with U = [W; u^T], computed explicitly."""
+    head = head_with_random_biaffine()
+    features, mask, _, _ = make_batch([4], seed=5)
+    out = head(features, mask)
+    dep = head.arc_dep(features)[0]
+    hd = head.arc_head(features)[0]
+    w, u = head.arc_weight[:-1], head.arc_weight[-1]
+    for i in range(1, 5):
+        for j in range(0, 5):
+            if i == j:
+                continue
+            ref = dep[i] @ w @ hd[j] + u @ hd[j]
+            assert torch.allclose(out.arc_scores[0, i, j], ref, atol=1e-4), (i, j)

@@ -50,7 +50,7 @@ def report_dir(tmp_path_factory, tiny_bert):
 
 def test_report_loads_in_chromium_with_all_images_and_rows(report_dir, tmp_path):
     page = parse(dump_dom(report_dir / "index.html", tmp_path / "profile"))
-    assert page.body.get("data-images") == "12/12", "not every <img> loaded (naturalWidth > 0) in Chromium"
+    assert page.body.get("data-images") == "14/14", "not every <img> loaded (naturalWidth > 0) in Chromium"
     assert page.rows["table1-dev"] == 6 and page.rows["table2-dev"] == 12
     assert page.rows["runs"] == 30
     assert page.rows["pareto-dominance-upos"] == 3 and page.rows["pareto-dominance-dep"] == 3

@@ -27,14 +27,15 @@ def test_page_has_tables_figures_and_runs(report):
     out = report / "out"
     page = parse((out / "index.html").read_text(encoding="utf-8"))
     # Table 1: 2 tasks x (subnetwork, MLP-1, fine-tuning); Table 2: 2 tasks x (4 lambdas + MLP-1 + fine-tuning)
-    assert page.rows["table1-dev"] == 6 and page.rows["table1-test"] == 6 and page.rows["table1-dev-paper"] == 6
+    assert page.rows["table1-dev"] == 6 and page.rows["table1-test"] == 6 and "table1-dev-paper" not in page.rows
     assert page.rows["table2-dev"] == 12
     assert page.rows["runs"] == 30
     assert page.rows["pareto-summary"] == 2 and page.rows["pareto-dominance-upos"] == 3
     assert page.rows["pareto-points-upos"] == 4 + 3 + 3
     assert page.rows["centre-of-mass"] == 2 and page.rows["selection-dep"] == 8 and page.rows["layers-upos"] == 2
     # every image is a relative PNG that exists, with an SVG beside it
-    assert len(page.images) == 2 + 2 + 2 * 2 * 2  # pareto, layer bars, (matrix + heads) x 2 settings per task
+    # pareto, layer bars (ours and the paper's statistic), (matrix + heads) x 2 settings per task
+    assert len(page.images) == 2 + 2 * 2 + 2 * 2 * 2
     for src in page.images:
         assert not src.startswith(("/", "http:", "https:", "file:")) and src.endswith(".png")
         assert (out / unquote(src)).is_file() and (out / unquote(src)).with_suffix(".svg").is_file()
@@ -168,8 +169,11 @@ def test_reproduce_table1_prints_the_claims(tmp_path, tiny_bert):
     result = reproduce("table1", model=str(tiny_bert), tasks=["upos"], out=str(tmp_path / "t1"), echo=printed.append)
     assert result["counts"] == {"done": 0, "skipped": 9, "failed": 0}
     # pretrained: subnetwork 89.9 > MLP-1 43; reset models: subnetwork 50 < MLP-1 52 and 61
-    assert result["claims"] == {"upos": {"subnetwork_above_mlp_pretrained": True, "subnetwork_below_mlp_reset": True}}
-    assert any("upos: subnetwork > MLP-1 on the pretrained model: yes" in str(p) for p in printed)
+    # the synthetic runs have only the micro accuracy: the paper's (macro) metric is missing, so its claims are open
+    assert result["claims"] == {"upos": {
+        "headline": {"subnetwork_above_mlp_pretrained": True, "subnetwork_below_mlp_reset": True},
+        "paper_comparable": {"subnetwork_above_mlp_pretrained": None, "subnetwork_below_mlp_reset": None}}}
+    assert any("upos (headline, hard mask): subnetwork > MLP-1 on the pretrained model: yes" in str(p) for p in printed)
     assert (tmp_path / "t1" / "table1.md").is_file() and (tmp_path / "t1" / "table1-claims.json").is_file()
 
 
@@ -184,6 +188,7 @@ def test_cli_accepts_the_figures():
     assert {p["setting"] for p in figure2 if p["probe"] == "finetune"} == {"pretrained", "reset-encoder"}
 
 
+@pytest.mark.slow
 def test_a_directory_with_two_series_has_unique_table_ids(tmp_path, tiny_bert):
     import re
     import shutil

@@ -154,3 +154,27 @@ def test_two_models_in_one_directory_are_localised_apart(tmp_path, tiny_bert):
     assert report["order"]["pretrained, twin-bert"] == "upos"
     summary = localisation.summary_markdown(report)
     assert "| task | series | setting |" in summary and "| upos | twin-bert | pretrained |" in summary
+
+
+def test_paper_statistic_mean_soft_qkv_normalised_by_hand():
+    """The paper's Figure 2 statistic: per layer the mean soft mask over Q, K, V (FFN and O ignored), normalised."""
+    from subprobe.masking import hard_concrete as hc
+
+    soft_keep = float(hc.soft_mask(torch.tensor(KEEP)))  # 1.2 * sigmoid(3) - 0.1, clamped: 1.0
+    soft_drop = float(hc.soft_mask(torch.tensor(DROP)))  # clamped to 0.0
+    q = torch.zeros(8, 8)
+    q[0:4] = 1  # layer 0: half of Q kept -> mean over Q, K, V = (32 * keep) / 192
+    masks = {(0, "q"): q, (0, "o"): torch.ones(8, 8), (1, "q"): torch.ones(8, 8), (1, "k"): torch.ones(8, 8),
+             (1, "ffn_in"): torch.ones(16, 8)}
+    paper = localisation.localise(_weight_level(masks), num_heads=None)["paper"]
+    mean0 = (32 * soft_keep + 160 * soft_drop) / 192
+    mean1 = (128 * soft_keep + 64 * soft_drop) / 192
+    assert paper["mean_soft_qkv"] == pytest.approx([mean0, mean1])
+    assert paper["normalised"] == pytest.approx([mean0 / (mean0 + mean1), mean1 / (mean0 + mean1)])
+    assert paper["centre_of_mass"] == pytest.approx(mean1 / (mean0 + mean1))
+    assert paper["centre_of_mass_normalised"] == pytest.approx(mean1 / (mean0 + mean1))  # L - 1 = 1
+    # a fractional soft mask counts with its value (not binarised): log-alpha 0 -> 1.2 * 0.5 - 0.1 = 0.5
+    entries = [MaskEntry(f"l0.{r}", r, 0, (8, 8), (8, 1), torch.zeros(1, 8)) for r in ("q", "k", "v", "ffn_in")]
+    half = localisation.localise(Subnetwork(tuple(entries), "strided", "neuron"), num_heads=None)["paper"]
+    assert half["mean_soft_qkv"] == pytest.approx([0.5])
+    assert half["normalised"] == pytest.approx([1.0])

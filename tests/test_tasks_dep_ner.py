@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from subprobe.config import ProbeConfig
 from subprobe.data.batching import bucketed_batches, collate, encode_dataset
 from subprobe.data.conllu import read_conllu
 from subprobe.errors import ConfigError, DataError
@@ -121,7 +122,7 @@ def test_dep_options_from_config() -> None:
     task.configure(cfg)
     assert task.decoder == "argmax"
     head = DepTask().build_head(8, {"rels": _vocab(["a", "b"])}, **task.head_options(cfg))
-    assert head.arc_weight.shape == (64, 65) and head.rel_weight.shape == (2, 17, 17)
+    assert head.arc_weight.shape == (65, 64) and head.rel_weight.shape == (2, 17, 17)
     with pytest.raises(ConfigError, match="--decoder"):
         task.configure(SimpleNamespace(decoder="greedy"))
 
@@ -170,7 +171,10 @@ def test_dep_loss_decreases_and_mst_gives_trees(tiny_bert, tiny_ud, tokenizer) -
         pred = task.predict(model.head, out, batch)
         task.decoder = "argmax"
         greedy = task.predict(model.head, out, batch)
-    assert set(pred) == {"heads", "rels", "rels_gold_head"}
+    assert set(pred) == {"heads", "rels", "heads_mst", "rels_mst", "heads_argmax", "rels_argmax", "rels_gold_head"}
+    assert torch.equal(pred["heads"], pred["heads_mst"]) and torch.equal(greedy["heads"], greedy["heads_argmax"])
+    assert torch.equal(pred["heads_argmax"], greedy["heads_argmax"])
+    assert torch.equal(pred["rels_mst"], greedy["rels_mst"])
     for b, indices in enumerate(range(6)):
         n = train.encoded[indices].n_words
         heads = pred["heads"][b, : n + 1].clone()
@@ -184,10 +188,12 @@ def test_dep_loss_decreases_and_mst_gives_trees(tiny_bert, tiny_ud, tokenizer) -
 
 
 def _dep_predictions(dataset, vocabs):
-    """Hand-made predictions for the first two CONLLU sentences (see the hand-computed scores)."""
+    """Hand-made predictions for the first two CONLLU sentences (see the hand-computed scores).
+
+    The run's decoder (``heads``/``rels``) is MST; argmax differs on one word of sentence 2."""
     idx = vocabs["rels"].index()
     enc = lambda rels: np.array([idx[r] for r in rels])  # noqa: E731
-    return {
+    preds = {
         0: {
             "heads": np.array([2, 3, 0, 2]),  # word 4 wrong
             "rels": enc(["det", "nsubj", "root", "punct"]),
@@ -199,6 +205,11 @@ def _dep_predictions(dataset, vocabs):
             "rels_gold_head": enc(["nsubj", "root", "det", "amod", "obj", "case", "amod", "nmod"]),
         },
     }
+    for p in preds.values():
+        p["heads_mst"], p["rels_mst"] = p["heads"], p["rels"]
+        p["heads_argmax"], p["rels_argmax"] = p["heads"].copy(), p["rels"]
+    preds[1]["heads_argmax"][0] = 0  # argmax: word 1 of sentence 2 attached to ROOT too (not a tree)
+    return preds
 
 
 def test_dep_metrics_hand_computed(tiny_ud, tokenizer, tmp_path) -> None:
@@ -207,10 +218,90 @@ def test_dep_metrics_hand_computed(tiny_ud, tokenizer, tmp_path) -> None:
     task = DepTask()
     splits, vocabs = prepared(task, {"train": tiny_ud["train"], "dev": dev}, tokenizer)
     scores = task.metrics(splits["dev"], _dep_predictions(splits["dev"], vocabs), vocabs)
-    assert scores == pytest.approx(
-        {"uas": 11 / 12, "las": 10 / 12, "paper_uas": (3 / 4 + 1) / 2, "paper_las": (2 / 4 + 1) / 2}
-    )
+    assert scores == pytest.approx({
+        "uas": 11 / 12, "las": 10 / 12, "las_universal": 10 / 12,
+        "uas_mst": 11 / 12, "las_mst": 10 / 12, "uas_argmax": 10 / 12, "las_argmax": 9 / 12,
+        # argmax heads, sentence-macro, labels from the gold head: (2/4 + 7/8) / 2
+        "paper_uas": (3 / 4 + 7 / 8) / 2, "paper_las": (2 / 4 + 7 / 8) / 2,
+    })
     assert all(isinstance(v, float) for v in scores.values())
+
+
+UD_SUBTYPES = """# sent_id = s1
+1	Mary	Mary	PROPN	NNP	_	3	nmod:poss	_	_
+2	big	big	ADJ	JJ	_	3	amod	_	_
+3	house	house	NOUN	NN	_	0	root	_	_
+
+# sent_id = s2
+1	John	John	PROPN	NNP	_	2	nsubj:pass	_	_
+2	sat	sit	VERB	VBD	_	0	root	_	_
+3	today	today	NOUN	NN	_	2	obl:tmod	_	_
+
+"""
+
+
+def _official_las(gold_path, pred_path) -> float:
+    """LAS as the CoNLL 2018 shared-task scorer counts it: head and the universal part of DEPREL (all words)."""
+    gold, pred = read_conllu(gold_path), read_conllu(pred_path)
+    right = total = 0
+    for g, p in zip(gold, pred, strict=True):
+        for gh, gr, ph, pr in zip(g.heads, g.deprels, p.heads, p.deprels, strict=True):
+            total += 1
+            right += gh == ph and gr.split(":")[0] == pr.split(":")[0]
+    return right / total
+
+
+def test_las_universal_counts_a_subtype_mismatch_as_right(tokenizer, tmp_path) -> None:
+    """Gold ``nmod:poss``, predicted ``nmod``: wrong for ``las``, right for ``las_universal`` (official rule)."""
+    gold = tmp_path / "gold.conllu"
+    gold.write_text(UD_SUBTYPES, encoding="utf-8")
+    train = tmp_path / "train.conllu"
+    without_subtypes = UD_SUBTYPES.replace("nmod:poss", "nmod").replace("obl:tmod", "obl")
+    train.write_text(UD_SUBTYPES + without_subtypes, encoding="utf-8")
+    task = DepTask()
+    splits, vocabs = prepared(task, {"train": train, "dev": gold}, tokenizer)
+    idx = vocabs["rels"].index()
+    heads = {0: np.array([3, 3, 0]), 1: np.array([2, 0, 2])}
+    rels = {0: np.array([idx["nmod"], idx["amod"], idx["root"]]),  # nmod for nmod:poss
+            1: np.array([idx["nsubj:pass"], idx["root"], idx["obl"]])}  # obl for obl:tmod
+    preds = {i: {"heads": heads[i], "rels": rels[i], "heads_mst": heads[i], "rels_mst": rels[i],
+                 "heads_argmax": heads[i], "rels_argmax": rels[i], "rels_gold_head": rels[i]} for i in heads}
+    scores = task.metrics(splits["dev"], preds, vocabs)
+    assert scores["las"] == pytest.approx(4 / 6)
+    assert scores["las_universal"] == pytest.approx(6 / 6)
+    out = tmp_path / "pred.conllu"
+    task.write_predictions(splits["dev"], preds, vocabs, out)
+    assert _official_las(gold, out) == pytest.approx(scores["las_universal"])
+
+
+def test_las_universal_equals_the_official_rule_on_a_predict_output(tiny_bert, tmp_path) -> None:
+    """A real --predict run on a file where subtypes matter: las_universal = the official scorer's LAS."""
+    from subprobe.cli import main
+
+    files = {}
+    for split, text in (("train", (UD_SUBTYPES + CONLLU) * 4), ("dev", UD_SUBTYPES + CONLLU), ("test", UD_SUBTYPES)):
+        files[split] = tmp_path / f"{split}.conllu"
+        files[split].write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    argv = probe_argv(tiny_bert, files, out, "--predict", "--arc-dim", "16", "--label-dim", "8", task="dep", epochs=1)
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("dev", "test"):
+        assert metrics[split]["las_universal"] == pytest.approx(
+            _official_las(files[split], out / f"predictions-{split}.conllu"), abs=1e-12
+        )
+        assert metrics[split]["las_universal"] >= metrics[split]["las"]
+
+
+def test_deprel_universal_reads_relations_without_subtypes(tmp_path) -> None:
+    gold = tmp_path / "gold.conllu"
+    gold.write_text(UD_SUBTYPES, encoding="utf-8")
+    task = DepTask()
+    task.configure(ProbeConfig(task="dep", deprel="universal"))
+    assert [s.deprels for s in task.read(gold)] == [["nmod", "amod", "root"], ["nsubj", "root", "obl"]]
+    assert task.run_facts() == {"decoder": "mst", "deprel": "universal"}
+    with pytest.raises(ConfigError, match="--deprel"):
+        task.configure(ProbeConfig(task="dep", deprel="basic"))
 
 
 def test_dep_write_predictions_reads_back(tiny_ud, tokenizer, tmp_path) -> None:

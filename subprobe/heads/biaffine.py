@@ -7,10 +7,13 @@ numbering with -100 at position 0 and on padding.
 
 Differences from the paper's code (see REFERENCE_NOTES.md 1.9), all deliberate:
 
-* The arc scorer is ``s[i, j] = d_i^T U h_j + u^T h_j`` (dependent ``i``, head ``j``): the
-  bilinear term plus a head-side bias. The paper's extra dependent-side and global bias terms
-  (and the bias of its ``nn.Linear`` ``W``) are constant over candidate heads, so they cancel in
-  the softmax over heads and are dropped.
+* The arc scorer is ``s[i, j] = [d_i; 1]^T U h_j = d_i^T W h_j + u^T h_j`` (dependent ``i``,
+  head ``j``, ``U = [W; u^T]`` of shape ``(a+1, a)``): the bilinear term plus the head-side prior
+  ``u^T h_j`` ("how likely is ``j`` to be a head at all"), as in the paper's code and Dozat &
+  Manning. The 1 sits on the *dependent* side: on the head side it would give ``d_i^T u``, which
+  is constant over candidate heads. The paper's extra dependent-side and global bias terms (and
+  the bias of its ``nn.Linear`` ``W``) are constant over candidate heads, so they cancel in the
+  softmax over heads and are dropped.
 * The relation scorer is a biaffine ``[d'_i; 1]^T W_l [h'_{head(i)}; 1]`` per label ``l``; the
   appended 1s give the head-side, dependent-side and bias terms (the paper's parameter count
   ``66,049 * L`` for 256-d MLPs). Head states are gathered with ``torch.gather``.
@@ -94,8 +97,8 @@ class BiaffineHead(nn.Module):
         self.arc_head = _mlp(d_in, arc_dim, activation, dropout)
         self.rel_dep = _mlp(d_in, label_dim, activation, dropout)
         self.rel_head = _mlp(d_in, label_dim, activation, dropout)
-        # s[i, j] = d_i^T U [h_j; 1]: last column of U is the head-side bias.
-        self.arc_weight = nn.Parameter(torch.zeros(arc_dim, arc_dim + 1))
+        # s[i, j] = [d_i; 1]^T U h_j: the last row of U is the head-side prior u (u^T h_j).
+        self.arc_weight = nn.Parameter(torch.zeros(arc_dim + 1, arc_dim))
         # s[i, l] = [d'_i; 1]^T W_l [h'_head(i); 1]
         self.rel_weight = nn.Parameter(torch.zeros(n_labels, label_dim + 1, label_dim + 1))
 
@@ -111,8 +114,8 @@ class BiaffineHead(nn.Module):
                 f"expected features [B, 1+W, d] and word_mask [B, 1+W], got "
                 f"{tuple(features.shape)} and {tuple(word_mask.shape)}"
             )
-        dep = self.arc_dep(features)  # [B, T, a]
-        head = _append_ones(self.arc_head(features))  # [B, T, a+1]
+        dep = _append_ones(self.arc_dep(features))  # [B, T, a+1]
+        head = self.arc_head(features)  # [B, T, a]
         arc = torch.matmul(torch.matmul(dep, self.arc_weight), head.transpose(1, 2))  # [B,T,T]
         valid_head = word_mask.clone()
         valid_head[:, 0] = True  # ROOT is a valid head
@@ -126,17 +129,23 @@ class BiaffineHead(nn.Module):
         ``heads`` is ``[B, 1+W]``; negative entries (-100 on padding / position 0) are read as
         head 0 and their scores are meaningless.
         """
+        return self.label_scores_for(out, [heads])[0]
+
+    def label_scores_for(self, out: BiaffineOutput, head_sets: list[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`label_scores` for several head assignments, sharing the dependent-side product."""
         dep = _append_ones(out.rel_dep)  # [B, T, k+1]
         head_all = _append_ones(out.rel_head)
-        idx = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, head_all.shape[-1])
-        head = torch.gather(head_all, 1, idx)  # [B, T, k+1]: state of each word's head
         b, t, k1 = dep.shape
         # One GEMM (dep @ W_l for all l) then a batched dot with the head state. F.bilinear
         # computes the same but its CPU backward is ~50x slower.
         weight = self.rel_weight.to(dep.dtype).permute(1, 0, 2).reshape(k1, self.n_labels * k1)
         dep_w = (dep.reshape(b * t, k1) @ weight).view(b * t, self.n_labels, k1)
-        scores = torch.bmm(dep_w, head.reshape(b * t, k1, 1))
-        return scores.view(b, t, self.n_labels)
+        scores = []
+        for heads in head_sets:
+            idx = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, k1)
+            head = torch.gather(head_all, 1, idx)  # [B, T, k+1]: state of each word's head
+            scores.append(torch.bmm(dep_w, head.reshape(b * t, k1, 1)).view(b, t, self.n_labels))
+        return scores
 
     def loss(
         self,
@@ -160,15 +169,12 @@ class BiaffineHead(nn.Module):
         return arc_loss + rel_loss
 
     @torch.no_grad()
-    def decode(
-        self, out: BiaffineOutput, word_mask: torch.Tensor, method: str = "mst"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predict heads and relations, each ``[B, 1+W]`` with -100 at position 0 and padding.
+    def decode_heads(self, out: BiaffineOutput, word_mask: torch.Tensor, method: str = "mst") -> torch.Tensor:
+        """Predicted heads ``[B, 1+W]`` with -100 at position 0 and padding.
 
         ``method="argmax"``: each word takes its best-scoring head (the paper; may not be a
         tree). ``method="mst"``: the best tree with exactly one word attached to ROOT
-        (Chu-Liu-Edmonds on log-softmax scores). Relations are predicted from the predicted
-        heads. Real words must be contiguous at positions ``1..n``.
+        (Chu-Liu-Edmonds on log-softmax scores). Real words must be contiguous at positions ``1..n``.
         """
         arc = out.arc_scores
         if method == "argmax":
@@ -182,7 +188,13 @@ class BiaffineHead(nn.Module):
             pred = torch.from_numpy(rows).to(arc.device)
         else:
             raise ValueError(f"decode method must be 'mst' or 'argmax', got {method!r}")
-        pred = pred.masked_fill(~word_mask, IGNORE_INDEX)
+        return pred.masked_fill(~word_mask, IGNORE_INDEX)
+
+    @torch.no_grad()
+    def decode(
+        self, out: BiaffineOutput, word_mask: torch.Tensor, method: str = "mst"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted heads (:meth:`decode_heads`) and the relations predicted from them, each ``[B, 1+W]``."""
+        pred = self.decode_heads(out, word_mask, method)
         rels = self.label_scores(out, pred).argmax(dim=-1)
-        rels = rels.masked_fill(~word_mask, IGNORE_INDEX)
-        return pred, rels
+        return pred, rels.masked_fill(~word_mask, IGNORE_INDEX)

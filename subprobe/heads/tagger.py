@@ -1,4 +1,7 @@
-"""Tagging head: dropout then a linear layer over the label set (UPOS, NER)."""
+"""Tagging head: a linear layer over the label set (UPOS, NER), after optional dropout.
+
+The probe applies its feature dropout (0.1, :data:`subprobe.probes.base.FEATURE_DROPOUT`) before
+every head, as the paper's code does, so the head's own dropout defaults to none."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from torch import nn
 class TaggerHead(nn.Module):
     """Per-word logits ``[B, 1+W, n_labels]`` from word features ``[B, 1+W, d]``."""
 
-    def __init__(self, d_in: int, n_labels: int, dropout: float = 0.1) -> None:
+    def __init__(self, d_in: int, n_labels: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(d_in, n_labels)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-__all__ = ["attachment_scores"]
+__all__ = ["attachment_scores", "universal_relation"]
+
+
+def universal_relation(label: str) -> str:
+    """The universal part of a UD relation, as the CoNLL 2018 scorer compares them: ``nmod:poss`` -> ``nmod``."""
+    return label.split(":", 1)[0]
 
 
 def attachment_scores(

@@ -39,7 +39,10 @@ def apply_setting(model: nn.Module, setting: str, init: str = "torch-default", s
 
     ``torch-default`` (what the paper's code did): each module's ``reset_parameters()``, so
     Linear gets Kaiming-uniform, LayerNorm ones/zeros and Embedding N(0, 1).
-    ``model``: the model's own initialiser (``_init_weights``, e.g. N(0, 0.02) for BERT).
+    ``model``: the model's own initialiser (``_init_weights``, e.g. N(0, ``initializer_range``) for
+    BERT). Transformers 5 initialisers skip every tensor flagged ``_is_hf_initialized``, which
+    ``from_pretrained`` sets on every loaded weight; the flags of the chosen modules are cleared
+    first, so the draw really replaces the loaded values.
     The draw is seeded by ``seed`` and leaves the global random state untouched.
     """
     if init not in INITS:
@@ -51,6 +54,7 @@ def apply_setting(model: nn.Module, setting: str, init: str = "torch-default", s
         with torch.no_grad():
             for _name, module in modules:
                 if init == "model" and hasattr(model, "_init_weights"):
+                    _clear_initialised_flags(module)
                     model._init_weights(module)
                 elif hasattr(module, "reset_parameters"):
                     module.reset_parameters()
@@ -61,3 +65,11 @@ def apply_setting(model: nn.Module, setting: str, init: str = "torch-default", s
                     )
                 count += sum(p.numel() for p in module.parameters(recurse=False))
     return count
+
+
+def _clear_initialised_flags(module: nn.Module) -> None:
+    """Drop transformers' ``_is_hf_initialized`` marks from ``module`` and its own tensors."""
+    tensors = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+    for tensor in [module, *tensors]:
+        if hasattr(tensor, "_is_hf_initialized"):
+            delattr(tensor, "_is_hf_initialized")

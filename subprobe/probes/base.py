@@ -10,7 +10,7 @@ from torch import nn
 
 from subprobe.data.batching import Batch, pool_words
 from subprobe.models.attention import use_fast_eager
-from subprobe.models.dropout import use_fast_dropout
+from subprobe.models.dropout import FastDropout, use_fast_dropout
 
 
 class EncoderFeatures(nn.Module):
@@ -33,28 +33,40 @@ class EncoderFeatures(nn.Module):
             use_fast_eager(encoder)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast_bf16):
+        with torch.autocast(batch.input_ids.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
             hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
         return pool_words(hidden, batch, self.pooling).float()
 
 
+#: Dropout on the encoder's word features before the adapter and head of every probe (the paper's code:
+#: ``Dropout(0.1)`` on BERT's output, then MLP-1 if any, then the task head).
+FEATURE_DROPOUT = 0.1
+
+
 class ProbeModel(nn.Module):
-    """``head(adapter(features(batch)))``."""
+    """``head(adapter(dropout(features(batch))))``, with :data:`FEATURE_DROPOUT` as the paper's code."""
 
     def __init__(
-        self, features: nn.Module, head: nn.Module, adapter: nn.Module | None = None, fast_kernels: bool = True
+        self,
+        features: nn.Module,
+        head: nn.Module,
+        adapter: nn.Module | None = None,
+        fast_kernels: bool = True,
+        feature_dropout: float = FEATURE_DROPOUT,
     ) -> None:
         super().__init__()
         self.features = features
+        self.dropout = nn.Dropout(feature_dropout)
         self.adapter = adapter
         self.head = head
-        if fast_kernels:  # the head's and adapter's dropout too (see EncoderFeatures)
-            use_fast_dropout(head)
-            if adapter is not None:
-                use_fast_dropout(adapter)
+        if fast_kernels:  # the feature, head and adapter dropout too (see EncoderFeatures)
+            self.dropout = FastDropout(feature_dropout)
+            for module in (head, adapter):
+                if module is not None:
+                    use_fast_dropout(module)
 
     def forward(self, batch: Batch):
-        x = self.features(batch)
+        x = self.dropout(self.features(batch))
         if self.adapter is not None:
             x = self.adapter(x)
         return self.head(x, batch.word_mask)
@@ -71,6 +83,8 @@ class BuiltProbe:
     #: complexity: number of probe parameters and the bits bounds
     probe_params: int = 0
     bits_per_param: tuple[float, float] = (1.0, 1.0)
+    #: subnetwork probes: which block projections are masked (see subprobe.models.targets.Discovery)
+    coverage: dict | None = None
 
     def bits(self) -> dict[str, float]:
         low, high = self.bits_per_param

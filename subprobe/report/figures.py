@@ -52,16 +52,19 @@ def write_figure2(results: list[dict], out: str | Path, split: str = "dev", num_
     models = {e["model"] for e in report["selections"]}
     images: list[str] = []
     report["layer_images"] = {}
+    report["layer_images_paper"] = {}
     if plots:
         from subprobe.report import plots as plotting
 
         by_task: dict[tuple[str, str], dict[str, list]] = {}
+        by_task_paper: dict[tuple[str, str], dict[str, list]] = {}
         for e in report["selections"]:
             loc = e["localisation"]
             if not loc:
                 continue
             legend = f"{e['setting']} (λmax={e['selected_lambda']:g})"
             by_task.setdefault((e["task"], e["model"]), {})[legend] = loc["layer"]["fraction"]
+            by_task_paper.setdefault((e["task"], e["model"]), {})[legend] = loc["paper"]["normalised"]
             name = [e["task"], e["setting"], _model_suffix(e["model"], models)]
             label = f"{e['task']}, {e['setting']}, λmax={e['selected_lambda']:g}"
             e["images"] = {}
@@ -81,6 +84,13 @@ def write_figure2(results: list[dict], out: str | Path, split: str = "dev", num_
                                         slug("layers", task, _model_suffix(model, models)))
             report["layer_images"][f"{task}|{model}"] = [str(p.relative_to(out)) for p in paths]
             images.extend(report["layer_images"][f"{task}|{model}"])
+            paths = plotting.layer_bars(
+                task, by_task_paper[(task, model)],
+                out / FIGURES_DIR / slug("layers-paper", task, _model_suffix(model, models)),
+                what="paper's statistic: mean soft Q/K/V mask, normalised over layers", ylabel="share of the total (%)",
+            )
+            report["layer_images_paper"][f"{task}|{model}"] = [str(p.relative_to(out)) for p in paths]
+            images.extend(report["layer_images_paper"][f"{task}|{model}"])
     write_json(out / "localisation.json", report)
     write_text(out / "localisation-layers.csv", localisation.layers_csv(report))
     write_text(out / "localisation-matrix.csv", localisation.matrix_csv(report))

@@ -192,7 +192,7 @@ def render_html(results, out: Path, runs_dir: Path, split: str, table_md: dict, 
         for s in dict.fromkeys((split, "test")):
             body.append(f"<h3>{title} ({s})</h3>")
             blocks = table_md[(name, s)].count("### Ours")  # one per series (model and budget)
-            ids = [f"{name}-{s}", *(f"{name}-{s}-{i}" for i in range(2, blocks + 1)), f"{name}-{s}-paper"]
+            ids = [f"{name}-{s}", *(f"{name}-{s}-{i}" for i in range(2, blocks + 1))]
             body.append(md_to_html(table_md[(name, s)], ids))
     body += _pareto_html(fig1, out)
     body += _localisation_html(fig2, out)
@@ -260,7 +260,8 @@ def _localisation_html(fig2: dict, out: Path) -> list[str]:
              "<p>Neuron subnetworks. Per task and model setting, the largest λmax whose accuracy is within 10% of "
              "fine-tuning accuracy (acc ≥ 0.9 × fine-tuning; the same setting's fine-tuning run if there is one, "
              "else the pretrained one). Fractions count weights kept by the hard mask. Centre of mass: "
-             "Σ l·kept_l / Σ kept_l over 0-based layers, normalised by L−1.</p>",
+             "Σ l·kept_l / Σ kept_l over 0-based layers, normalised by L−1. Beside it, the paper's statistic: the "
+             "mean soft mask of Q, K and V per layer, normalised over layers, and its centre of mass.</p>",
              md_to_html(fig2["markdown"], ["localisation-summary"])]
     com = report["centre_of_mass"]
     settings = sorted({s for per in com.values() for s in per}, key=lambda s: tables.SETTINGS.index(s)
@@ -270,19 +271,23 @@ def _localisation_html(fig2: dict, out: Path) -> list[str]:
         row = [task]
         for s in settings:
             c = per.get(s)
-            row.append("–" if not c or c["centre_of_mass"] is None else
-                       f"{c['centre_of_mass']:.2f} ({c['normalised']:.3f})" if c["normalised"] is not None else
-                       f"{c['centre_of_mass']:.2f}")
+            for key, norm in (("centre_of_mass", "normalised"), ("paper_centre_of_mass", "paper_normalised")):
+                value = (c or {}).get(key)
+                row.append("–" if value is None else
+                           f"{value:.2f} ({c[norm]:.3f})" if c.get(norm) is not None else f"{value:.2f}")
         rows.append(row)
-    parts.append("<h3>Centre of mass per task: layer (normalised)</h3>")
-    parts.append(_table(["task"] + settings, rows, "centre-of-mass"))
+    parts.append("<h3>Centre of mass per task: layer (normalised); kept weights and the paper's statistic</h3>")
+    header = ["task"] + [f"{s}: {kind}" for s in settings for kind in ("kept weights", "paper's statistic")]
+    parts.append(_table(header, rows, "centre-of-mass"))
     tasks = list(dict.fromkeys((e["task"], e["model"]) for e in report["selections"]))
     seen: set[str] = set()
     for task, model in tasks:
         key = _id_key(task, model, seen)
         sels = [e for e in report["selections"] if e["task"] == task and e["model"] == model]
         parts.append(f"<h3>{html.escape(task)} ({html.escape(model)})</h3>")
-        figs = [_figure(report["layer_images"].get(f"{task}|{model}", []), f"{task}: kept weights per layer", out)]
+        figs = [_figure(report["layer_images"].get(f"{task}|{model}", []), f"{task}: kept weights per layer", out),
+                _figure(report.get("layer_images_paper", {}).get(f"{task}|{model}", []),
+                        f"{task}: the paper's statistic (mean soft Q/K/V mask per layer, normalised)", out)]
         for e in sels:
             for kind, caption in (("matrix", "per layer and matrix type"), ("heads", "per layer and head")):
                 figs.append(_figure((e.get("images") or {}).get(kind, []),

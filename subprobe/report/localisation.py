@@ -13,6 +13,11 @@ and counted in *weights*: a mask unit governing a block of ``rows x cols`` weigh
   the number of kept weights of layer l; normalised by ``L - 1`` (0 = first layer, 1 = last) so that
   models of different depths compare.
 
+Beside ours, the paper's Figure 2 statistic (``paper``): per layer the mean *soft* (deterministic)
+mask value over the attention matrices Q, K and V (weight-weighted, so any granularity or layout
+gives the same number), normalised over layers to sum to 1; and the centre of mass of that profile.
+It ignores the FFN matrices, which hold two thirds of a block's weights and dominate our count.
+
 The paper's selection rule for Figure 2: per task and model setting, the largest lambda_max whose
 accuracy is within 10% (relative) of fine-tuning accuracy, ``acc >= 0.9 * finetune_acc``.
 """
@@ -60,6 +65,7 @@ def localise(sub, num_heads: int | None = None) -> dict:
     matrix = [[role_kept[(layer, r)] / role_total[(layer, r)] if role_total.get((layer, r)) else None for r in roles]
               for layer in range(n_layers)]
     com = centre_of_mass(kept)
+    paper = paper_profile(sub, n_layers)
     return {
         "layers": list(range(n_layers)),
         "layer": {"kept": kept, "total": total, "fraction": [k / t if t else None for k, t in zip(kept, total)]},
@@ -67,6 +73,32 @@ def localise(sub, num_heads: int | None = None) -> dict:
         "layer_matrix": matrix,
         "heads": head_fractions(sub, num_heads) if num_heads else None,
         "density": sum(kept) / max(1, sum(total)),
+        "centre_of_mass": com,
+        "centre_of_mass_normalised": None if com is None or n_layers < 2 else com / (n_layers - 1),
+        "paper": paper,
+    }
+
+
+#: The matrices of the paper's Figure 2 statistic.
+PAPER_ROLES = ("q", "k", "v")
+
+
+def paper_profile(sub, n_layers: int) -> dict:
+    """The paper's Figure 2 statistic: mean soft Q/K/V mask per layer, normalised over layers, and its centre
+    of mass (``None`` values when the subnetwork has no Q/K/V matrix or keeps nothing of them)."""
+    mass = [0.0] * n_layers
+    size = [0] * n_layers
+    for e in sub.entries:
+        if e.role in PAPER_ROLES:
+            mass[e.layer] += float(hc.soft_mask(e.log_alpha).double().sum()) * e.weights_per_mask
+            size[e.layer] += e.shape[0] * e.shape[1]
+    mean = [m / n if n else None for m, n in zip(mass, size)]
+    total = sum(v for v in mean if v is not None)
+    normalised = [None if v is None or total <= 0 else v / total for v in mean]
+    com = centre_of_mass([v or 0.0 for v in normalised]) if total > 0 else None
+    return {
+        "mean_soft_qkv": mean,
+        "normalised": normalised,
         "centre_of_mass": com,
         "centre_of_mass_normalised": None if com is None or n_layers < 2 else com / (n_layers - 1),
     }
@@ -252,25 +284,35 @@ def localisation_report(results: list[dict], split: str = "dev", num_heads: int 
             row = {
                 "model": e["model"], "lambda_max": e["selected_lambda"],
                 "centre_of_mass": loc["centre_of_mass"], "normalised": loc["centre_of_mass_normalised"],
+                "paper_centre_of_mass": loc["paper"]["centre_of_mass"],
+                "paper_normalised": loc["paper"]["centre_of_mass_normalised"],
             }
             centre[f"{e['task']} ({e['model']})" if several else e["task"]][e["setting"]] = row
-            by_series[e["model"]][e["setting"]][e["task"]] = row["normalised"]
-    orders = {}
+            by_series[e["model"]][e["setting"]][e["task"]] = (row["normalised"], row["paper_normalised"])
+    orders: dict = {}
+    orders_paper: dict = {}
     for model, per_setting in sorted(by_series.items()):
         for setting in sorted(per_setting):
-            ranked = sorted((v, t) for t, v in per_setting[setting].items() if v is not None)
-            orders[f"{setting}, {model}" if several else setting] = " < ".join(t for _, t in ranked)
-    return {"split": split, "selections": entries, "centre_of_mass": dict(centre), "order": orders}
+            key = f"{setting}, {model}" if several else setting
+            for i, found in ((0, orders), (1, orders_paper)):
+                ranked = sorted((v[i], t) for t, v in per_setting[setting].items() if v[i] is not None)
+                found[key] = " < ".join(t for _, t in ranked)
+    return {"split": split, "selections": entries, "centre_of_mass": dict(centre), "order": orders,
+            "order_paper": orders_paper}
 
 
 def layers_csv(report: dict) -> str:
-    rows = [["task", "model", "setting", "lambda_max", "layer", "kept", "total", "fraction"]]
+    """Per selected run and layer: our kept-weight count and fraction, and the paper's statistic."""
+    rows = [["task", "model", "setting", "lambda_max", "layer", "kept", "total", "fraction", "paper_mean_soft_qkv",
+             "paper_normalised"]]
     for e in report["selections"]:
         loc = e["localisation"]
         if loc:
-            for layer, k, t, f in zip(loc["layers"], loc["layer"]["kept"], loc["layer"]["total"],
-                                      loc["layer"]["fraction"]):
-                rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, k, t, _f(f)])
+            paper = loc["paper"]
+            for layer, k, t, f, ps, pn in zip(loc["layers"], loc["layer"]["kept"], loc["layer"]["total"],
+                                              loc["layer"]["fraction"], paper["mean_soft_qkv"], paper["normalised"]):
+                rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, k, t, _f(f),
+                             _f(ps), _f(pn)])
     return _csv(rows)
 
 
@@ -315,7 +357,8 @@ def summary_markdown(report: dict) -> str:
         return "No neuron subnetwork runs: nothing to localise.\n"
     several = len({e["model"] for e in report["selections"]}) > 1
     lines = ["| task | setting | λmax selected | rule met | accuracy (%) | fine-tuning ref. (%) | density | "
-             "centre of mass (layer) | normalised |", "|---|---|---|---|---|---|---|---|---|"]
+             "centre of mass (layer) | normalised | paper's statistic: centre of mass | normalised |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     if several:  # one more column: which model / budget (series) each row is
         lines = [lines[0].replace("| task |", "| task | series |", 1), lines[1] + "---|"]
     for e in report["selections"]:
@@ -325,15 +368,22 @@ def summary_markdown(report: dict) -> str:
         ref_text = "–" if ref is None else f"{ref['accuracy'] * 100:.2f} ({ref['setting']})"
         met = {True: "yes", False: "no", None: "–"}[e["rule_met"]]
         com, norm = loc.get("centre_of_mass"), loc.get("centre_of_mass_normalised")
+        paper = loc.get("paper") or {}
+        pcom, pnorm = paper.get("centre_of_mass"), paper.get("centre_of_mass_normalised")
         series = f" {e['model']} |" if several else ""
         acc = chosen["accuracy"] * 100
         lines.append(
             f"| {e['task']} |{series} {e['setting']} | {e['selected_lambda']:g} | {met} | {acc:.2f} | "
-            f"{ref_text} | {_f(loc.get('density'), 4) or '–'} | {_f(com, 2) or '–'} | {_f(norm, 3) or '–'} |"
+            f"{ref_text} | {_f(loc.get('density'), 4) or '–'} | {_f(com, 2) or '–'} | {_f(norm, 3) or '–'} | "
+            f"{_f(pcom, 2) or '–'} | {_f(pnorm, 3) or '–'} |"
         )
     lines.append("")
     for setting, order in report["order"].items():
-        lines.append(f"- order of tasks by centre of mass ({setting}): {order or '–'}")
+        lines.append(f"- order of tasks by centre of mass of kept weights, all six matrices ({setting}): "
+                     f"{order or '–'}")
+    for setting, order in report.get("order_paper", {}).items():
+        lines.append(f"- order of tasks by centre of mass of the paper's statistic, mean soft Q/K/V mask ({setting}): "
+                     f"{order or '–'}")
     return "\n".join(lines) + "\n"
 
 

@@ -79,10 +79,12 @@ def pareto_plot(entry: dict, stem: Path) -> list[Path]:
     return _save(fig, stem)
 
 
-def layer_bars(task: str, by_setting: dict[str, list[float | None]], stem: Path) -> list[Path]:
-    """Percentage of weights kept per layer, one bar group per layer, settings side by side.
+def layer_bars(task: str, by_setting: dict[str, list[float | None]], stem: Path,
+               what: str = "kept weights per layer", ylabel: str = "weights kept (%)") -> list[Path]:
+    """Per-layer fractions in %, one bar group per layer, settings side by side.
 
-    ``by_setting`` maps a legend label (starting with the setting's name) to the per-layer fractions.
+    ``by_setting`` maps a legend label (starting with the setting's name) to the per-layer fractions;
+    ``what`` and ``ylabel`` name the statistic (default: the fraction of weights kept).
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
@@ -95,8 +97,8 @@ def layer_bars(task: str, by_setting: dict[str, list[float | None]], stem: Path)
         ax.bar(xs, vals, width=width, label=setting, color=SETTING_COLOURS.get(setting.split(" ")[0]))
     ax.set_xticks(range(n_layers))
     ax.set_xlabel("layer")
-    ax.set_ylabel("weights kept (%)")
-    ax.set_title(f"{task}: kept weights per layer", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{task}: {what}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     top = max((x or 0.0) * 100 for v in by_setting.values() for x in v) if n_layers else 1.0
     ax.set_ylim(0, top * 1.25 + 1e-9)  # headroom so the legend never covers a bar

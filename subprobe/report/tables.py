@@ -32,6 +32,24 @@ PAPER_TABLE2 = {
 }
 
 
+#: The value the paper reports, per task: sentence-macro accuracy, LAS with argmax heads and labels from the gold
+#: head (sentence-macro), entity F1; all with the soft (deterministic) mask.
+PAPER_METRIC = {"upos": "accuracy_macro", "dep": "paper_las", "ner": "f1"}
+#: What each kind of value is, for table notes and the claims file.
+VALUE_KINDS = {
+    "paper_comparable": "the paper's metric (UPOS sentence-macro accuracy, dep LAS with argmax heads and labels "
+    "from the gold head, sentence-macro; NER entity F1) with the soft mask, as the paper reports",
+    "headline": "our headline (UPOS token-micro accuracy, dep LAS of MST trees, token-micro; NER entity F1) with "
+    "the hard (binarised) mask",
+}
+
+
+def paper_comparable(m: dict, split: str) -> float | None:
+    """The run's value measured as the paper measured it (soft mask for subnetworks; see :data:`PAPER_METRIC`)."""
+    scores = m.get(f"{split}_soft") or m.get(split) or {}
+    return scores.get(PAPER_METRIC.get(m["task"], m["primary_metric"]))
+
+
 def _row_key(m: dict) -> str | None:
     probe = m["probe"]
     cfg = m.get("config", {})
@@ -45,8 +63,9 @@ def _row_key(m: dict) -> str | None:
 
 
 def collect(results: list[dict], split: str = "dev") -> dict:
-    """(task, row, setting) -> list of primary-metric values (fractions) and densities."""
-    cells: dict = defaultdict(lambda: {"values": [], "density": []})
+    """(task, row, setting) -> lists of values (fractions): ``values`` (our headline, the primary metric with the
+    hard mask), ``paper`` (:func:`paper_comparable`) and ``density``."""
+    cells: dict = defaultdict(lambda: {"values": [], "paper": [], "density": []})
     for m in results:
         row = _row_key(m)
         scores = m.get(split)
@@ -54,6 +73,9 @@ def collect(results: list[dict], split: str = "dev") -> dict:
             continue
         cell = cells[(m["task"], row, m["setting"])]
         cell["values"].append(scores[m["primary_metric"]])
+        comparable = paper_comparable(m, split)
+        if comparable is not None:
+            cell["paper"].append(comparable)
         if "density" in m:
             cell["density"].append(m["density"])
     return cells
@@ -81,114 +103,134 @@ def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict
     return sorted(groups.items())
 
 
+def _cell(cells: dict, key: tuple, kind: str = "values", scale: float = 100.0) -> str:
+    return _fmt(cells[key][kind], scale) if key in cells else "–"
+
+
 def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
-    """Markdown and CSV of Table 1 (rows: probe per task; columns: the three settings), one block per series."""
+    """Markdown and CSV of Table 1 (rows: probe per task), one block per series.
+
+    Per setting three columns: ours measured as the paper measured (:func:`paper_comparable`), the paper's
+    bert-base number, and our headline (primary metric, hard mask).
+    """
     rows = ("subnetwork@1", "mlp", "finetune")
-    header = "| task | probe | " + " | ".join(SETTING_TITLES[s] for s in SETTINGS) + " |"
+    columns = []
+    for s in SETTINGS:
+        columns += [f"{SETTING_TITLES[s]} ours (paper's metric)", "paper", "ours (headline)"]
+    header = "| task | probe | " + " | ".join(columns) + " |"
+    rule = "|---|---|" + "---|" * len(columns)
     lines: list[str] = []
-    csv_rows = [["task", "probe", *SETTINGS, "split", "series"]]
-    all_tasks: list[str] = []
+    csv_rows = [["task", "probe"] + [f"{s}_{k}" for s in SETTINGS for k in ("comparable", "paper", "headline")]
+                + ["split", "series"]]
     for series, group in by_series(results, model):
         cells = collect(group, split)
         tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
-        all_tasks += [t for t in tasks if t not in all_tasks]
-        lines += [f"### Ours ({series or 'model'}, {split}, primary metric in %)", "", header,
-                  "|---|---|---|---|---|"]
+        lines += [f"### Ours ({series or 'model'}, {split}, in %)", "", header, rule]
         for task in tasks:
             for row in rows:
-                label = PROBE_TITLES[row.split("@")[0]]
-                vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in SETTINGS]
-                lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + " |")
-                csv_rows.append([task, label, *vals, split, series])
+                probe = row.split("@")[0]
+                ref = PAPER_TABLE1.get((task, probe))
+                vals = []
+                for i, s in enumerate(SETTINGS):
+                    key = (task, row, s)
+                    vals += [_cell(cells, key, "paper"), f"{ref[i]:.2f}" if ref else "–", _cell(cells, key)]
+                lines.append(f"| {TASK_TITLES[task]} | {PROBE_TITLES[probe]} | " + " | ".join(vals) + " |")
+                csv_rows.append([task, PROBE_TITLES[probe], *vals, split, series])
         lines.append("")
-    tasks = [t for t in TASK_TITLES if t in all_tasks]
-    lines += ["### Paper (bert-base-uncased, Cao et al. 2021, Table 1)", "", header, "|---|---|---|---|---|"]
-    for task in tasks:
-        for row in ("subnetwork", "mlp", "finetune"):
-            ref = PAPER_TABLE1[(task, row)]
-            lines.append(f"| {TASK_TITLES[task]} | {PROBE_TITLES[row]} | " + " | ".join(f"{v:.2f}" for v in ref) + " |")
     lines += [
-        "",
-        "↑: higher is better (the probe finds the property); ↓: lower is better (the probe should not learn "
-        "the task on a random model). Subnetwork values use the hard (binarised) mask.",
+        "Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the property); "
+        "↓: lower is better (the probe should not learn the task on a random model). "
+        f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.",
     ]
     return "\n".join(lines) + "\n", _csv(csv_rows)
 
 
 def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
-    """Markdown and CSV of Table 2 (subnetworks by lambda_max with density, then MLP-1 and fine-tuning)."""
+    """Markdown and CSV of Table 2 (subnetworks by lambda_max with density, then MLP-1 and fine-tuning).
+
+    The three setting columns are ours measured as the paper measured (:func:`paper_comparable`); then the
+    paper's bert-base numbers and our headline values (primary metric, hard mask), each as three values.
+    """
     order = ("reset-all", "reset-encoder", "pretrained")
-    header = "| task | probe | " + " | ".join(order) + " | density (pretrained) | paper (" + ", ".join(order) + ") |"
+    triple = " / ".join(order)
+    header = (f"| task | probe | {' | '.join(order)} | paper ({triple}) | ours, headline ({triple}) | "
+              "density (pretrained) |")
     lines: list[str] = []
-    csv_rows = [["task", "probe", *order, "density_pretrained", "split", "series"]]
+    csv_rows = [["task", "probe", *(f"{s}_comparable" for s in order), *(f"{s}_paper" for s in order),
+                 *(f"{s}_headline" for s in order), "density_pretrained", "split", "series"]]
     for series, group in by_series(results, model):
         cells = collect(group, split)
-        lines += [f"### Ours ({series or 'model'}, {split}, primary metric in %)", "", header,
-                  "|---|---|---|---|---|---|---|"]
+        lines += [f"### Ours ({series or 'model'}, {split}, in %)", "", header, "|---|---|---|---|---|---|---|---|"]
         tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
         for task in tasks:
             lambdas = sorted(
                 {float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith("subnetwork@")}
             )
-            for lam in lambdas:
-                row = f"subnetwork@{lam:g}"
-                vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
-                dens = (
-                    _fmt(cells[(task, row, "pretrained")]["density"], scale=1.0)
-                    if (task, row, "pretrained") in cells
-                    else "–"
-                )
-                ref = PAPER_TABLE2.get(task, {}).get(int(lam))
-                ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
-                label = f"Subnetworks λmax={lam:g}"
-                lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(vals) + f" | {dens} | {ref_text} |")
-                csv_rows.append([task, label, *vals, dens, split, series])
-            for row in ("mlp", "finetune"):
-                vals = [_fmt(cells[(task, row, s)]["values"]) if (task, row, s) in cells else "–" for s in order]
-                ref = PAPER_TABLE1.get((task, row))
-                ref_text = " / ".join(f"{v:.2f}" for v in reversed(ref)) if ref else "–"
-                lines.append(
-                    f"| {TASK_TITLES[task]} | {PROBE_TITLES[row]} | " + " | ".join(vals) + f" | | {ref_text} |"
-                )
-                csv_rows.append([task, PROBE_TITLES[row], *vals, "", split, series])
+            entries = [(f"subnetwork@{lam:g}", f"Subnetworks λmax={lam:g}", PAPER_TABLE2.get(task, {}).get(int(lam)))
+                       for lam in lambdas]
+            entries += [(row, PROBE_TITLES[row], PAPER_TABLE1.get((task, row))) for row in ("mlp", "finetune")]
+            for row, label, ref in entries:
+                comparable = [_cell(cells, (task, row, s), "paper") for s in order]
+                headline = [_cell(cells, (task, row, s)) for s in order]
+                paper = [f"{v:.2f}" for v in reversed(ref)] if ref else ["–"] * 3
+                dens = _cell(cells, (task, row, "pretrained"), "density", scale=1.0) if row.startswith("sub") else ""
+                lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(comparable)
+                             + f" | {' / '.join(paper)} | {' / '.join(headline)} | {dens} |")
+                csv_rows.append([task, label, *comparable, *paper, *headline, dens, split, series])
         lines.append("")
-    lines += ["Density: fraction of masked weights kept by the hard mask on the pretrained model."]
+    lines += [
+        "Density: fraction of masked weights kept by the hard mask on the pretrained model. "
+        f"Ours (setting columns): {VALUE_KINDS['paper_comparable']}. Headline: {VALUE_KINDS['headline']}. "
+        "Paper: bert-base-uncased, Cao et al. 2021, Table 2.",
+    ]
     return "\n".join(lines) + "\n", _csv(csv_rows)
 
 
-def claims(results: list[dict], split: str = "dev") -> dict[str, dict[str, bool | None]]:
+def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:
     """Per task: does subnetwork beat MLP-1 on the pretrained model, and lose to it on both reset models?
 
-    Keyed by task, or by "task (series)" when the results hold several models or budgets.
+    Tested separately on each kind of value (:data:`VALUE_KINDS`): ``{"headline": {...}, "paper_comparable":
+    {...}}`` with the two claims as booleans (None when a cell is missing). Keyed by task, or by
+    "task (series)" when the results hold several models or budgets.
     """
     groups = by_series(results)
     out = {}
     for series, group in groups:
         cells = collect(group, split)
-
-        def mean(task, row, setting, cells=cells):
-            c = cells.get((task, row, setting))
-            return statistics.fmean(c["values"]) if c and c["values"] else None
-
         for task in TASK_TITLES:
-            pre = (mean(task, "subnetwork@1", "pretrained"), mean(task, "mlp", "pretrained"))
-            if pre == (None, None):
+            found = {kind: _claims_on(cells, task, key) for kind, key in (("headline", "values"),
+                                                                          ("paper_comparable", "paper"))}
+            if found["headline"] is None and found["paper_comparable"] is None:
                 continue
-            resets = [(mean(task, "subnetwork@1", s), mean(task, "mlp", s)) for s in ("reset-encoder", "reset-all")]
-            out[task if len(groups) == 1 else f"{task} ({series})"] = {
-                "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
-                "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),
-            }
+            empty = {"subnetwork_above_mlp_pretrained": None, "subnetwork_below_mlp_reset": None}
+            out[task if len(groups) == 1 else f"{task} ({series})"] = {k: v or empty for k, v in found.items()}
     return out
 
 
-def claims_text(found: dict[str, dict[str, bool | None]]) -> str:
-    """One line per task: do the paper's two claims hold (yes / no / – when a cell is missing)?"""
+def _claims_on(cells: dict, task: str, kind: str) -> dict[str, bool | None] | None:
+    def mean(row: str, setting: str) -> float | None:
+        c = cells.get((task, row, setting))
+        return statistics.fmean(c[kind]) if c and c[kind] else None
+
+    pre = (mean("subnetwork@1", "pretrained"), mean("mlp", "pretrained"))
+    if pre == (None, None):
+        return None
+    resets = [(mean("subnetwork@1", s), mean("mlp", s)) for s in ("reset-encoder", "reset-all")]
+    return {
+        "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
+        "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),
+    }
+
+
+def claims_text(found: dict[str, dict]) -> str:
+    """One line per task and kind of value: do the paper's two claims hold (yes / no / – when a cell is missing)?"""
     word = {True: "yes", False: "no", None: "–"}
+    names = {"paper_comparable": "paper's metric, soft mask", "headline": "headline, hard mask"}
     return "\n".join(
-        f"{task}: subnetwork > MLP-1 on the pretrained model: {word[c['subnetwork_above_mlp_pretrained']]}; "
-        f"subnetwork < MLP-1 on both reset models: {word[c['subnetwork_below_mlp_reset']]}"
-        for task, c in found.items()
+        f"{task} ({names[kind]}): subnetwork > MLP-1 on the pretrained model: "
+        f"{word[c['subnetwork_above_mlp_pretrained']]}; subnetwork < MLP-1 on both reset models: "
+        f"{word[c['subnetwork_below_mlp_reset']]}"
+        for task, kinds in found.items() for kind, c in kinds.items()
     )
 
 

@@ -14,10 +14,12 @@ from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
 from subprobe.heads.biaffine import BiaffineHead
-from subprobe.metrics.dep import attachment_scores
+from subprobe.metrics.dep import attachment_scores, universal_relation
 from subprobe.tasks.base import Task, _source
 
 DECODERS = ("mst", "argmax")
+#: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
+DEPRELS = ("full", "universal")
 
 
 class DepTask(Task):
@@ -25,7 +27,18 @@ class DepTask(Task):
 
     ``decoder`` (``"mst"``: single-rooted trees, the default; ``"argmax"``: each word's best head,
     the paper) is taken from the run configuration by :meth:`configure` / :meth:`head_options`;
-    the per-split scores are floats only; ``metrics.json`` records it as ``"decoder"``.
+    ``metrics.json`` records it as ``"decoder"``. Both decoders are scored at every evaluation
+    (argmax is free, MST is what ``mst`` runs compute anyway), so every run has:
+
+    * ``uas``, ``las``: token-micro, heads from the run's decoder (the headline);
+    * ``las_universal``: ``las`` with relation subtypes ignored (``nmod:poss`` = ``nmod``), the
+      official CoNLL 2018 scorer's LAS;
+    * ``uas_mst``/``las_mst`` and ``uas_argmax``/``las_argmax``: both decoders, token-micro;
+    * ``paper_uas``, ``paper_las``: the paper's numbers, argmax heads, averaged per sentence, with
+      the relation of a word predicted from its *gold* head.
+
+    ``deprel="universal"`` (``--deprel universal``) strips subtypes when reading, so a probe
+    trains and scores on the 37 universal relations and can score treebanks of another UD version.
     """
 
     name = "dep"
@@ -37,9 +50,13 @@ class DepTask(Task):
 
     def __init__(self) -> None:
         self.decoder = "mst"
+        self.deprel = "full"
 
     def configure(self, config) -> None:
         self.decoder = _check_decoder(getattr(config, "decoder", "mst"))
+        self.deprel = getattr(config, "deprel", "full")
+        if self.deprel not in DEPRELS:
+            raise ConfigError(f"--deprel {self.deprel!r} is not known; use one of {', '.join(DEPRELS)}")
 
     # data
 
@@ -53,6 +70,8 @@ class DepTask(Task):
                     "sentence has no dependency heads (column 7 HEAD is '_')",
                     "use a treebank file with HEAD and DEPREL columns",
                 )
+            if self.deprel == "universal":
+                s.deprels = [universal_relation(r) for r in s.deprels]
         return sentences
 
     def build_vocabs(self, train: list[Sentence]) -> dict[str, LabelVocab]:
@@ -75,7 +94,7 @@ class DepTask(Task):
         }
 
     def run_facts(self) -> dict:
-        return {"decoder": self.decoder}
+        return {"decoder": self.decoder, "deprel": self.deprel}
 
     def build_head(self, d_in: int, vocabs: dict[str, LabelVocab], **options) -> nn.Module:
         self.decoder = _check_decoder(options.get("decoder", self.decoder))
@@ -91,24 +110,49 @@ class DepTask(Task):
         return head.loss(output, batch.labels["heads"], batch.labels[self.field], batch.word_mask)
 
     def predict(self, head: BiaffineHead, output, batch: Batch) -> dict[str, torch.Tensor]:
-        pred_heads, pred_rels = head.decode(output, batch.word_mask, method=self.decoder)
+        """Heads and relations of both decoders (``heads``/``rels`` are the run's decoder's) and the
+        relations predicted from the gold heads (the paper's LAS)."""
+        mask = batch.word_mask
         with torch.no_grad():
+            heads = {method: head.decode_heads(output, mask, method) for method in DECODERS}
             gold_heads = batch.labels["heads"].clamp(min=0)  # -100 outside words -> ROOT, masked below
-            rels_gold_head = head.label_scores(output, gold_heads).argmax(dim=-1).masked_fill(~batch.word_mask, IGNORE)
-        return {"heads": pred_heads, self.field: pred_rels, "rels_gold_head": rels_gold_head}
+            scores = head.label_scores_for(output, [heads["mst"], heads["argmax"], gold_heads])
+            mst_rels, argmax_rels, gold_head_rels = (s.argmax(dim=-1).masked_fill(~mask, IGNORE) for s in scores)
+        rels = {"mst": mst_rels, "argmax": argmax_rels}
+        return {
+            "heads": heads[self.decoder],
+            self.field: rels[self.decoder],
+            "heads_mst": heads["mst"],
+            "rels_mst": mst_rels,
+            "heads_argmax": heads["argmax"],
+            "rels_argmax": argmax_rels,
+            "rels_gold_head": gold_head_rels,
+        }
 
     # evaluation
 
     def metrics(self, dataset: Dataset, predictions, vocabs) -> dict[str, float]:
-        gh, gr, ph, pr, prg = [], [], [], [], []
-        for e in dataset.encoded:
-            p = predictions[e.index]
-            gh.append(e.labels["heads"])
-            gr.append(e.labels[self.field])
-            ph.append(p["heads"])
-            pr.append(p[self.field])
-            prg.append(p["rels_gold_head"])
-        return {k: float(v) for k, v in attachment_scores(gh, gr, ph, pr, prg).items()}
+        """The scores listed in the class docstring (fractions)."""
+        gold_heads = [e.labels["heads"] for e in dataset.encoded]
+        gold_rels = [e.labels[self.field] for e in dataset.encoded]
+
+        def pred(key: str) -> list[np.ndarray]:
+            return [predictions[e.index][key] for e in dataset.encoded]
+
+        universal = np.array([universal_relation(r) for r in vocabs[self.field].labels], dtype=object)
+        scores = attachment_scores(gold_heads, gold_rels, pred("heads"), pred(self.field))
+        out = {"uas": scores["uas"], "las": scores["las"]}
+        out["las_universal"] = attachment_scores(
+            gold_heads, [universal[g] for g in gold_rels], pred("heads"), [universal[p] for p in pred(self.field)]
+        )["las"]
+        for method in DECODERS:
+            scores = attachment_scores(gold_heads, gold_rels, pred(f"heads_{method}"), pred(f"rels_{method}"))
+            out[f"uas_{method}"], out[f"las_{method}"] = scores["uas"], scores["las"]
+        paper = attachment_scores(
+            gold_heads, gold_rels, pred("heads_argmax"), pred("rels_argmax"), pred("rels_gold_head")
+        )
+        out["paper_uas"], out["paper_las"] = paper["paper_uas"], paper["paper_las"]
+        return {k: float(v) for k, v in out.items()}
 
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
         labels = vocabs[self.field].labels
