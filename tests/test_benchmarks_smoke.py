@@ -11,6 +11,7 @@ from subprobe.data.batching import encode_dataset
 from subprobe.masking.layouts import expand_mask
 from subprobe.models.loading import load_encoder
 from subprobe.tasks.registry import get_task
+from tests import oracle
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_naive_masked_linear_is_the_strided_materialised_product():
     module = NaiveMaskedLinear(linear, 6, 2).eval()
     with torch.no_grad():
         module.mask_scores.normal_()
-    mask = (torch.sigmoid(module.mask_scores) * 1.2 - 0.1).clamp(0, 1)
+    mask = oracle.soft_mask_tensor(module.mask_scores)
     x = torch.randn(5, 8)
     reference = torch.nn.functional.linear(x, linear.weight * expand_mask(mask, (6, 2), "strided"), linear.bias)
     assert torch.allclose(module(x), reference, atol=1e-6)
@@ -83,3 +84,38 @@ def test_interleaving_flops_peaks_and_mlp_sweep(tiny_bert, setup):
     for runner in runners.values():
         for _ in range(2):
             assert runner.step()[0] > 0
+
+
+def test_mst_speed_benchmark_runs(capsys):
+    from benchmarks import mst_speed
+
+    assert mst_speed.main(["--words", "5", "--sentences", "2"]) == 0
+    assert "ms per sentence" in capsys.readouterr().out
+
+
+def test_gpu_check_without_cuda_says_so_in_one_line(capsys):
+    from benchmarks import gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: benchmarks/gpu_check.py measures instead")
+    assert gpu_check.main([]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("gpu_check: no CUDA GPU here")
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama"])
+def test_gpu_check_step_runs_on_a_tiny_config(model_type):
+    from transformers import CONFIG_MAPPING
+
+    from benchmarks import gpu_check
+
+    sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=64)
+    if model_type == "llama":
+        sizes["num_key_value_heads"] = 2
+    config = CONFIG_MAPPING[model_type](**sizes)
+    config, step, n_params, n_masks = gpu_check.build(config, torch.device("cpu"), "weight", checkpointing=True)
+    ids = torch.randint(5, 64, (2, 8))
+    step(ids, torch.randint(0, 17, (2, 8)))
+    blocks = 2 * (4 * 32 * 32 + 2 * 32 * 64) if model_type == "bert" else 2 * (2 * 32 * 32 + 2 * 16 * 32 + 3 * 32 * 64)
+    assert n_masks == blocks
+    assert gpu_check.step_flops(config, 1, 1) == 4 * blocks + 12 * 32 * 2

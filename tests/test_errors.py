@@ -247,14 +247,15 @@ def test_hub_id_while_offline(monkeypatch, capsys):
     )
 
 
-def test_model_family_without_known_linear_layers(tmp_path, capsys):
-    gpt2 = build_tiny_model(tmp_path / "gpt2", family="gpt2")  # Conv1D, not Linear: nothing to mask
+def test_target_modules_that_match_nothing(tmp_path, capsys):
+    gpt2 = build_tiny_model(tmp_path / "gpt2", family="gpt2")  # Conv1D and fused c_attn: masked since issue 12
+    assert main(["probe", "--model", str(gpt2), "--dry-run"]) == 0
+    capsys.readouterr()
     expect(
-        ["probe", "--model", gpt2, "--dry-run"],
+        ["probe", "--model", gpt2, "--dry-run", "--target-modules", "query_proj=q"],
         capsys,
-        "could not find maskable Linear layers",
-        "model_type 'gpt2'",
-        "use a model of one of these families",
+        "--target-modules query_proj=q found no projection matrices to mask",
+        "check the module names",
     )
 
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from subprobe.masking.layouts import expand_mask
 from subprobe.masking.masked_linear import MaskedLinear, masked_linear
+from tests import oracle
 
 CASES = [
     # (out, in, block) -> path chosen for max_row_groups=16
@@ -31,10 +32,8 @@ def test_paths_match_materialised_reference(layout, out_f, in_f, block):
     x = torch.randn(3, 5, in_f, requires_grad=True)
 
     y = module(x)
-    mask = torch.sigmoid(module.log_alpha) * 1.2 - 0.1
-    mask = mask.clamp(0, 1)
     ref_la = module.log_alpha.detach().clone().requires_grad_(True)
-    ref_mask = (torch.sigmoid(ref_la) * 1.2 - 0.1).clamp(0, 1)
+    ref_mask = oracle.soft_mask_tensor(ref_la)
     x_ref = x.detach().clone().requires_grad_(True)
     y_ref = F.linear(x_ref, linear.weight.detach() * expand_mask(ref_mask, block, layout), linear.bias.detach())
     assert torch.allclose(y, y_ref, atol=1e-5)
@@ -44,7 +43,7 @@ def test_paths_match_materialised_reference(layout, out_f, in_f, block):
     y_ref.backward(g)
     assert torch.allclose(module.log_alpha.grad, ref_la.grad, atol=1e-4)
     assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
-    assert mask.shape == module.log_alpha.shape
+    assert ref_mask.shape == module.log_alpha.shape
 
 
 def test_path_selection():

@@ -80,10 +80,19 @@ def encode_dataset(
     tokenizer,
     max_length: int,
     long_policy: str = "drop",
+    prepend_id: int | None | str = "auto",
 ) -> Dataset:
-    """Tokenise every sentence once (one batched tokenizer call) and record word spans."""
+    """Tokenise every sentence once (one batched tokenizer call) and record word spans.
+
+    ``prepend_id``: a token put before every sentence; ``"auto"`` (default): a decoder's BOS when its
+    tokenizer adds no leading special token, so that slot 0 (ROOT) is not a word (see
+    :mod:`subprobe.models.tokenization`); None: nothing."""
     if long_policy not in LONG_POLICIES:
         raise ConfigError(f"--long-sentences {long_policy!r} is not known; use one of {', '.join(LONG_POLICIES)}")
+    if prepend_id == "auto":
+        from subprobe.models.tokenization import root_prefix_id
+
+        prepend_id = root_prefix_id(tokenizer)
     enc = tokenizer([s.words for s in sentences], is_split_into_words=True, add_special_tokens=True, truncation=False)
     encoded: list[EncodedSentence] = []
     dropped = 0
@@ -101,6 +110,8 @@ def encode_dataset(
             spans = _word_spans(word_ids, len(words))
             if spans is None:
                 raise DataError(sentence.source or name, sentence.line or None, "a word has no subword tokens")
+        if prepend_id is not None:
+            ids, spans = [prepend_id, *ids], (spans[0] + 1, spans[1] + 1)
         if len(ids) > max_length:
             if long_policy == "error":
                 raise DataError(

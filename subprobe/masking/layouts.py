@@ -85,8 +85,8 @@ class Granularity:
         out_f, in_f = shape
         if self.spec == "weight":
             rows, cols = 1, 1
-        elif self.spec == "neuron":
-            rows, cols = hidden_size, 1
+        elif self.spec == "neuron":  # a matrix narrower than d (grouped-query K/V) is one row group
+            rows, cols = (out_f if out_f < hidden_size and hidden_size % out_f == 0 else hidden_size), 1
         elif self.spec == "matrix":
             rows, cols = out_f, in_f
         elif self.spec.startswith("paper-"):

@@ -36,6 +36,9 @@ DEFAULT_MAX_ROW_GROUPS = 16
 class MaskedLinear(nn.Module):
     """A frozen linear layer gated by a trainable hard-concrete mask over blocks of its weight.
 
+    ``linear`` is anything with ``weight`` (out x in) and ``bias``: an ``nn.Linear``, or the
+    transposed weight of a ``Conv1D`` / one role's rows of a fused matrix (see :mod:`.fused`).
+
     ``mask_mode``: ``None`` samples while training and uses the soft deterministic mask in eval;
     ``"sample" | "soft" | "hard" | "none"`` force one behaviour (``none`` = unmasked).
     """
@@ -51,15 +54,21 @@ class MaskedLinear(nn.Module):
         layer: int = -1,
         init_log_alpha: float = hc.INIT_LOG_ALPHA,
         max_row_groups: int = DEFAULT_MAX_ROW_GROUPS,
+        module: str = "",
+        rows: tuple[tuple[int, int], ...] = (),
     ) -> None:
         super().__init__()
+        # the model's module this matrix belongs to, and its rows there (a role slice of a fused matrix)
+        self.module_name, self.rows = module or name, tuple(rows)
         self.weight = nn.Parameter(linear.weight.detach(), requires_grad=False)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
         self.block = block
         self.layout = layout
         self.name, self.role, self.layer = name, role, layer
         rows_groups, col_groups = mask_shape(tuple(self.weight.shape), block)
-        self.log_alpha = nn.Parameter(torch.full((rows_groups, col_groups), float(init_log_alpha)))
+        self.log_alpha = nn.Parameter(
+            torch.full((rows_groups, col_groups), float(init_log_alpha), device=self.weight.device)
+        )
         self.mask_mode: str | None = None
         self.path = (
             "columns" if rows_groups == 1 else ("row_groups" if rows_groups <= max_row_groups else "materialise")

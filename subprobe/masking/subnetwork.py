@@ -11,6 +11,7 @@ from torch import nn
 
 from subprobe.errors import ConfigError, SubprobeError
 from subprobe.masking import hard_concrete as hc
+from subprobe.masking.fused import mask_module
 from subprobe.masking.layouts import LAYOUTS, Granularity
 from subprobe.masking.masked_linear import DEFAULT_MAX_ROW_GROUPS, MaskedLinear
 from subprobe.models.targets import MaskTarget
@@ -31,24 +32,26 @@ def install_masks(
     """Replace each target Linear of ``model`` by a :class:`MaskedLinear`; returns them in order."""
     if layout not in LAYOUTS:
         raise ConfigError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}")
-    masked = []
-    for target in targets:
-        parent_name, _, child = target.name.rpartition(".")
+    parts = [
+        (t.module, (t.name, t.role, t.layer, t.rows, granularity.block(t.shape, hidden_size))) for t in targets
+    ]
+    return _replace(model, parts, layout, init_log_alpha=init_log_alpha, max_row_groups=max_row_groups)
+
+
+def _replace(model: nn.Module, parts: list[tuple[str, tuple]], layout: str, **kw) -> list[MaskedLinear]:
+    """Swap every module named in ``parts`` (module path, part) for its masked version; the
+    MaskedLinear matrices come back in ``parts`` order."""
+    by_module: dict[str, list[tuple]] = {}
+    for module_name, part in parts:
+        by_module.setdefault(module_name, []).append(part)
+    made: dict[str, MaskedLinear] = {}
+    for module_name, module_parts in by_module.items():
+        parent_name, _, child = module_name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        linear = getattr(parent, child)
-        module = MaskedLinear(
-            linear,
-            granularity.block(target.shape, hidden_size),
-            layout,
-            name=target.name,
-            role=target.role,
-            layer=target.layer,
-            init_log_alpha=init_log_alpha,
-            max_row_groups=max_row_groups,
-        )
-        setattr(parent, child, module)
-        masked.append(module)
-    return masked
+        replacement, matrices = mask_module(getattr(parent, child), module_parts, layout, module_name=module_name, **kw)
+        setattr(parent, child, replacement)
+        made.update({m.name: m for m in matrices})
+    return [made[part[0]] for _, part in parts]
 
 
 def l0_penalty(masked: list[MaskedLinear], normalisation: str = "matrix-mean") -> torch.Tensor:
@@ -78,6 +81,13 @@ class MaskEntry:
     shape: tuple[int, int]
     block: tuple[int, int]
     log_alpha: torch.Tensor
+    #: the model's module (default: ``name``) and this matrix's rows in it (``()``: all; see masking.fused)
+    module: str = ""
+    rows: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", self.name)
 
     @property
     def weights_per_mask(self) -> int:
@@ -100,7 +110,10 @@ class Subnetwork:
     @staticmethod
     def from_modules(masked: list[MaskedLinear], granularity: str, model: str = "") -> Subnetwork:
         entries = tuple(
-            MaskEntry(m.name, m.role, m.layer, tuple(m.weight.shape), m.block, m.log_alpha.detach().float().clone())
+            MaskEntry(
+                m.name, m.role, m.layer, tuple(m.weight.shape), m.block, m.log_alpha.detach().float().clone(),
+                getattr(m, "module_name", m.name), getattr(m, "rows", ()),
+            )
             for m in masked
         )
         layout = masked[0].layout if masked else "strided"
@@ -151,18 +164,48 @@ class Subnetwork:
 
     def apply(self, model: nn.Module, mode: str = "hard") -> list[MaskedLinear]:
         """Install these masks into a fresh copy-compatible ``model``; returns the masked modules."""
-        masked = []
-        for e in self.entries:
-            parent_name, _, child = e.name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            module = MaskedLinear(getattr(parent, child), e.block, self.layout, name=e.name, role=e.role, layer=e.layer)
+        parts = [(e.module or e.name, (e.name, e.role, e.layer, tuple(e.rows), e.block)) for e in self.entries]
+        masked = _replace(model, parts, self.layout)
+        for module, e in zip(masked, self.entries):
             with torch.no_grad():
-                module.log_alpha.copy_(e.log_alpha)
+                module.log_alpha.copy_(e.log_alpha.to(module.log_alpha.device))
             module.log_alpha.requires_grad_(False)
             module.mask_mode = mode
-            setattr(parent, child, module)
-            masked.append(module)
         return masked
+
+    def bake(self, model: nn.Module) -> nn.Module:
+        """Bake the hard mask into ``model``'s weights, in place, and return it: a plain model.
+
+        ``model`` is the model the masks were found in, as loaded (with the run's reset applied for
+        reset settings), without masks installed. Every weight the hard mask drops becomes exactly
+        zero; kept weights, biases and all other parameters are unchanged, so the result saves and
+        loads with transformers alone (``save_pretrained`` / ``AutoModel.from_pretrained``).
+        Conv1D weights (stored in x out) and role slices of fused matrices are handled.
+        """
+        from subprobe.masking.fused import MaskedSlices, row_index
+        from subprobe.masking.layouts import expand_mask
+        from subprobe.models.families import is_conv1d
+
+        for e in self.entries:
+            name = e.module or e.name
+            module = model.get_submodule(name)
+            if isinstance(module, MaskedLinear | MaskedSlices):
+                raise SubprobeError(
+                    f"{name} has a mask installed; bake into a freshly loaded model (without Subnetwork.apply)"
+                )
+            conv1d = is_conv1d(module)
+            weight = module.weight.data.t() if conv1d else module.weight.data  # a view, out x in
+            every = torch.arange(weight.shape[0], device=weight.device)
+            rows = row_index(tuple(e.rows), weight.device) if e.rows else every
+            if (len(rows), weight.shape[1]) != tuple(e.shape):
+                raise SubprobeError(
+                    f"cannot bake the mask of {e.name} ({e.shape[0]}x{e.shape[1]}) into a "
+                    f"{len(rows)}x{weight.shape[1]} matrix; load the run's model ({self.model or 'its config.yaml'})"
+                )
+            keep = expand_mask(hc.hard_mask(e.log_alpha), e.block, self.layout).to(weight.device)
+            with torch.no_grad():
+                weight[rows] = weight[rows].masked_fill(keep == 0, 0.0)
+        return model
 
     def save(self, path: str | Path) -> None:
         """Write the mask logits and their layout to a safetensors file (atomically)."""
@@ -172,7 +215,7 @@ class Subnetwork:
             "layout": self.layout,
             "granularity": self.granularity,
             "model": self.model,
-            "entries": json.dumps([[e.name, e.role, e.layer, list(e.shape), list(e.block)] for e in self.entries]),
+            "entries": json.dumps([_entry_json(e) for e in self.entries]),
         }
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -186,7 +229,18 @@ class Subnetwork:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
             entries = tuple(
-                MaskEntry(name, role, int(layer), tuple(shape), tuple(block), f.get_tensor(name))
-                for name, role, layer, shape, block in json.loads(meta["entries"])
+                MaskEntry(
+                    name, role, int(layer), tuple(shape), tuple(block), f.get_tensor(name),
+                    *(rest[:1] + [tuple(tuple(r) for r in rest[1])] if rest else []),
+                )
+                for name, role, layer, shape, block, *rest in json.loads(meta["entries"])
             )
         return Subnetwork(entries, meta["layout"], meta["granularity"], meta.get("model", ""))
+
+
+def _entry_json(e: MaskEntry) -> list:
+    """[name, role, layer, shape, block] and, for a Conv1D or fused slice, [module, rows]."""
+    row = [e.name, e.role, e.layer, list(e.shape), list(e.block)]
+    if (e.module and e.module != e.name) or e.rows:
+        row += [e.module or e.name, [list(r) for r in e.rows]]
+    return row

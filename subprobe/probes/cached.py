@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from subprobe.data.batching import Batch, Dataset, bucketed_batches, collate
+from subprobe.device import module_device
 
 
 class CachedFeatures(nn.Module):
@@ -25,8 +26,9 @@ class CachedFeatures(nn.Module):
         """Run the encoder once over ``dataset`` and store every sentence's [1+n, d] features."""
         was_training = self.source.training
         self.source.eval()
+        device = module_device(self.source)
         for indices in bucketed_batches(dataset.encoded, batch_size, shuffle=False):
-            batch = collate(dataset.encoded, indices, pooling, pad_id)
+            batch = collate(dataset.encoded, indices, pooling, pad_id).to(device)
             feats = self.source(batch).float()
             for b, idx in enumerate(indices):
                 e = dataset.encoded[idx]
@@ -37,7 +39,8 @@ class CachedFeatures(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         lengths = batch.attention_mask.sum(1).tolist()
-        rows = [self.cache[batch.input_ids[b, :n].numpy().tobytes()] for b, n in enumerate(lengths)]
+        ids = batch.input_ids.cpu()  # cache keys are the subword ids (the features stay on the device)
+        rows = [self.cache[ids[b, :n].numpy().tobytes()] for b, n in enumerate(lengths)]
         padded = nn.utils.rnn.pad_sequence(rows, batch_first=True)
         width = batch.word_index.shape[1]
         if padded.shape[1] < width:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from subprobe.data.batching import Dataset, bucketed_batches, collate
+from subprobe.device import module_device
 from subprobe.masking.subnetwork import set_mask_mode
 from subprobe.tasks.base import Task
 
@@ -26,9 +27,10 @@ def predict_dataset(
     model.eval()
     set_mask_mode(model, mask_mode)
     predictions: dict[int, dict[str, np.ndarray]] = {}
+    device = module_device(model)
     try:
         for indices in bucketed_batches(dataset.encoded, batch_size, shuffle=False):
-            batch = collate(dataset.encoded, indices, pooling, pad_id)
+            batch = collate(dataset.encoded, indices, pooling, pad_id).to(device)
             output = model(batch)
             fields = {k: v.cpu().numpy() for k, v in task.predict(model.head, output, batch).items()}
             for b, (sid, idx) in enumerate(zip(batch.sentence_ids, indices)):

@@ -1,0 +1,96 @@
+"""Where a run computes: ``--device auto|cpu|cuda|cuda:N|mps``, its precision and its seeding.
+
+``auto`` picks CUDA when torch sees a GPU, else the CPU (MPS only when asked for: its bf16 and
+some kernels are incomplete). The model, the masks, the head, every batch and cached features
+live on the chosen device; autocast uses its type. The quick profile's bf16 stays bf16 on the CPU
+and on CUDA GPUs that support it, and becomes fp32 elsewhere (said on stderr).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import torch
+
+from subprobe.errors import ConfigError
+
+DEVICE_SPEC = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device_spec(spec: str) -> None:
+    """Reject a malformed ``--device`` value (availability is checked by :func:`resolve_device`)."""
+    if not isinstance(spec, str) or not DEVICE_SPEC.fullmatch(spec.strip().lower()):
+        raise ConfigError(f"--device {spec!r} is not known; use auto, cpu, cuda, cuda:N (N = GPU index) or mps")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """The torch device for ``spec``; a device that is not there is one ConfigError line."""
+    check_device_spec(spec)
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("--device mps: Apple's MPS backend is not available here; use --device cpu")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ConfigError(f"--device {spec}: CUDA is not available ({why}); use --device cpu or --device auto")
+    device = torch.device(spec)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {spec}: there are {torch.cuda.device_count()} CUDA GPU(s), numbered from 0; "
+            "give an existing index"
+        )
+    return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively on ``device``."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            return bool(torch.cuda.is_bf16_supported())
+    return False
+
+
+def effective_precision(precision: str, device: torch.device, explicit: bool) -> tuple[str, str | None]:
+    """(precision to use, note for stderr or None). bf16 from a profile falls back to fp32 where it is not
+    supported; bf16 asked for explicitly on such a device is a ConfigError."""
+    if precision != "bf16" or bf16_supported(device):
+        return precision, None
+    if explicit:
+        raise ConfigError(f"--precision bf16 is not supported on {device}; use --precision fp32")
+    return "fp32", f"{device} does not support bf16: the profile's precision becomes fp32"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (``torch.manual_seed`` seeds every CUDA device too)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for an empty module)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H100 ...)`` for the environment stamp."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
