@@ -6,7 +6,7 @@ Nothing heavy is imported here; the public names load on first use.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ProbeConfig", "Result", "Subnetwork", "probe"]
+__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "probe"]
 
 
 def __getattr__(name: str):
@@ -26,4 +26,8 @@ def __getattr__(name: str):
         from subprobe.masking.subnetwork import Subnetwork
 
         return Subnetwork
+    if name in ("load_run", "LoadedRun"):
+        from subprobe import loaded
+
+        return getattr(loaded, name)
     raise AttributeError(f"module 'subprobe' has no attribute {name!r}")

@@ -62,6 +62,10 @@ class Task(ABC):
         """Write predictions in the task's standard file format."""
         raise NotImplementedError(f"--predict is not available for task {self.name}")
 
+    def writes_predictions(self) -> bool:
+        """True if this task implements :meth:`write_predictions` (checked before a run starts)."""
+        return type(self).write_predictions is not Task.write_predictions
+
     def head_options(self, config) -> dict:
         """Head options taken from the run configuration."""
         return {}
@@ -89,7 +93,7 @@ class TaggingTask(Task):
             e.labels[self.field] = np.asarray(seq, dtype=np.int64)
 
     def build_head(self, d_in: int, vocabs: dict[str, LabelVocab], **options) -> nn.Module:
-        return TaggerHead(d_in, len(vocabs[self.field]), dropout=options.get("dropout", 0.1))
+        return TaggerHead(d_in, len(vocabs[self.field]), dropout=options.get("dropout", 0.0))
 
     def loss(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(output.flatten(0, 1).float(), batch.labels[self.field].flatten(), ignore_index=IGNORE)

@@ -72,13 +72,22 @@ class NerTask(TaggingTask):
                 out[f"{k}_{typ}"] = float(values[k])
         return out
 
+    def run_facts(self) -> dict:
+        """The tag scheme every NER score was computed with (``subprobe predict`` scores with it too)."""
+        return {"ner_scheme": self.scoring_scheme()}
+
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
-        """``word gold predicted`` per token, a blank line after each sentence (conlleval input)."""
+        """``word gold predicted`` per token, a blank line after each sentence (conlleval input);
+        ``word predicted`` for sentences read without gold tags (plain text)."""
         labels = vocabs[self.field].labels
         lines: list[str] = []
         for e in dataset.encoded:
             sentence = dataset.sentences[e.index]
-            for word, gold, pred in zip(sentence.words, e.labels[self.field], predictions[e.index][self.field]):
-                lines.append(f"{word} {labels[int(gold)]} {labels[int(pred)]}\n")
+            predicted = [labels[int(p)] for p in predictions[e.index][self.field]]
+            if self.field in e.labels:
+                for word, gold, pred in zip(sentence.words, e.labels[self.field], predicted):
+                    lines.append(f"{word} {labels[int(gold)]} {pred}\n")
+            else:
+                lines.extend(f"{word} {pred}\n" for word, pred in zip(sentence.words, predicted))
             lines.append("\n")
         write_text(path, "".join(lines))

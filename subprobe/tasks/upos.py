@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from subprobe.data.conllu import read_conllu
+from subprobe.data.conllu import read_conllu, write_conllu
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
 from subprobe.metrics.tagging import accuracy
@@ -17,6 +17,7 @@ class UposTask(TaggingTask):
     field = "upos"
     data_folder = "ud-english-ewt"
     data_files = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+    prediction_suffix = ".conllu"
 
     def read(self, path: str | Path) -> list[Sentence]:
         sentences = read_conllu(path)
@@ -29,3 +30,10 @@ class UposTask(TaggingTask):
 
     def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
         return accuracy(*gold_and_predicted(dataset, predictions, self.field))
+
+    def write_predictions(self, dataset, predictions, vocabs, path: Path) -> None:
+        """CoNLL-U with the predicted UPOS in column 4; every other column copied from the input."""
+        labels = vocabs[self.field].labels
+        sentences = [dataset.sentences[e.index] for e in dataset.encoded]
+        tags = [[labels[int(i)] for i in predictions[e.index][self.field]] for e in dataset.encoded]
+        write_conllu(sentences, path, upos=tags)

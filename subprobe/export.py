@@ -1,0 +1,138 @@
+"""``subprobe export RUN_DIR --out DIR``: a subnetwork as a plain Hugging Face model directory.
+
+The run's encoder is loaded as the run loaded it (fp32; the seeded re-initialisation of a reset
+run is repeated), :meth:`Subnetwork.bake` zeroes every weight the hard mask drops, and the model is
+written with ``save_pretrained`` (config + safetensors) beside its tokenizer and a model card
+(``README.md`` with metadata). ``AutoModel.from_pretrained(DIR)`` loads it without subprobe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+
+import yaml
+
+from subprobe.config import ProbeConfig
+from subprobe.errors import ConfigError
+
+#: Settings that do not change what a run computes (left out of the reproducing command).
+_NOT_IN_COMMAND = ("out", "overwrite", "progress", "dry_run", "predict", "report_to", "checkpoint_every")
+
+
+def export_run(
+    run_dir: str | Path, out: str | Path, *, overwrite: bool = False, command: str | None = None, echo=print
+) -> Path:
+    """Export the subnetwork of the finished run ``run_dir`` to ``out``; returns ``out``."""
+    import subprobe
+    from subprobe.masking.subnetwork import Subnetwork
+    from subprobe.models.loading import load_encoder, quiet_transformers
+    from subprobe.models.reset import apply_setting
+    from subprobe.runs import prepare_run_dir, read_json
+
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a finished subprobe run (no metrics.json or config.yaml)")
+    cfg = ProbeConfig.from_yaml(run_dir / "config.yaml").resolved()
+    if cfg.probe != "subnetwork" or not (run_dir / "masks.safetensors").is_file():
+        raise ConfigError(
+            f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a subnetwork run"
+        )
+    if out.resolve() == run_dir.resolve():
+        raise ConfigError(f"--out {out}: is the run directory itself; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
+    metrics = read_json(run_dir / "metrics.json")
+    subnetwork = Subnetwork.load(run_dir / "masks.safetensors")
+    encoder, tokenizer = load_encoder(cfg.model)
+    apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
+    subnetwork.bake(encoder)
+    prepare_run_dir(out, overwrite=True)
+    with quiet_transformers():
+        encoder.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
+    command = command or f"subprobe export {shlex.quote(str(run_dir))} --out {shlex.quote(str(out))}"
+    card = model_card(cfg, metrics, subnetwork.density(), subprobe.__version__, probe_command(cfg), command)
+    (out / "README.md").write_text(card, encoding="utf-8")
+    echo(f"exported {cfg.model} with the hard mask of {run_dir} (density {subnetwork.density():.4f}) to {out}")
+    return out
+
+
+def probe_command(cfg: ProbeConfig) -> str:
+    """A ``subprobe probe`` command line that defines the same run (every non-default setting)."""
+    default = ProbeConfig()
+    parts = ["subprobe", "probe"]
+    for f in dataclasses.fields(ProbeConfig):
+        value = getattr(cfg, f.name)
+        if f.name in _NOT_IN_COMMAND or value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def _hub_id(model: str) -> str | None:
+    """The Hub id of ``model`` for the card's ``base_model`` (None for a local path)."""
+    from subprobe.models.loading import DEFAULT_MODEL
+
+    if model == DEFAULT_MODEL:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    if Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return None
+    return model
+
+
+def model_card(cfg: ProbeConfig, metrics: dict, density: float, version: str, probe_cmd: str, export_cmd: str) -> str:
+    """README.md of an exported subnetwork: YAML metadata, then what it is and how it was made."""
+    base = _hub_id(cfg.model)
+    scores = {split: metrics.get(split) for split in ("dev", "test") if metrics.get(split)}
+    meta: dict = {"library_name": "transformers"}
+    if base:
+        meta["base_model"] = base
+    meta["tags"] = ["subprobe", "subnetwork-probing", "pruned", cfg.task]
+    meta["subprobe"] = {
+        "version": version,
+        "base_model": cfg.model,
+        "task": cfg.task,
+        "setting": cfg.setting,
+        "granularity": cfg.granularity,
+        "layout": cfg.layout,
+        "lambda_max": cfg.lambda_max,
+        "seed": cfg.seed,
+        "density": density,
+        "mask_params": metrics.get("mask_params"),
+        "primary_metric": metrics.get("primary_metric"),
+        **{split: values for split, values in scores.items()},
+        "command": probe_cmd,
+        "export_command": export_cmd,
+    }
+    key = metrics.get("primary_metric", "")
+    rows = "\n".join(
+        f"| {split} | {values[key]:.4f} |" for split, values in scores.items() if key in values
+    )
+    return (
+        "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+        f"# Subnetwork of {cfg.model} for {cfg.task}\n\n"
+        f"The weights of `{cfg.model}` ({cfg.setting}) with the hard mask found by subprobe {version} "
+        f"(subnetwork probing, Cao, Sanh & Rush 2021) baked in: every masked weight the mask drops is exactly "
+        f"zero. Masked matrices: Q, K, V, attention output, FFN-in and FFN-out of every layer; biases, "
+        f"LayerNorms and embeddings are unchanged. Granularity `{cfg.granularity}` ({cfg.layout} layout), "
+        f"density {density:.4f} (fraction of masked weights kept).\n\n"
+        "The task head is not part of this model; the task scores below are the probe's (hard mask, "
+        f"fraction in [0, 1]):\n\n| split | {key} |\n|---|---|\n{rows}\n\n"
+        "```python\nfrom transformers import AutoModel, AutoTokenizer\n\n"
+        'model = AutoModel.from_pretrained("path/to/this/directory")\n'
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")\n```\n\n'
+        "The model was saved without a pooler (the probe reads token states); `AutoModel` adds a freshly "
+        "initialised one unless the family takes `add_pooling_layer=False`.\n"
+        + ("Trained in bf16: the probe's scores were computed with bf16 weights, this model is fp32.\n"
+           if cfg.precision == "bf16" else "")
+        + f"\nMade with:\n\n```\n{probe_cmd}\n{export_cmd}\n```\n"
+    )
+
