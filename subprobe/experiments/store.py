@@ -8,11 +8,16 @@ import json
 import time
 from pathlib import Path
 
+from filelock import FileLock
+
 from subprobe.config import ProbeConfig
 from subprobe.runs import read_json, write_json
 
 #: Fields that do not change a run's result and are left out of its key.
-NON_RESULT_FIELDS = ("out", "overwrite", "progress", "dry_run", "predict", "resume", "checkpoint_every")
+NON_RESULT_FIELDS = (
+    "out", "overwrite", "progress", "dry_run", "predict", "resume", "checkpoint_every", "report_to",
+    "device", "gradient_checkpointing",  # where and how a run computes, not what it computes
+)
 
 
 def config_key(config: ProbeConfig) -> str:
@@ -34,6 +39,10 @@ def run_name(config: ProbeConfig, key: str) -> str:
     return "-".join(parts)
 
 
+#: Seconds a writer waits for the index lock before giving up (a writer holds it for milliseconds).
+LOCK_TIMEOUT = 120
+
+
 class Store:
     """``ROOT/index.json`` maps keys to points; ``ROOT/runs/<name>`` holds each run directory."""
 
@@ -47,12 +56,17 @@ class Store:
             return read_json(self.index_path)
         return {}
 
-    def record(self, key: str, entry: dict) -> None:
-        """Update one entry of the index atomically (temp file + rename)."""
+    def lock(self) -> FileLock:
+        """The lock every writer of index.json holds (sweeps in other processes or on other nodes write it too)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        index = self.load_index()
-        index[key] = {**index.get(key, {}), **entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        write_json(self.index_path, index)
+        return FileLock(str(self.root / "index.json.lock"), timeout=LOCK_TIMEOUT)
+
+    def record(self, key: str, entry: dict) -> None:
+        """Update one entry of the index: read, change and write (temp file + rename) under the store's lock."""
+        with self.lock():
+            index = self.load_index()
+            index[key] = {**index.get(key, {}), **entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            write_json(self.index_path, index)
 
     def run_dir(self, config: ProbeConfig) -> tuple[str, Path]:
         key = config_key(config)

@@ -5,56 +5,111 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from subprobe.config import ProbeConfig
-from subprobe.errors import SubprobeError
+from subprobe.errors import ConfigError, SubprobeError
+from subprobe.experiments.executors import Executor, SerialExecutor
+from subprobe.experiments.grids import Grid
+from subprobe.experiments.point import PointJob
 from subprobe.experiments.store import Store
 
 
-def run_points(points: list[dict], store: Store, base: dict | None = None, echo=print) -> dict[str, int]:
-    """Run every point (config overrides on top of ``base``); returns counts of done/skipped/failed."""
-    from subprobe.api import probe
+def point_values(point: dict, base: dict | None = None, overrides: dict | None = None) -> dict:
+    """The configuration values of one point: ``base`` (model, data), the grid's point (profile and axes), then
+    ``overrides`` (flags given to sweep/reproduce for every point; never an axis, see :func:`check_overrides`)."""
+    return {**(base or {}), **point, **(overrides or {})}
 
+
+def check_overrides(overrides: dict, grid: Grid, seeds: int = 1) -> None:
+    """Refuse an override of a grid axis: it would collapse the axis and make the grid lie about its points."""
+    axes = grid.axis_keys() | ({"seed", "reset_seed"} if seeds > 1 else set())
+    clash = sorted(set(overrides) & axes)
+    if clash:
+        flags = ", ".join("--" + k.replace("_", "-") for k in clash)
+        raise ConfigError(f"{flags}: an axis of grid {grid.name}; a flag for every point cannot set it "
+                          "(edit the grid, or select the axis's values where the command offers it, e.g. --tasks)")
+
+
+def run_points(points: list[dict], store: Store, base: dict | None = None, echo=print, *,
+               overrides: dict | None = None, executor: Executor | None = None) -> dict[str, int]:
+    """Run every point (``point_values``) with ``executor`` (default: one after another in this process);
+    finished points are skipped. Returns counts of done/skipped/failed."""
+    executor = executor or SerialExecutor()
     counts = {"done": 0, "skipped": 0, "failed": 0}
     known = {f.name for f in dataclasses.fields(ProbeConfig)}
+    jobs = []
     for i, point in enumerate(points, start=1):
-        values = {**(base or {}), **point}
+        values = point_values(point, base, overrides)
         unknown = sorted(set(values) - known)
         if unknown:
             raise SubprobeError(f"grid point {point}: unknown configuration keys {', '.join(unknown)}")
-        config = ProbeConfig(**values)
-        key, run_dir = store.run_dir(config)
-        label = f"[{i}/{len(points)}] {run_dir.name}"
+        key, run_dir = store.run_dir(ProbeConfig(**values))
+        job = PointJob(i, len(points), key, values, str(run_dir.resolve()), str(store.root.resolve()),
+                       executor.threads)
         if store.finished(run_dir):
             counts["skipped"] += 1
             store.record(key, {"status": "done", "run_dir": store.relative(run_dir), "config": values})
-            echo(f"{label}: finished earlier, skipped")
+            echo(f"{job.label}: finished earlier, skipped")
             continue
-        echo(f"{label}: running")
-        store.record(key, {"status": "running", "run_dir": store.relative(run_dir), "config": values})
-        started = time.perf_counter()
-        config = dataclasses.replace(config, out=str(run_dir), overwrite=False, progress=False)
-        try:  # an interrupted point continues from its checkpoint
-            probe(config, echo=lambda *a, **k: None, resume=True)
-        except SubprobeError as exc:
+        jobs.append(job)
+    progress = GridProgress(len(points), counts["skipped"], executor.slots)
+
+    def on_start(job: PointJob) -> None:
+        progress.started += 1
+        if executor.slots == 1:
+            echo(f"{job.label}: running")
+
+    def on_done(job: PointJob, outcome: dict) -> None:
+        if outcome.get("lost"):  # the worker died before it could record the failure itself
+            store.record(job.key, {"status": "failed", "error": outcome["error"]})
+        if outcome["status"] == "done":
+            counts["done"] += 1
+            progress.done += 1
+            echo(f"{job.label}: done in {outcome['seconds']:.0f}s")
+        else:
             counts["failed"] += 1
-            store.record(key, {"status": "failed", "error": str(exc)})
-            echo(f"{label}: failed: {exc}", file=sys.stderr)
-            continue
-        except Exception as exc:  # a bug in one point must not stop the grid; keep its traceback
-            counts["failed"] += 1
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-            store.record(key, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            echo(f"{label}: failed with {type(exc).__name__}: {exc} (traceback in {run_dir / 'error.txt'})",
-                 file=sys.stderr)
-            continue
-        counts["done"] += 1
-        store.record(key, {"status": "done", "seconds": round(time.perf_counter() - started, 1)})
-        echo(f"{label}: done in {time.perf_counter() - started:.0f}s")
+            progress.failed += 1
+            where = f" (traceback in {outcome['traceback']})" if outcome.get("traceback") else ""
+            verb = "failed with" if where else "failed:"
+            echo(f"{job.label}: {verb} {outcome['error']}{where}", file=sys.stderr)
+        if len(jobs) > 1:
+            echo(progress.line())
+
+    if jobs:
+        executor.run(jobs, on_start, on_done)
     return counts
+
+
+class GridProgress:
+    """done / running / failed / to go for a whole grid, and an ETA from this sweep's pace so far."""
+
+    def __init__(self, total: int, skipped: int, slots: int) -> None:
+        self.total, self.skipped, self.slots = total, skipped, slots
+        self.done = self.failed = self.started = 0
+        self.began = time.perf_counter()
+
+    def line(self) -> str:
+        finished = self.done + self.failed
+        running = min(self.slots, self.started - finished)
+        to_go = self.total - self.skipped - finished - running
+        text = (f"grid: {self.skipped + self.done} done, {running} running, {self.failed} failed, {to_go} to go "
+                f"(of {self.total})")
+        left = running + to_go
+        if left and finished:
+            seconds = (time.perf_counter() - self.began) / finished * left
+            text += f"; ETA {format_seconds(seconds)}"
+        return text
+
+
+def format_seconds(seconds: float) -> str:
+    """``45s``, ``3m05s``, ``2h07m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def seeds_axis(points: list[dict], seeds: int) -> list[dict]:

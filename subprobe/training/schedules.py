@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def lambda_at(step: int, total_steps: int, lambda_max: float, start: float = 0.25, end: float = 0.75) -> float:
     """0 until ``start`` of training, linear to ``lambda_max`` at ``end``, then constant."""
@@ -24,5 +26,13 @@ def warmup_factor(step: int, total_steps: int, warmup: float) -> float:
 
 
 def ramp_end_step(total_steps: int, end: float) -> int:
-    """First step at which lambda has reached its maximum."""
-    return int(round(end * total_steps))
+    """First step at which lambda has reached its maximum: the smallest ``s`` with ``s / total >= end``,
+    the comparison :func:`lambda_at` makes (rounding ``end * total`` could land a step early)."""
+    if total_steps <= 0:
+        return 0
+    step = math.ceil(end * total_steps)
+    while step > 0 and (step - 1) / total_steps >= end:  # end * total rounded up in floating point
+        step -= 1
+    while step / total_steps < end:
+        step += 1
+    return step

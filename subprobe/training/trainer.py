@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from subprobe.data.batching import Dataset, bucketed_batches, collate
+from subprobe.device import module_device
 from subprobe.errors import SubprobeError
 from subprobe.probes.base import BuiltProbe
 from subprobe.tasks.base import Task
@@ -54,6 +55,8 @@ def train(
     log_path: Path | None = None,
     checkpoint_path: Path | None = None,
     resume_from: dict | None = None,
+    tracker=None,
+    ranks=None,
 ) -> TrainOutcome:
     """Train ``probe`` with Adam, warm-up, the lambda ramp, periodic dev checks and early stopping.
 
@@ -65,7 +68,13 @@ def train(
     exactly where that checkpoint left it. The loss and every trainable parameter are checked at each
     dev check and before each checkpoint: a non-finite value stops the run and leaves the last good
     checkpoint untouched.
+
+    ``ranks`` (:mod:`subprobe.training.distributed`): with several processes, each takes its share of every
+    batch and the gradients are averaged; pass ``log_path``/``checkpoint_path`` on rank 0 only.
     """
+    from subprobe.training import distributed
+
+    ranks = ranks or distributed.SINGLE
     model = probe.model
     optimizer = torch.optim.Adam(probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -83,6 +92,11 @@ def train(
         if log_path:
             truncate_log(log_path, p.step)
     history = p.history
+    trained = [q for group in optimizer.param_groups for q in group["params"]]
+    distributed.sync_parameters(trained, ranks)
+    distributed.seed_noise(config.seed, ranks, p.step)
+    device = module_device(model)  # batches go where the probe is (--device)
+    p.running_loss, p.running_pen = p.running_loss.to(device), p.running_pen.to(device)
     log_file = open(log_path, "a", encoding="utf-8") if log_path else None
     bar = _progress(total, config.progress, p.step)
     start = time.perf_counter() - p.seconds
@@ -99,22 +113,29 @@ def train(
                 if epoch == first_epoch and position < skip:
                     continue  # done before the checkpoint this run resumed from
                 step = p.step
-                batch = collate(train_set.encoded, indices, config.word_pooling, pad_id)
+                mine = distributed.shard(indices, ranks)  # all of it with one process
                 lam = lambda_at(step, total, config.lambda_max, config.lambda_start, config.lambda_end)
                 factor = warmup_factor(step, total, config.warmup)
                 for group, lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = lr * factor
-                output = model(batch)
-                loss = task.loss(model.head, output, batch)
-                penalty = probe.penalty() if probe.penalty is not None else torch.zeros(())
+                if mine:
+                    batch = collate(train_set.encoded, mine, config.word_pooling, pad_id).to(device)
+                    output = model(batch)
+                    loss, words = task.loss(model.head, output, batch), batch.n_words
+                else:  # more processes than sentences in this (last) batch
+                    loss, words = torch.zeros((), device=device), 0
+                penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
                 objective = loss + lam * penalty if lam > 0 else loss
                 optimizer.zero_grad(set_to_none=True)
-                objective.backward()
+                if objective.requires_grad:
+                    objective.backward()
+                if ranks.active:
+                    loss, words = distributed.average_gradients(trained, loss, words, ranks)
                 optimizer.step()
                 p.running_loss += loss.detach().float()
                 p.running_pen += penalty.detach().float()
                 p.since_log += 1
-                p.words += batch.n_words
+                p.words += words
                 p.step = step = step + 1
                 p.epoch, p.batch_in_epoch = epoch, position + 1
                 if bar is not None:
@@ -143,6 +164,8 @@ def train(
                     if log_file:
                         log_file.write(json.dumps(record) + "\n")
                         log_file.flush()
+                    if tracker is not None:  # --report-to: every log.jsonl record (subprobe.tracking)
+                        tracker.log_record(record, step)
                     if bar is not None:
                         shown = {"loss": f"{record['loss']:.3f}", "w/s": f"{record['words_per_s']:.0f}"}
                         if "dev" in record:
@@ -212,7 +235,8 @@ def _check_finite(probe: BuiltProbe, step: int, loss: float, penalty: float, con
 
 def _converged(history: list[dict], metric: str, config, ramp_done: int) -> bool:
     after_ramp = [h for h in history if "dev" in h and h["step"] >= ramp_done]
-    window = after_ramp[-config.patience :] if config.patience else []
+    # the last max(2, patience) checks: patience 1 compares two checks (a single check cannot change)
+    window = after_ramp[-max(2, config.patience) :] if config.patience else []
     if len(window) < max(2, config.patience or 0):
         return False
     values = [h["dev"][metric] for h in window]
