@@ -16,6 +16,19 @@ WORDS = (
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_transformers_progress_bars():
+    """Tests save tiny models often; their "Writing model shards" bars would clutter the captured stderr
+    (subprobe itself only silences transformers inside its own loading calls)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    yield
+    if enabled:
+        hf_logging.enable_progress_bar()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
     import torch
@@ -132,3 +145,42 @@ def tiny_ud(tmp_path_factory) -> dict[str, Path]:
         p.write_text(CONLLU * repeat, encoding="utf-8")
         paths[split] = p
     return paths
+
+
+TINY_NER = """-DOCSTART- -X- O O
+
+john NNP I-NP I-PER
+visited VBD I-VP O
+new NNP I-NP I-LOC
+york NNP I-NP I-LOC
+. . O O
+
+mary NNP I-NP I-PER
+saw VBD I-VP O
+the DT I-NP O
+big JJ I-NP I-MISC
+city NN I-NP O
+in IN I-PP O
+paris NNP I-NP I-LOC
+. . O O
+
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory) -> Path:
+    """A dataset root laid out as ../shared/data. EWT: CONLLU x 8 / x 2 for train / dev (24 / 6 sentences,
+    144 / 36 words), its last two sentences for test (2 sentences, 14 words); CoNLL-2003: TINY_NER x 8 / x 2
+    (16 / 4 sentences, 104 / 26 words), its second sentence for test (1 sentence, 8 words). Test differs from
+    dev, so a split mix-up changes the numbers."""
+    root = tmp_path_factory.mktemp("data-root")
+    (root / "ud-english-ewt").mkdir()
+    (root / "conll2003").mkdir()
+    ud_test = CONLLU[CONLLU.index("# sent_id = 2"):]
+    ner_test = "-DOCSTART- -X- O O\n\n" + TINY_NER[TINY_NER.index("mary"):]
+    for split, ud, ner, ner_name in (("train", CONLLU * 8, TINY_NER * 8, "eng.train"),
+                                     ("dev", CONLLU * 2, TINY_NER * 2, "eng.testa"),
+                                     ("test", ud_test, ner_test, "eng.testb")):
+        (root / "ud-english-ewt" / f"en_ewt-ud-{split}.conllu").write_text(ud, encoding="utf-8")
+        (root / "conll2003" / ner_name).write_text(ner, encoding="utf-8")
+    return root

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from subprobe.errors import ConfigError
 from subprobe.metrics.ner import convert_scheme, extract_chunks, ner_scores
+from tests import oracle
 
 # --- an independent port of conlleval's streaming chunk counter (the reference) ---------------
 
@@ -88,6 +89,8 @@ def test_matches_conlleval_port(data: tuple[list[list[str]], list[list[str]]]) -
     assert r["n_correct"] == sum(correct.values())
     assert r["n_gold"] == sum(n_gold.values())
     assert r["n_pred"] == sum(n_pred.values())
+    assert (r["precision"], r["recall"], r["f1"]) == pytest.approx(oracle.entity_prf(gold, pred))
+    assert [extract_chunks(t) for t in gold] == [oracle.chunks(t) for t in gold]
     for typ, scores in r["per_type"].items():
         assert scores["support"] == n_gold[typ]
         p = correct[typ] / n_pred[typ] if n_pred[typ] else 0.0
@@ -113,6 +116,7 @@ def test_matches_conlleval_port(data: tuple[list[list[str]], list[list[str]]]) -
 )
 def test_chunk_rules(tags: list[str], chunks: list[tuple[str, int, int]]) -> None:
     assert extract_chunks(tags) == chunks
+    assert oracle.chunks(tags) == chunks
 
 
 def test_iob1_scores_by_hand() -> None:

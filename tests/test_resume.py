@@ -135,6 +135,7 @@ def test_python_api_resume_semantics_for_sweeps(tiny_bert, tiny_ud, tmp_path):
         subprobe.probe(subprobe.ProbeConfig(**{**config.__dict__, "seed": 1}), resume=True, **quiet)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_subprocess_matches_uninterrupted_run(tiny_bert, tiny_ud, tmp_path, capsys):
     """SIGKILL a real `python -m subprobe probe` midway, resume it, compare with an uninterrupted run."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"

@@ -32,3 +32,25 @@ def test_quick_profile_task_adjustment_and_explicit_flag_wins():
     assert ProbeConfig(task="upos").resolved().head_lr == 1e-3
     assert ProbeConfig(task="ner", head_lr=5e-4).resolved().head_lr == 5e-4
     assert ProbeConfig(task="ner", profile="paper").resolved().head_lr == 5e-5
+
+
+@pytest.mark.parametrize("end", [0.0, 0.25, 0.3, 0.5, 0.7, 0.75, 0.9, 1.0])
+def test_ramp_end_step_is_the_first_step_at_lambda_max(end):
+    from subprobe.training.schedules import ramp_end_step
+
+    start = min(0.25, end)
+    for total in range(1, 130):
+        first = ramp_end_step(total, end)
+        assert lambda_at(first, total, 2.0, start, end) == 2.0, (total, first)
+        assert first == 0 or lambda_at(first - 1, total, 2.0, start, end) < 2.0, (total, first)
+    assert ramp_end_step(3, 0.75) == 3  # 2/3 < 0.75: rounding 2.25 to 2 would be a step early
+    assert ramp_end_step(22, 0.75) == 17  # round(16.5) is 16
+    assert ramp_end_step(10, 0.7) == 7  # 0.7 * 10 = 7.000000000000001 in floating point
+
+
+def test_lambda_ramp_against_the_oracle():
+    from tests import oracle
+
+    for total in (7, 24, 1000):
+        for step in range(total + 1):
+            assert lambda_at(step, total, 3.0) == pytest.approx(oracle.lambda_at(step, total, 3.0))
