@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -46,11 +47,13 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from benchmarks.naive_baseline import NaiveTrainer, NaiveWordTagger  # noqa: E402
 from subprobe.config import ProbeConfig  # noqa: E402
-from subprobe.data.batching import Dataset, bucketed_batches, collate, encode_dataset  # noqa: E402
+from subprobe.data.batching import Dataset, bucketed_batches  # noqa: E402
+from subprobe.data.pipeline import prepare_splits, read_splits  # noqa: E402
 from subprobe.models.loading import DEFAULT_MODEL, load_encoder  # noqa: E402
 from subprobe.probes.registry import build_probe  # noqa: E402
 from subprobe.tasks.registry import get_task  # noqa: E402
 from subprobe.training.evaluate import evaluate  # noqa: E402
+from subprobe.training.step import TrainStep  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 #: the paper's MLP-1 ranks; the last one (768 = bert-base width) becomes the model width
@@ -68,17 +71,13 @@ def data_root(arg: str | None) -> Path:
 
 
 def load_upos(root: Path, tokenizer, max_length: int, n_train: int | None = None, n_dev: int | None = None):
-    """UPOS train and dev sets encoded the way subprobe encodes them, with labels attached."""
+    """UPOS train and dev sets prepared as a run prepares them (:func:`subprobe.data.pipeline.prepare_splits`)."""
     task = get_task("upos")
     folder = root / task.data_folder
-    train = task.read(folder / task.data_files["train"])[:n_train]
-    dev = task.read(folder / task.data_files["dev"])[:n_dev]
-    train_set = encode_dataset("train", train, tokenizer, max_length)
-    dev_set = encode_dataset("dev", dev, tokenizer, max_length)
-    vocabs = task.build_vocabs([train_set.sentences[e.index] for e in train_set.encoded])
-    for ds in (train_set, dev_set):
-        task.attach_labels(ds, vocabs)
-    return task, train_set, dev_set, vocabs
+    paths = {split: folder / task.data_files[split] for split in ("train", "dev")}
+    raw = read_splits(task, paths, max_train_samples=n_train, max_eval_samples=n_dev)
+    splits, vocabs = prepare_splits(task, raw, tokenizer, max_length)
+    return task, splits["train"], splits["dev"], vocabs
 
 
 def words_and_labels(dataset: Dataset, field: str = "upos") -> tuple[list[list[str]], list[list[int]]]:
@@ -133,15 +132,17 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
 
 
 class SubprobeRunner:
-    """One subprobe training step exactly as ``subprobe.training.trainer.train`` takes it."""
+    """subprobe's training step, the trainer's own (:class:`subprobe.training.step.TrainStep`: warm-up and the
+    lambda ramp of a run of ``config.epochs`` epochs over ``train_set``), one batch after the other."""
 
-    def __init__(self, encoder, task, train_set: Dataset, vocabs, pad_id: int, config: ProbeConfig, lam=1.0):
-        self.task, self.train_set, self.pad_id, self.config, self.lam = task, train_set, pad_id, config, lam
+    def __init__(self, encoder, task, train_set: Dataset, vocabs, pad_id: int, config: ProbeConfig):
+        self.task, self.train_set, self.pad_id, self.config = task, train_set, pad_id, config
         head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(config))
         self.probe = build_probe(config, encoder, head)
         self.model = self.probe.model
-        self.optimizer = torch.optim.Adam(self.probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
-        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        total = math.ceil(len(train_set.encoded) / config.batch_size) * config.epochs
+        self.train_step = TrainStep(self.probe, task, train_set, config, pad_id=pad_id, total_steps=total)
+        self.steps = 0
         self.lengths = np.array([len(e.input_ids) for e in train_set.encoded])
         self.running_loss = torch.zeros(())
         self.running_pen = torch.zeros(())
@@ -159,19 +160,11 @@ class SubprobeRunner:
 
     def step(self) -> tuple[int, np.ndarray]:
         indices = self.next_indices()
-        batch = collate(self.train_set.encoded, indices, self.config.word_pooling, self.pad_id)
-        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = lr
-        output = self.model(batch)
-        loss = self.task.loss(self.model.head, output, batch)
-        penalty = self.probe.penalty() if self.probe.penalty is not None else torch.zeros(())
-        objective = loss + self.lam * penalty if self.lam > 0 else loss
-        self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        self.optimizer.step()
-        self.running_loss += loss.detach().float()
-        self.running_pen += penalty.detach().float()
-        return batch.n_words, self.lengths[indices]
+        taken = self.train_step(indices, self.steps)
+        self.steps += 1
+        self.running_loss += taken.loss.detach().float()
+        self.running_pen += taken.penalty.detach().float()
+        return taken.words, self.lengths[indices]
 
     def evaluate(self, dev_set: Dataset, vocabs) -> dict:
         kwargs = dict(pooling=self.config.word_pooling, pad_id=self.pad_id, mask_mode="hard")

@@ -15,7 +15,7 @@ def __getattr__(name: str):
 
         return probe
     if name == "Result":
-        from subprobe.api import Result
+        from subprobe.result import Result
 
         return Result
     if name == "ProbeConfig":

@@ -1,28 +1,28 @@
-"""Python entry point: ``subprobe.probe(config) -> Result``."""
+"""Python entry point: ``subprobe.probe(config) -> Result``.
+
+A run reads as: prepare the data (:func:`prepare_data`) -> build the probe (:func:`build`) -> train
+(:func:`train_probe`) -> score the splits (:func:`score_splits`) -> write the run directory
+(:func:`write_results`); :func:`probe` checks the configuration first and runs them in order.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from subprobe.config import ProbeConfig
+from subprobe.data.pipeline import RawSplits, read_splits
 from subprobe.errors import ConfigError
+from subprobe.result import MaskFacts, Result, TrainFacts, build_metrics, finished
+from subprobe.resume import check_same_config, open_run_dir, record_resume, resume_config
+from subprobe.runs import RunDir
 
-
-@dataclass
-class Result:
-    """Outcome of one probing run."""
-
-    config: ProbeConfig
-    metrics: dict
-    run_dir: Path | None
-    subnetwork: object | None = None  # subprobe.Subnetwork for subnetwork probes
-    history: list[dict] = field(default_factory=list)
+__all__ = ["Result", "dry_run", "probe", "resume", "set_seed"]
 
 
 def set_seed(seed: int) -> None:
@@ -40,7 +40,6 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     or empty directory starts a new run (see :mod:`subprobe.resume`; a sweep runner can use this).
     """
     from subprobe.data.sources import split_paths
-    from subprobe.resume import finished_result
     from subprobe.tasks.registry import get_task
     from subprobe.tracking import check_available as check_trackers
     from subprobe.training import distributed
@@ -57,102 +56,196 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     ranks = distributed.from_env()  # torchrun / accelerate launch: one of several processes of this run
     if not ranks.main:
         echo = _silent  # rank 0 reports
-    if resume and (out / "metrics.json").is_file() and not cfg.overwrite:
+    if resume and RunDir(out).finished and not cfg.overwrite:
         return finished_result(cfg, out, echo=echo)
     paths = split_paths(task, cfg)
-    raw, label_sentences = read_splits(task, paths, cfg)  # before anything is written or loaded: bad data fails fast
+    # before anything is written or loaded: bad data fails fast
+    raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
     device, cfg = _device_and_precision(cfg, config, echo)  # a missing GPU fails before anything is written
     if ranks.active and device.type == "cuda":  # one GPU per process
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     joined = distributed.start(ranks, device)
     try:
-        return _probe(cfg, config, task, out, paths, raw, label_sentences, device, resume, ranks, echo)
+        return _probe(cfg, task, RunDir(out), paths, raw, device, resume, ranks, echo)
     finally:
         distributed.stop(joined)
+
+
+def resume(run_dir: str | Path, *, echo=print, **overrides) -> Result:
+    """Continue the run in ``run_dir`` with the configuration saved there (see :mod:`subprobe.resume`)."""
+    return probe(resume_config(run_dir, **overrides), echo=echo, resume=True)
+
+
+def finished_result(cfg: ProbeConfig, out: Path, *, echo=print) -> Result:
+    """The Result of a run that has already finished (nothing is trained)."""
+    check_same_config(cfg, out)
+    result = finished(cfg, RunDir(out))
+    echo(f"{out}: this run has already finished; nothing to resume")
+    echo(result.summary())
+    return result
 
 
 def _silent(*args, **kwargs) -> None:
     pass
 
 
-def _probe(cfg, config, task, out, paths, raw, label_sentences, device, resume, ranks, echo) -> Result:
-    """The run itself (``probe`` after its checks); with several processes only rank 0 writes ``out``."""
-    from subprobe.data.batching import encode_dataset
-    from subprobe.data.sources import sha256_of
-    from subprobe.device import device_name
-    from subprobe.env import environment_stamp
-    from subprobe.masking.subnetwork import Subnetwork
-    from subprobe.models.attention import attention_for
-    from subprobe.models.loading import enable_gradient_checkpointing, load_encoder
-    from subprobe.models.reset import apply_setting
-    from subprobe.probes.cached import CachedFeatures
-    from subprobe.probes.registry import build_probe
-    from subprobe.resume import open_run_dir, record_resume
-    from subprobe.runs import write_json, write_text
+@dataclass
+class Prepared:
+    """The loaded encoder and the encoded, labelled splits of a run."""
+
+    encoder: torch.nn.Module
+    tokenizer: object
+    splits: dict  # split -> subprobe.data.batching.Dataset
+    vocabs: dict  # field -> subprobe.data.vocab.LabelVocab
+    pad_id: int
+
+
+def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks, echo) -> Result:
+    """The run itself (``probe`` after its checks); with several processes only rank 0 writes the run directory."""
     from subprobe.tracking import open_tracker
     from subprobe.training import distributed
-    from subprobe.training.checkpoint import CHECKPOINT_NAME
-    from subprobe.training.evaluate import evaluate
-    from subprobe.training.trainer import train
 
     # rank 0 prepares the run directory; every process continues from the checkpoint it found
-    checkpoint = distributed.on_main(ranks, lambda: open_run_dir(cfg, out, paths, resume=resume, echo=echo))
+    checkpoint = distributed.on_main(ranks, lambda: open_run_dir(cfg, run.path, paths, resume=resume, echo=echo))
     set_seed(cfg.seed)
     started = time.perf_counter()
+    data = prepare_data(cfg, task, raw, device, echo)
+    built, head, reset_params = build(cfg, task, data, device)
+    if ranks.main:  # only rank 0 of a data-parallel run writes
+        _start_run_dir(run, cfg, paths, data.vocabs, checkpoint, device, ranks, echo)
+    _fill_cached_features(built, data, cfg)
+    # --report-to: the resolved config now, log records while training (rank 0 only)
+    tracker = open_tracker(cfg if ranks.main else dataclasses.replace(cfg, report_to=None), run.path)
+    outcome = train_probe(cfg, task, built, data, run, checkpoint, tracker, ranks, echo)
+    if not ranks.main:  # rank 0 evaluates and writes the run directory
+        tracker.close()
+        return Result(cfg, {}, None, None, outcome.history)
+    scores, soft_scores, predictions = score_splits(cfg, task, built, data)
+    subnetwork = None
+    if built.masked:
+        from subprobe.masking.subnetwork import Subnetwork
+
+        subnetwork = Subnetwork.from_modules(built.masked, cfg.granularity, cfg.model)
+    metrics = build_metrics(
+        task=cfg.task,
+        probe=cfg.probe,
+        setting=cfg.setting,
+        model=cfg.model,
+        primary_metric=task.primary_metric,
+        task_facts=task.run_facts(),  # e.g. dep: how heads were decoded for every score below
+        scores=scores,
+        soft_scores=soft_scores,
+        masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
+        coverage=built.coverage,  # masked weights / block projection weights, missing roles
+        reset_params=reset_params,
+        probe_params=built.probe_params,
+        bits=built.bits(),
+        bits_note=(
+            "task-head parameters are shared by all probes and not counted"
+            if cfg.probe != "linear"
+            else "the linear probe is the task head: its parameters are counted"
+        ),
+        head_params=sum(p.numel() for p in head.parameters()),
+        sentences={k: len(v.encoded) for k, v in data.splits.items()},
+        dropped_long={k: v.dropped for k, v in data.splits.items()},
+        train=TrainFacts(
+            outcome.steps, outcome.total_steps, outcome.stopped_early, outcome.seconds, outcome.words_per_second
+        ),
+        wall_seconds=time.perf_counter() - started,
+    )
+    write_results(run, metrics, head, built, subnetwork)
+    tracker.log_final(metrics, outcome.steps)
+    tracker.close()
+    if cfg.predict:
+        for split, preds in predictions.items():
+            task.write_predictions(
+                data.splits[split], preds, data.vocabs, run.predictions_path(split, task.prediction_suffix)
+            )
+    result = Result(cfg, metrics, run.path, subnetwork, outcome.history)
+    echo(result.summary())
+    return result
+
+
+def prepare_data(cfg: ProbeConfig, task, raw: RawSplits, device: torch.device, echo) -> Prepared:
+    """Load the encoder and tokenizer, then encode the splits and attach their labels (see subprobe.data.pipeline)."""
+    from subprobe.data.pipeline import prepare_splits
+    from subprobe.models.attention import attention_for
+    from subprobe.models.loading import load_encoder
+
     encoder, tokenizer = load_encoder(cfg.model, attention_for(device.type, cfg.precision))
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
     prepend_id = _root_token(encoder, tokenizer, cfg, echo)
-
-    splits = {}
-    for split, sentences in raw.items():
-        splits[split] = encode_dataset(split, sentences, tokenizer, max_length, cfg.long_sentences, prepend_id)
-        if splits[split].dropped:
-            echo(
-                f"{split}: dropped {splits[split].dropped} sentence(s) longer than {max_length} subwords",
-                file=sys.stderr,
-            )
-    vocabs = task.build_vocabs(label_sentences)
-    for ds in splits.values():
-        task.attach_labels(ds, vocabs)
+    splits, vocabs = prepare_splits(
+        task, raw, tokenizer, max_length, long_policy=cfg.long_sentences, prepend_id=prepend_id, echo=echo
+    )
     if not splits["train"].encoded:
         raise ConfigError("the training set is empty after filtering; check --train and --max-train-samples")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Prepared(encoder, tokenizer, splits, vocabs, pad_id)
 
+
+def build(cfg: ProbeConfig, task, data: Prepared, device: torch.device):
+    """The probe on ``device``: the encoder in its setting, the task head, masks or adapters.
+
+    Returns the built probe, its head and the number of parameters the setting re-initialised."""
+    from subprobe.models.loading import enable_gradient_checkpointing
+    from subprobe.models.reset import apply_setting
+    from subprobe.probes.registry import build_probe
+
+    encoder = data.encoder
     reset_params = apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     set_seed(cfg.seed)
-    head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(cfg))
+    head = task.build_head(encoder.config.hidden_size, data.vocabs, **task.head_options(cfg))
     built = build_probe(cfg, encoder, head)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
     built.model.to(device)  # encoder, masks, head (batches and cached features follow the model)
-    if ranks.main and checkpoint is None:  # only rank 0 of a data-parallel run writes
-        write_text(out / "config.yaml", cfg.to_yaml())
-        write_json(out / "vocab.json", {k: list(v.labels) for k, v in vocabs.items()})
-        stamp = environment_stamp(cfg.seed, device_name(device))
-        stamp["data"] = {s: {"path": str(p), "sha256": sha256_of(p)} for s, p in paths.items() if p is not None}
-        if ranks.active:  # data-parallel: this many processes shared every batch
-            stamp["processes"] = ranks.world
-        write_json(out / "env.json", stamp)
-    elif ranks.main:
-        record_resume(out, cfg, vocabs, checkpoint, echo=echo)
+    return built, head, reset_params
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, echo) -> None:
+    """A new run writes its configuration, vocabularies and environment; a resumed one records the resumption."""
+    from subprobe.data.sources import sha256_of
+    from subprobe.device import device_name
+    from subprobe.env import environment_stamp
+
+    if checkpoint is not None:
+        record_resume(run.path, cfg, vocabs, checkpoint, echo=echo)
+        return
+    run.write_config(cfg)
+    run.write_vocab(vocabs)
+    stamp = environment_stamp(cfg.seed, device_name(device))
+    stamp["data"] = {s: {"path": str(p), "sha256": sha256_of(p)} for s, p in paths.items() if p is not None}
+    if ranks.active:  # data-parallel: this many processes shared every batch
+        stamp["processes"] = ranks.world
+    run.write_env(stamp)
+
+
+def _fill_cached_features(built, data: Prepared, cfg: ProbeConfig) -> None:
+    """Frozen-encoder probes with cached features run the encoder once per split, here."""
+    from subprobe.probes.cached import CachedFeatures
+
     if isinstance(built.model.features, CachedFeatures):
-        for ds in splits.values():
-            built.model.features.fill(ds, cfg.word_pooling, pad_id)
-    # --report-to: the resolved config now, log records while training (rank 0 only)
-    tracker = open_tracker(cfg if ranks.main else dataclasses.replace(cfg, report_to=None), out)
+        for ds in data.splits.values():
+            built.model.features.fill(ds, cfg.word_pooling, data.pad_id)
+
+
+def train_probe(cfg: ProbeConfig, task, built, data: Prepared, run: RunDir, checkpoint, tracker, ranks, echo):
+    """Train (or continue from ``checkpoint``); rank 0 logs and checkpoints into ``run``."""
+    from subprobe.training.trainer import train
+
     try:
-        outcome = train(
+        return train(
             built,
             task,
-            splits["train"],
-            splits.get("dev"),
-            vocabs,
+            data.splits["train"],
+            data.splits.get("dev"),
+            data.vocabs,
             cfg if ranks.main else dataclasses.replace(cfg, progress=False),
-            pad_id=pad_id,
-            log_path=out / "log.jsonl" if ranks.main else None,
-            checkpoint_path=out / CHECKPOINT_NAME if ranks.main else None,
+            pad_id=data.pad_id,
+            log_path=run.log_path if ranks.main else None,
+            checkpoint_path=run.checkpoint_path if ranks.main else None,
             resume_from=checkpoint,
             tracker=tracker,
             ranks=ranks,
@@ -160,87 +253,44 @@ def _probe(cfg, config, task, out, paths, raw, label_sentences, device, resume, 
     except BaseException as exc:
         tracker.close(failed=True)
         if isinstance(exc, KeyboardInterrupt):
-            echo(f"interrupted; continue with: subprobe probe --resume {out}", file=sys.stderr)
+            echo(f"interrupted; continue with: subprobe probe --resume {run.path}", file=sys.stderr)
         raise
-    if not ranks.main:  # rank 0 evaluates and writes the run directory
-        tracker.close()
-        return Result(cfg, {}, None, None, outcome.history)
 
-    eval_kwargs = dict(pooling=cfg.word_pooling, pad_id=pad_id)
+
+def score_splits(cfg: ProbeConfig, task, built, data: Prepared) -> tuple[dict, dict, dict]:
+    """Scores of dev and test (None for a missing split): with the hard mask for subnetworks, plus the soft
+    mask's; and the predictions of every scored split."""
+    from subprobe.training.evaluate import evaluate
+
+    eval_kwargs = dict(pooling=cfg.word_pooling, pad_id=data.pad_id)
     is_subnetwork = bool(built.masked)
-    metrics: dict = {
-        "task": cfg.task,
-        "probe": cfg.probe,
-        "setting": cfg.setting,
-        "model": cfg.model,
-        "primary_metric": task.primary_metric,
-    }
-    metrics.update(task.run_facts())  # e.g. dep: how heads were decoded for every score below
-    predictions = {}
+    scores, soft_scores, predictions = {}, {}, {}
     for split in ("dev", "test"):
-        if split not in splits:
-            metrics[split] = None
+        if split not in data.splits:
+            scores[split] = None
             continue
-        scores, preds = evaluate(
-            built.model, task, splits[split], vocabs, mask_mode="hard" if is_subnetwork else None, **eval_kwargs
-        )
-        metrics[split] = scores
-        predictions[split] = preds
+        dataset = data.splits[split]
+        mode = "hard" if is_subnetwork else None
+        scores[split], predictions[split] = evaluate(built.model, task, dataset, data.vocabs, mask_mode=mode,
+                                                     **eval_kwargs)
         if is_subnetwork:
-            metrics[f"{split}_soft"], _ = evaluate(
-                built.model, task, splits[split], vocabs, mask_mode="soft", **eval_kwargs
-            )
-    subnetwork = None
-    if is_subnetwork:
-        subnetwork = Subnetwork.from_modules(built.masked, cfg.granularity, cfg.model)
-        subnetwork.save(out / "masks.safetensors")
-        metrics["mask_params"] = subnetwork.num_mask_params
-        metrics["masked_weights"] = subnetwork.num_masked_weights
-        metrics["density"] = subnetwork.density()
-        metrics["density_by_layer"] = subnetwork.density_by("layer")
-        metrics["density_by_role"] = subnetwork.density_by("role")
-    if built.coverage is not None:
-        metrics["coverage"] = built.coverage  # masked weights / block projection weights, missing roles
-    metrics["reset_params"] = reset_params
-    metrics["probe_params"] = built.probe_params
-    metrics["bits"] = built.bits()
-    metrics["bits_note"] = (
-        "task-head parameters are shared by all probes and not counted"
-        if cfg.probe != "linear"
-        else "the linear probe is the task head: its parameters are counted"
-    )
-    metrics["head_params"] = sum(p.numel() for p in head.parameters())
-    metrics["sentences"] = {k: len(v.encoded) for k, v in splits.items()}
-    metrics["dropped_long"] = {k: v.dropped for k, v in splits.items()}
-    metrics["train"] = {
-        "steps": outcome.steps,
-        "total_steps": outcome.total_steps,
-        "stopped_early": outcome.stopped_early,
-        "seconds": round(outcome.seconds, 1),
-        "words_per_second": round(outcome.words_per_second, 1),
-    }
-    metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
-    from safetensors.torch import save_file
+            soft_scores[split], _ = evaluate(built.model, task, dataset, data.vocabs, mask_mode="soft", **eval_kwargs)
+    return scores, soft_scores, predictions
 
-    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors"))
+
+def write_results(run: RunDir, metrics: dict, head, built, subnetwork) -> None:
+    """Masks, head and adapter weights, then ``metrics.json`` (it marks the run finished); the checkpoint goes."""
+    if subnetwork is not None:
+        run.write_masks(subnetwork)
+    run.write_head(head)
     if built.model.adapter is not None:  # MLP-1: what `subprobe predict` / load_run need besides the head
-        adapter = built.model.adapter.state_dict()
-        save_file({k: v.detach().contiguous() for k, v in adapter.items()}, str(out / "adapter.safetensors"))
-    write_json(out / "metrics.json", metrics)  # first: nothing that fails after training may cost the metrics
-    (out / CHECKPOINT_NAME).unlink(missing_ok=True)  # the run is finished: metrics.json marks it
-    tracker.log_final(metrics, outcome.steps)
-    tracker.close()
-    if cfg.predict:
-        for split, preds in predictions.items():
-            task.write_predictions(splits[split], preds, vocabs, out / f"predictions-{split}{task.prediction_suffix}")
-    echo(summary(metrics, out))
-    return Result(cfg, metrics, out, subnetwork, outcome.history)
+        run.write_adapter(built.model.adapter)
+    run.write_metrics(metrics)  # first: nothing that fails after training may cost the metrics
+    run.remove_checkpoint()  # the run is finished: metrics.json marks it
 
 
 def _device_and_precision(cfg: ProbeConfig, given: ProbeConfig, echo) -> tuple[torch.device, ProbeConfig]:
     """The run's device, and ``cfg`` with a profile's bf16 turned to fp32 where the device lacks bf16."""
-    import dataclasses
-
     from subprobe.device import effective_precision, resolve_device
 
     device = resolve_device(cfg.device)
@@ -269,50 +319,6 @@ def _root_token(encoder, tokenizer, cfg: ProbeConfig, echo) -> int | None:
             file=sys.stderr,
         )
     return prepend
-
-
-def read_splits(task, paths: dict, cfg: ProbeConfig) -> tuple[dict, list]:
-    """Sentences of every available split, cut to ``--max-train-samples`` / ``--max-eval-samples``,
-    and the whole training file's sentences, whose labels make the vocabularies: a training budget
-    must not turn a rare dev label (EWT's ``goeswith``) into an unseen one."""
-    raw, label_sentences = {}, []
-    for split, path in paths.items():
-        if path is None:
-            continue
-        sentences = task.read(path)
-        if split == "train":
-            label_sentences = sentences
-        limit = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
-        raw[split] = sentences[:limit] if limit is not None else sentences
-    return raw, label_sentences
-
-
-def summary(metrics: dict, run_dir: Path | None) -> str:
-    """A few lines describing a finished run."""
-    key = metrics["primary_metric"]
-    lines = [f"subprobe: {metrics['task']} / {metrics['probe']} / {metrics['setting']} on {metrics['model']}"]
-    for split in ("dev", "test"):
-        if metrics.get(split):
-            text = f"  {split:<4} {key} {metrics[split][key]:.4f}"
-            if metrics.get(f"{split}_soft"):
-                soft = metrics[f"{split}_soft"][key]
-                text = f"  {split:<4} {key} hard mask {metrics[split][key]:.4f} | soft mask {soft:.4f}"
-            lines.append(text)
-    if "density" in metrics:
-        lines.append(
-            f"  mask params {metrics['mask_params']:,} | density {metrics['density']:.4f} "
-            "(hard mask, fraction of masked weights kept)"
-        )
-    bits = metrics["bits"]
-    lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits ({metrics['bits_note']})")
-    train = metrics["train"]
-    lines.append(
-        f"  trained {train['steps']}/{train['total_steps']} steps in {train['seconds']:.0f}s "
-        f"({train['words_per_second']:.0f} words/s){' (early stop)' if train['stopped_early'] else ''}"
-    )
-    if run_dir is not None:
-        lines.append(f"  run directory {run_dir}")
-    return "\n".join(lines)
 
 
 def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:

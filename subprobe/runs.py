@@ -1,15 +1,235 @@
-"""The run directory: every file a run writes, each written atomically."""
+"""The run directory: every file a run writes, its name and its reads and writes (nothing else spells them).
+
+``RUN_DIR/`` holds ``config.yaml`` (the resolved configuration), ``env.json`` (versions, hardware,
+data hashes, resumptions), ``vocab.json`` (label vocabularies), ``log.jsonl`` (one record per dev
+check), ``checkpoint.pt`` (while unfinished), ``metrics.json`` (written last: it marks the run
+finished), ``head.safetensors``, ``masks.safetensors`` (subnetwork probes), ``adapter.safetensors``
+(MLP-1), ``predictions-<split><suffix>`` (``--predict``), ``error.txt`` (a failed sweep point) and
+the folders of ``--report-to`` trackers. Every JSON and text file is written atomically
+(:mod:`subprobe.atomic`).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-from subprobe.errors import ConfigError, DataError
+from subprobe.atomic import read_json, write_json, write_text
+from subprobe.config import ProbeConfig
+from subprobe.errors import ConfigError
+
+__all__ = ["RunDir", "config_differences", "prepare_run_dir", "read_json", "run_status", "write_json", "write_text"]
+
+
+class RunDir:
+    """One run directory: file names, status and the read/write of each file."""
+
+    CONFIG = "config.yaml"
+    ENV = "env.json"
+    VOCAB = "vocab.json"
+    LOG = "log.jsonl"
+    MASKS = "masks.safetensors"
+    HEAD = "head.safetensors"
+    ADAPTER = "adapter.safetensors"
+    CHECKPOINT = "checkpoint.pt"
+    METRICS = "metrics.json"
+    ERROR = "error.txt"
+    TENSORBOARD = "tensorboard"
+    MLFLOW = "mlruns"
+    #: Files that loading a finished run needs (besides the per-probe weight files).
+    NEEDED_TO_LOAD = (CONFIG, VOCAB, METRICS, HEAD)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # -- paths ------------------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def env_path(self) -> Path:
+        return self.path / self.ENV
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.path / self.VOCAB
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def masks_path(self) -> Path:
+        return self.path / self.MASKS
+
+    @property
+    def head_path(self) -> Path:
+        return self.path / self.HEAD
+
+    @property
+    def adapter_path(self) -> Path:
+        return self.path / self.ADAPTER
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def error_path(self) -> Path:
+        return self.path / self.ERROR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.path / self.MLFLOW
+
+    def predictions_path(self, split: str, suffix: str) -> Path:
+        """``predictions-<split><suffix>`` (``--predict``; the suffix is the task's file format)."""
+        return self.path / f"predictions-{split}{suffix}"
+
+    # -- status -----------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """``metrics.json`` is written (the last file of a run)."""
+        return self.metrics_path.is_file()
+
+    @property
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks_path.is_file()
+
+    def missing_for_load(self) -> list[str]:
+        """The files of :attr:`NEEDED_TO_LOAD` this directory lacks."""
+        return [name for name in self.NEEDED_TO_LOAD if not self.file(name).is_file()]
+
+    def status(self) -> str:
+        """What the directory holds.
+
+        ``missing`` (no such directory), ``empty``, ``finished`` (metrics.json written),
+        ``checkpoint`` (interrupted after a checkpoint), ``started`` (config.yaml but no checkpoint yet)
+        or ``foreign`` (not empty, but not a subprobe run).
+        """
+        if not self.path.exists():
+            return "missing"
+        if not self.path.is_dir():
+            return "foreign"
+        if self.finished:
+            return "finished"
+        if self.checkpoint_path.is_file():
+            return "checkpoint"
+        if self.has_config:
+            return "started"
+        if any(self.path.iterdir()):
+            return "foreign"
+        return "empty"
+
+    def prepare(self, overwrite: bool) -> RunDir:
+        """Create the directory; refuse to reuse a non-empty one unless ``overwrite``."""
+        prepare_run_dir(self.path, overwrite)
+        return self
+
+    # -- config, environment, vocabularies ----------------------------------------------------------
+    def read_config(self) -> ProbeConfig:
+        """The saved configuration (ConfigError naming the file when unreadable)."""
+        return ProbeConfig.from_yaml(self.config_path)
+
+    def read_settings(self) -> Any:
+        """The saved configuration as plain YAML data (OSError, UnicodeDecodeError or YAMLError when unreadable)."""
+        import yaml
+
+        return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+
+    def write_config(self, cfg: ProbeConfig) -> None:
+        write_text(self.config_path, cfg.to_yaml())
+
+    def read_env(self) -> dict:
+        return read_json(self.env_path)
+
+    def write_env(self, stamp: dict) -> None:
+        write_json(self.env_path, stamp)
+
+    def read_vocab(self) -> dict[str, list[str]]:
+        return read_json(self.vocab_path)
+
+    def write_vocab(self, vocabs: dict) -> None:
+        """``vocabs``: field -> LabelVocab (its ``labels`` in id order)."""
+        write_json(self.vocab_path, {k: list(v.labels) for k, v in vocabs.items()})
+
+    # -- results ----------------------------------------------------------------------------------
+    def read_metrics(self) -> Any:
+        return read_json(self.metrics_path)
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.metrics_path, metrics)
+
+    def read_log(self) -> list[dict]:
+        """The dev-check records of ``log.jsonl`` ([] when there is none)."""
+        if not self.log_path.is_file():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+
+    def read_masks(self):
+        """The saved :class:`~subprobe.masking.subnetwork.Subnetwork`."""
+        from subprobe.masking.subnetwork import Subnetwork
+
+        return Subnetwork.load(self.masks_path)
+
+    def write_masks(self, subnetwork) -> None:
+        subnetwork.save(self.masks_path)
+
+    def read_head(self) -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.head_path))
+
+    def write_head(self, module) -> None:
+        _save_module(module, self.head_path)
+
+    def read_adapter(self) -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.adapter_path))
+
+    def write_adapter(self, module) -> None:
+        _save_module(module, self.adapter_path)
+
+    def remove_checkpoint(self) -> None:
+        """A finished run keeps no checkpoint (``metrics.json`` marks it)."""
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    def write_error(self, text: str) -> None:
+        self.error_path.write_text(text, encoding="utf-8")
+
+    def clear_error(self) -> None:
+        self.error_path.unlink(missing_ok=True)
+
+
+def _save_module(module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:
@@ -27,62 +247,9 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     return path
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically: a temporary file beside it, fsync, ``os.replace``.
-
-    A kill at any moment leaves either the old file or the new one; a failure to write is one
-    :class:`DataError` naming the file.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            str(path),
-            None,
-            f"cannot write file: {exc.strerror or exc}",
-            "check that the directory exists and is writable",
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def run_status(path: Path) -> str:
-    """What a run directory holds.
-
-    ``missing`` (no such directory), ``empty``, ``finished`` (metrics.json written),
-    ``checkpoint`` (interrupted after a checkpoint), ``started`` (config.yaml but no checkpoint yet)
-    or ``foreign`` (not empty, but not a subprobe run).
-    """
-    path = Path(path)
-    if not path.exists():
-        return "missing"
-    if not path.is_dir():
-        return "foreign"
-    if (path / "metrics.json").is_file():
-        return "finished"
-    if (path / "checkpoint.pt").is_file():
-        return "checkpoint"
-    if (path / "config.yaml").is_file():
-        return "started"
-    if any(path.iterdir()):
-        return "foreign"
-    return "empty"
+    """What a run directory holds (see :meth:`RunDir.status`)."""
+    return RunDir(path).status()
 
 
 def config_differences(saved: dict, current: dict, ignore: set[str] | frozenset[str] = frozenset()) -> list[str]:

@@ -146,7 +146,9 @@ class TensorBoardTracker:
     def __init__(self, run_dir: Path, config) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        from subprobe.runs import RunDir
+
+        self.writer = SummaryWriter(log_dir=str(RunDir(run_dir).tensorboard_dir))
         self.params: dict[str, Any] = {}
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -185,9 +187,11 @@ class MlflowTracker:
     def __init__(self, run_dir: Path, config) -> None:
         from mlflow.tracking import MlflowClient
 
+        from subprobe.runs import RunDir
+
         given = os.environ.get("MLFLOW_TRACKING_URI")
         self.own_store = not given
-        uri = given or (run_dir / "mlruns").resolve().as_uri()
+        uri = given or RunDir(run_dir).mlflow_dir.resolve().as_uri()
         with self._scope():
             self.client = MlflowClient(tracking_uri=uri)
             name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "subprobe"

@@ -7,7 +7,7 @@ import torch
 
 from benchmarks import train_speed as ts
 from benchmarks.naive_baseline import NaiveMaskedLinear
-from subprobe.data.batching import encode_dataset
+from subprobe.data.pipeline import prepare_splits, read_splits
 from subprobe.masking.layouts import expand_mask
 from subprobe.models.loading import load_encoder
 from subprobe.tasks.registry import get_task
@@ -19,12 +19,8 @@ def setup(tiny_bert, tiny_ud):
     torch.manual_seed(0)
     task = get_task("upos")
     _, tokenizer = load_encoder(str(tiny_bert))
-    train = encode_dataset("train", task.read(tiny_ud["train"]), tokenizer, 64)
-    dev = encode_dataset("dev", task.read(tiny_ud["dev"]), tokenizer, 64)
-    vocabs = task.build_vocabs([train.sentences[e.index] for e in train.encoded])
-    for ds in (train, dev):
-        task.attach_labels(ds, vocabs)
-    return task, tokenizer, train, dev, vocabs
+    splits, vocabs = prepare_splits(task, read_splits(task, {k: tiny_ud[k] for k in ("train", "dev")}), tokenizer, 64)
+    return task, tokenizer, splits["train"], splits["dev"], vocabs
 
 
 def encoder(tiny_bert, attn="eager"):

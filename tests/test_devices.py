@@ -144,7 +144,7 @@ def test_masked_linear_paths_on_cuda_match_cpu(block, dtype):
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_sampling_and_dropout_on_cuda_are_seeded():
-    from subprobe.masking.masked_linear import sample_mask
+    from subprobe.masking.hard_concrete import sample_mask
     from subprobe.models.dropout import fast_dropout
 
     log_alpha = torch.zeros(4, 64, device="cuda")

@@ -95,10 +95,10 @@ class Interrupt:
     """Training raises KeyboardInterrupt at the ``at``-th batch (as tests/test_resume.py does)."""
 
     def __init__(self, monkeypatch, at: int) -> None:
-        from subprobe.training import trainer
+        from subprobe.training import step
 
-        self.calls, self.at, self.original = 0, at, trainer.collate
-        monkeypatch.setattr(trainer, "collate", self)
+        self.calls, self.at, self.original = 0, at, step.collate
+        monkeypatch.setattr(step, "collate", self)
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -113,7 +113,7 @@ def test_two_processes_continue_a_run_from_its_checkpoint(tiny_bert, tiny_ud, tm
                       epochs=2, batch_size=8)
     interrupt = Interrupt(monkeypatch, 5)  # one process, stopped in step 5: the checkpoint of step 4 is left
     assert main(argv) == 130
-    monkeypatch.setattr("subprobe.training.trainer.collate", interrupt.original)
+    monkeypatch.setattr("subprobe.training.step.collate", interrupt.original)
     assert ckpt.load_checkpoint(out / "checkpoint.pt")["progress"]["step"] == 4
     done = torchrun(["probe", "--resume", str(out), "--no-progress"])
     assert done.returncode == 0, done.stderr[-3000:]

@@ -408,11 +408,11 @@ def test_resume_of_something_that_is_not_a_run(tmp_path, capsys):
 @pytest.fixture()
 def interrupted_run(probe_args, tmp_path, monkeypatch):
     """A run on its own copy of the training data, stopped after its first checkpoint (step 2 of 3)."""
-    from subprobe.training import trainer
+    from subprobe.training import step
 
     train = tmp_path / "train.conllu"
     train.write_text(CONLLU * 8, encoding="utf-8")
-    original = trainer.collate
+    original = step.collate
     calls = {"n": 0}
 
     def stop(*args, **kwargs):
@@ -421,10 +421,10 @@ def interrupted_run(probe_args, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "collate", stop)
+    monkeypatch.setattr(step, "collate", stop)
     argv = [*probe_args, "--train", train, "--batch-size", "10", "--eval-every", "2"]
     assert main([str(a) for a in argv]) == 130
-    monkeypatch.setattr(trainer, "collate", original)
+    monkeypatch.setattr(step, "collate", original)
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     return tmp_path / "run"
 

@@ -79,3 +79,19 @@ def test_mask_modes():
     assert torch.allclose(module(x), module.bias.expand(2, 4))  # everything pruned
     module.mask_mode = "none"
     assert torch.allclose(module(x), F.linear(x, module.weight, module.bias))
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_hard_and_soft_modes_use_their_own_mask(mode):
+    torch.manual_seed(2)
+    module = MaskedLinear(nn.Linear(8, 12), (3, 2), "strided")
+    with torch.no_grad():  # values around the threshold: soft masks in (0, 1), hard masks a mix of 0 and 1
+        module.log_alpha.copy_(torch.linspace(-1.5, 1.5, module.log_alpha.numel()).reshape(module.log_alpha.shape))
+    module.mask_mode = mode
+    la = module.log_alpha.detach()
+    mask = oracle.hard_mask_tensor(la) if mode == "hard" else oracle.soft_mask_tensor(la)
+    assert 0 < float(mask.mean()) < 1 and (mode == "hard") == bool(((mask == 0) | (mask == 1)).all())
+    x = torch.randn(5, 8)
+    expected = F.linear(x, module.weight * expand_mask(mask, (3, 2), "strided"), module.bias)
+    with torch.no_grad():
+        assert torch.allclose(module(x), expected, atol=1e-6)

@@ -10,8 +10,9 @@ import pytest
 from subprobe.cli import main
 from subprobe.experiments.grids import load_grid
 from subprobe.experiments.store import Store
-from subprobe.report.html import md_to_html
+from subprobe.report import render
 from subprobe.report.loading import load_results
+from subprobe.report.render import Table
 from tests.synthetic_runs import add_run, make_store, parse, tiny_subnetwork
 
 
@@ -110,11 +111,14 @@ def test_missing_head_count_is_said_not_guessed(tmp_path):
     assert loc["selections"][0]["localisation"]["heads"]["num_heads"] == 4
 
 
-def test_markdown_subset_to_html():
-    text = "### Title\n\n| a | b |\n|---|---|\n| 1 | <x> |\n\nsome text\nmore\n\n- item one\n- item two\n"
-    out = md_to_html(text, ["t1"])
+def test_one_table_to_markdown_and_html():
+    table = Table("t1", "Title", ["a", "b"], [["1", "<x>"]], notes=["some text more"], bullets=["item one", "item two"])
+    text = "### Title\n\n| a | b |\n|---|---|\n| 1 | <x> |\n\nsome text more\n\n- item one\n- item two\n"
+    assert render.markdown(table) == text
+    out = render.to_html(table)
     assert "<h4>Title</h4>" in out and '<table id="t1">' in out and "&lt;x&gt;" in out
     assert "<p>some text more</p>" in out and out.count("<li>") == 2
+    assert render.to_csv(table) == "a,b\n1,<x>\n"
 
 
 def _fill(store_root: Path, model: str, grid: str, task: str = "upos") -> int:

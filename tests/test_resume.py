@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 import subprobe
 from subprobe.cli import main
 from subprobe.errors import SubprobeError
+from subprobe.runs import RunDir
 from subprobe.training import checkpoint as ckpt
 from tests.conftest import probe_argv
 
@@ -57,15 +58,15 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 
 class Interrupt:
-    """Replace the trainer's ``collate`` so that training raises KeyboardInterrupt before step ``at``."""
+    """Replace the training step's ``collate`` so that training raises KeyboardInterrupt before step ``at``."""
 
     def __init__(self, monkeypatch, at: int) -> None:
-        from subprobe.training import trainer
+        from subprobe.training import step
 
         self.calls = 0
         self.at = at
-        self.original = trainer.collate
-        monkeypatch.setattr(trainer, "collate", self)
+        self.original = step.collate
+        monkeypatch.setattr(step, "collate", self)
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -98,7 +99,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_bert, tiny_ud, tm
             assert not (out / "checkpoint.pt").exists()
         else:
             assert ckpt.load_checkpoint(out / "checkpoint.pt")["progress"]["step"] == kept
-        monkeypatch.setattr("subprobe.training.trainer.collate", interrupt.original)
+        monkeypatch.setattr("subprobe.training.step.collate", interrupt.original)
     assert main(resume) == 0
     assert_same_run(reference, out)
     assert not (out / "checkpoint.pt").exists()  # removed once metrics.json is written
@@ -145,9 +146,9 @@ def test_kill_and_resume_subprocess_matches_uninterrupted_run(tiny_bert, tiny_ud
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     # the run to kill sleeps 100 ms per step (outside the computation) so that it can be killed midway
     slow = (
-        "import sys, time; from subprobe.training import trainer; collate = trainer.collate\n"
+        "import sys, time; from subprobe.training import step; collate = step.collate\n"
         "def slow(*a, **k):\n    time.sleep(0.1)\n    return collate(*a, **k)\n"
-        "trainer.collate = slow\nfrom subprobe.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        "step.collate = slow\nfrom subprobe.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     victim = subprocess.Popen([sys.executable, "-c", slow, *args], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
@@ -185,7 +186,7 @@ def _payload(value: float) -> dict:
 
 
 def test_failed_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / ckpt.CHECKPOINT_NAME
+    path = tmp_path / RunDir.CHECKPOINT
     ckpt.save_checkpoint(path, _payload(1.0))
 
     def no_rename(src, dst):
@@ -195,11 +196,11 @@ def test_failed_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(SubprobeError, match="previous checkpoint is kept.*--resume"):
         ckpt.save_checkpoint(path, _payload(2.0))
     assert torch.equal(ckpt.load_checkpoint(path)["weights"], torch.full((1000,), 1.0))
-    assert [p.name for p in tmp_path.iterdir()] == [ckpt.CHECKPOINT_NAME]  # temporary file removed
+    assert [p.name for p in tmp_path.iterdir()] == [RunDir.CHECKPOINT]  # temporary file removed
 
 
 def test_kill_during_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / ckpt.CHECKPOINT_NAME
+    path = tmp_path / RunDir.CHECKPOINT
     ckpt.save_checkpoint(path, _payload(1.0))
     real_save = torch.save
 
@@ -213,13 +214,13 @@ def test_kill_during_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         ckpt.save_checkpoint(path, _payload(2.0))
     assert torch.equal(ckpt.load_checkpoint(path)["weights"], torch.full((1000,), 1.0))
     # a SIGKILL leaves the temporary file behind: it is never read, and removed on resume
-    (tmp_path / f".{ckpt.CHECKPOINT_NAME}.dead.tmp").write_bytes(b"garbage")
+    (tmp_path / f".{RunDir.CHECKPOINT}.dead.tmp").write_bytes(b"garbage")
     ckpt.remove_stale_temporaries(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == [ckpt.CHECKPOINT_NAME]
+    assert [p.name for p in tmp_path.iterdir()] == [RunDir.CHECKPOINT]
 
 
 def test_truncated_checkpoint_gives_one_line_error(tmp_path):
-    path = tmp_path / ckpt.CHECKPOINT_NAME
+    path = tmp_path / RunDir.CHECKPOINT
     ckpt.save_checkpoint(path, _payload(1.0))
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(SubprobeError, match="cannot be read.*delete it") as info:

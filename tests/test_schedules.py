@@ -9,6 +9,13 @@ def test_lambda_ramp(frac, expected):
     assert lambda_at(int(frac * total), total, 1.0) == pytest.approx(expected)
 
 
+def test_no_steps_means_lambda_max_from_the_start():
+    from subprobe.training.schedules import ramp_end_step
+
+    assert lambda_at(0, 0, 3.0) == 3.0
+    assert ramp_end_step(0, 0.75) == 0
+
+
 def test_lambda_scales_with_max():
     assert lambda_at(500, 1000, 25.0) == pytest.approx(12.5)
     assert lambda_at(900, 1000, 25.0) == 25.0
@@ -18,6 +25,7 @@ def test_warmup_linear_then_flat():
     assert warmup_factor(0, 100, 0.1) == pytest.approx(0.1)
     assert warmup_factor(4, 100, 0.1) == pytest.approx(0.5)
     assert warmup_factor(9, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_factor(10, 100, 0.1) == 1.0  # the first step after the warm-up: exactly 1, not 11/10
     assert warmup_factor(50, 100, 0.1) == 1.0
     assert warmup_factor(0, 100, 0.0) == 1.0
 

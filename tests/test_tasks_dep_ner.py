@@ -13,6 +13,7 @@ import torch
 from subprobe.config import ProbeConfig
 from subprobe.data.batching import bucketed_batches, collate, encode_dataset
 from subprobe.data.conllu import read_conllu
+from subprobe.data.pipeline import prepare_splits, read_splits
 from subprobe.errors import ConfigError, DataError
 from subprobe.metrics.mst import is_single_rooted_tree
 from subprobe.tasks.dep import DepTask
@@ -68,11 +69,7 @@ def tiny_ner(tmp_path_factory) -> dict[str, Path]:
 
 def prepared(task, paths, tokenizer, max_length: int = 64):
     """Read, encode, build vocabs and attach labels for each split in ``paths``."""
-    splits = {k: encode_dataset(k, task.read(p), tokenizer, max_length) for k, p in paths.items()}
-    vocabs = task.build_vocabs([splits["train"].sentences[e.index] for e in splits["train"].encoded])
-    for ds in splits.values():
-        task.attach_labels(ds, vocabs)
-    return splits, vocabs
+    return prepare_splits(task, read_splits(task, paths), tokenizer, max_length)
 
 
 def test_registry_knows_both_tasks() -> None:

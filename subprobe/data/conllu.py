@@ -39,10 +39,10 @@ from pathlib import Path
 from conllu.exceptions import ParseException
 from conllu.parser import parse_id_value, parse_int_value
 
+from subprobe.atomic import write_text
 from subprobe.data.records import Sentence
 from subprobe.data.textfile import read_text_utf8
 from subprobe.errors import DataError
-from subprobe.runs import write_text
 
 __all__ = ["COLUMNS", "read_conllu", "write_conllu"]
 

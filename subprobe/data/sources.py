@@ -64,28 +64,3 @@ def sha256_of(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def check_data(data_dir: str | None) -> list[dict]:
-    """Rows describing what datasets are found for each task, with sentence and word counts."""
-    from subprobe.tasks.registry import TASK_NAMES, get_task
-
-    root = data_root(data_dir)
-    if root is None:
-        raise ConfigError("SUBPROBE_DATA is not set; set it (e.g. SUBPROBE_DATA=../shared/data) or pass --data-dir")
-    if not root.is_dir():
-        raise ConfigError(f"--data-dir {root}: no such directory")
-    rows = []
-    for name in TASK_NAMES:
-        try:
-            task = get_task(name)
-        except ImportError:
-            continue
-        for split in SPLITS:
-            path = root / task.data_folder / task.data_files[split]
-            row = {"task": name, "split": split, "path": str(path), "found": path.is_file()}
-            if path.is_file():
-                sentences = task.read(path)
-                row["sentences"] = len(sentences)
-                row["words"] = sum(len(s) for s in sentences)
-            rows.append(row)
-    return rows

@@ -41,6 +41,7 @@ def run_point(job: PointJob) -> dict:
     from subprobe import api
     from subprobe.config import ProbeConfig
     from subprobe.experiments.store import Store
+    from subprobe.runs import RunDir
 
     if job.threads:
         import torch
@@ -54,7 +55,7 @@ def run_point(job: PointJob) -> dict:
     config = dataclasses.replace(ProbeConfig(**job.values), out=str(run_dir), overwrite=False, progress=False)
     # the traceback of an earlier attempt is not part of the run: left there, it would make a directory
     # that crashed before config.yaml was written look foreign to resume, and the point could never run again
-    (run_dir / "error.txt").unlink(missing_ok=True)
+    RunDir(run_dir).clear_error()
     try:  # an interrupted point continues from its checkpoint
         api.probe(config, echo=lambda *a, **k: None, resume=True)
     except SubprobeError as exc:
@@ -62,10 +63,10 @@ def run_point(job: PointJob) -> dict:
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # a bug in one point must not stop the grid; keep its traceback
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        RunDir(run_dir).write_error(traceback.format_exc())
         error = f"{type(exc).__name__}: {exc}"
         store.record(job.key, {"status": "failed", "error": error})
-        return {"status": "failed", "error": error, "traceback": str(run_dir / "error.txt")}
+        return {"status": "failed", "error": error, "traceback": str(RunDir(run_dir).error_path)}
     seconds = time.perf_counter() - started
     store.record(job.key, {"status": "done", "seconds": round(seconds, 1)})
     return {"status": "done", "seconds": seconds}

@@ -10,14 +10,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from subprobe.config import ProbeConfig
-from subprobe.runs import read_json, write_json
+from subprobe.config import ProbeConfig, settings_where
+from subprobe.runs import RunDir, read_json, write_json
 
-#: Fields that do not change a run's result and are left out of its key.
-NON_RESULT_FIELDS = (
-    "out", "overwrite", "progress", "dry_run", "predict", "resume", "checkpoint_every", "report_to",
-    "device", "gradient_checkpointing",  # where and how a run computes, not what it computes
-)
+#: Fields that do not change a run's result and are left out of its key (``in_key=False``, see
+#: :func:`subprobe.config.option`): output, cosmetics, and where and how a run computes, not what it computes.
+NON_RESULT_FIELDS = settings_where(in_key=False)
 
 
 def config_key(config: ProbeConfig) -> str:
@@ -81,15 +79,15 @@ class Store:
         return path if path.is_absolute() else self.root / path
 
     def finished(self, run_dir: Path) -> bool:
-        return (run_dir / "metrics.json").is_file()
+        return RunDir(run_dir).finished
 
     def results(self) -> list[dict]:
         """metrics.json of every finished run in the store, with its run directory."""
         out = []
         for entry in sorted(self.load_index().values(), key=lambda e: e.get("run_dir", "")):
             path = self.resolve(entry.get("run_dir", ""))
-            if entry.get("status") == "done" and (path / "metrics.json").is_file():
-                metrics = read_json(path / "metrics.json")
+            if entry.get("status") == "done" and RunDir(path).finished:
+                metrics = RunDir(path).read_metrics()
                 metrics["run_dir"] = str(path)
                 metrics["config"] = entry.get("config", {})
                 out.append(metrics)

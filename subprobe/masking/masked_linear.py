@@ -13,8 +13,7 @@ matmul ``grad_y @ W`` (one per row group, on strided views of ``W``: no copy), f
 input gradient and the mask gradient follow by elementwise work -- never the weight-sized outer
 product ``grad_y^T x``. Per-weight and small-block masks (``path == "materialise"``)
 differentiate through ``F.linear(x, W * M)`` directly. Training samples masks with
-:func:`sample_mask`, the hard-concrete sample of :mod:`subprobe.masking.hard_concrete` as a single
-autograd node.
+:func:`subprobe.masking.hard_concrete.sample_mask` (one autograd node).
 
 All paths compute the same function (tested against the materialised reference).
 """
@@ -86,7 +85,7 @@ class MaskedLinear(nn.Module):
         """The mask (R, C) for this forward pass, according to the mode."""
         mode = self.mask_mode or ("sample" if self.training else "soft")
         if mode == "sample":
-            return sample_mask(self.log_alpha)
+            return hc.sample_mask(self.log_alpha)
         if mode == "soft":
             return hc.soft_mask(self.log_alpha)
         if mode == "hard":
@@ -106,30 +105,6 @@ class MaskedLinear(nn.Module):
             f"{self.in_features}->{self.out_features}, block={self.block}, layout={self.layout}, "
             f"mask={tuple(self.log_alpha.shape)}, path={self.path}"
         )
-
-
-class _HardConcreteSample(torch.autograd.Function):
-    """:func:`subprobe.masking.hard_concrete.sample_mask` as one autograd node (a few ops instead of ~25)."""
-
-    @staticmethod
-    def forward(ctx, log_alpha, u):
-        s = u.clamp_(hc.NOISE_EPS, 1.0 - hc.NOISE_EPS).logit_().add_(log_alpha).mul_(1.0 / hc.BETA).sigmoid_()
-        z = s * (hc.ZETA - hc.GAMMA) + hc.GAMMA
-        if ctx.needs_input_grad[0]:  # d clamp(z, 0, 1) / d log_alpha; clamp passes gradient on [0, 1]
-            slope = (s - s * s).mul_((hc.ZETA - hc.GAMMA) / hc.BETA)
-            ctx.save_for_backward(slope.masked_fill_((z < 0) | (z > 1), 0.0))
-        return z.clamp_(0.0, 1.0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None
-
-
-def sample_mask(log_alpha: torch.Tensor) -> torch.Tensor:
-    """One hard-concrete sample: the same draw as :func:`hard_concrete.sample_mask`, the same values up to rounding."""
-    u = torch.rand(log_alpha.shape, dtype=log_alpha.dtype, device=log_alpha.device)
-    return _HardConcreteSample.apply(log_alpha, u)
 
 
 class _ColumnMasked(torch.autograd.Function):

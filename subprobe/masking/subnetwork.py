@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from subprobe.errors import ConfigError, SubprobeError
+from subprobe.masking import counting
 from subprobe.masking import hard_concrete as hc
 from subprobe.masking.fused import mask_module
 from subprobe.masking.layouts import LAYOUTS, Granularity
@@ -91,7 +92,7 @@ class MaskEntry:
 
     @property
     def weights_per_mask(self) -> int:
-        return self.block[0] * self.block[1]
+        return counting.weights_per_unit(self.block)
 
 
 @dataclass(frozen=True)
@@ -135,21 +136,16 @@ class Subnetwork:
 
     def kept_weights(self) -> int:
         """Number of masked weights kept by the hard mask."""
-        return int(sum(int(hc.hard_mask(e.log_alpha).sum()) * e.weights_per_mask for e in self.entries))
+        return counting.count(self.entries)[0]
 
     def density(self) -> float:
         """Fraction of masked weights kept by the hard mask."""
-        return self.kept_weights() / max(1, self.num_masked_weights)
+        return counting.density(self.entries)
 
     def density_by(self, key: str) -> dict[str, float]:
         """Hard-mask density grouped by ``layer`` or ``role``."""
-        kept: dict[str, int] = {}
-        total: dict[str, int] = {}
-        for e in self.entries:
-            k = str(getattr(e, key))
-            kept[k] = kept.get(k, 0) + int(hc.hard_mask(e.log_alpha).sum()) * e.weights_per_mask
-            total[k] = total.get(k, 0) + e.shape[0] * e.shape[1]
-        return {k: kept[k] / total[k] for k in total}
+        counts = counting.count_by(self.entries, lambda e: str(getattr(e, key)))
+        return {k: kept / total for k, (kept, total) in counts.items()}
 
     def agreement(self, other: Subnetwork) -> float:
         """Fraction of mask units on which two subnetworks' hard masks agree."""
@@ -183,7 +179,6 @@ class Subnetwork:
         Conv1D weights (stored in x out) and role slices of fused matrices are handled.
         """
         from subprobe.masking.fused import MaskedSlices, row_index
-        from subprobe.masking.layouts import expand_mask
         from subprobe.models.families import is_conv1d
 
         for e in self.entries:
@@ -202,7 +197,7 @@ class Subnetwork:
                     f"cannot bake the mask of {e.name} ({e.shape[0]}x{e.shape[1]}) into a "
                     f"{len(rows)}x{weight.shape[1]} matrix; load the run's model ({self.model or 'its config.yaml'})"
                 )
-            keep = expand_mask(hc.hard_mask(e.log_alpha), e.block, self.layout).to(weight.device)
+            keep = counting.kept_weight_mask(e.log_alpha, e.block, self.layout).to(weight.device)
             with torch.no_grad():
                 weight[rows] = weight[rows].masked_fill(keep == 0, 0.0)
         return model

@@ -51,17 +51,3 @@ def build_frozen_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProb
     counted = adapter if adapter is not None else head
     n_params = sum(p.numel() for p in counted.parameters())
     return BuiltProbe(model=model, param_groups=groups, probe_params=n_params, bits_per_param=(1.0, 32.0))
-
-
-def build_finetune_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
-    """Fine-tuning: every encoder weight trains (``--finetune-lr``) with the head; fp32 weights."""
-    for p in encoder.parameters():
-        p.requires_grad_(True)
-    # weights stay fp32 (Adam updates need it); bf16 runs the matmuls under autocast
-    model = ProbeModel(EncoderFeatures(encoder, config.word_pooling, autocast_bf16=config.precision == "bf16"), head)
-    groups = [
-        {"params": list(encoder.parameters()), "lr": config.finetune_lr, "name": "encoder"},
-        {"params": list(head.parameters()), "lr": config.head_lr, "name": "head"},
-    ]
-    n_params = sum(p.numel() for p in encoder.parameters())
-    return BuiltProbe(model=model, param_groups=groups, probe_params=n_params, bits_per_param=(1.0, 32.0))

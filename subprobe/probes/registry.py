@@ -13,7 +13,7 @@ PROBE_NAMES = ("subnetwork", "mlp", "linear", "finetune")
 def build_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
     """Build the probe named by ``config.probe``."""
     if config.probe == "subnetwork":
-        from subprobe.probes.subnetwork import build_subnetwork_probe
+        from subprobe.probes.subnetwork_probe import build_subnetwork_probe
 
         return build_subnetwork_probe(config, encoder, head)
     if config.probe in ("mlp", "linear"):
@@ -21,7 +21,7 @@ def build_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
 
         return build_frozen_probe(config, encoder, head)
     if config.probe == "finetune":
-        from subprobe.probes.frozen import build_finetune_probe
+        from subprobe.probes.finetune import build_finetune_probe
 
         return build_finetune_probe(config, encoder, head)
     raise ConfigError(f"--probe {config.probe!r} is not known; use one of {', '.join(PROBE_NAMES)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from subprobe.report import localisation, pareto
+from subprobe.report import localisation, pareto, render
 from subprobe.runs import write_json, write_text
 
 FIGURES_DIR = "figures"
@@ -36,11 +36,12 @@ def write_figure1(results: list[dict], out: str | Path, split: str = "dev", plot
             entry["images"] = [str(p.relative_to(out)) for p in paths]
             images.extend(entry["images"])
     write_json(out / "pareto.json", report)
-    write_text(out / "pareto-points.csv", pareto.points_csv(report))
-    write_text(out / "pareto-dominance.csv", pareto.dominance_csv(report))
-    markdown = pareto.summary_markdown(report)
+    write_text(out / "pareto-points.csv", render.to_csv(pareto.points_table(report)))
+    write_text(out / "pareto-dominance.csv", render.to_csv(pareto.dominance_table(report)))
+    summary = pareto.summary_table(report)
+    markdown = render.markdown(summary)
     write_text(out / "pareto.md", markdown)
-    return {"report": report, "markdown": markdown, "images": images}
+    return {"report": report, "summary": summary, "markdown": markdown, "images": images}
 
 
 def write_figure2(results: list[dict], out: str | Path, split: str = "dev", num_heads: int | None = None,
@@ -92,10 +93,11 @@ def write_figure2(results: list[dict], out: str | Path, split: str = "dev", num_
             report["layer_images_paper"][f"{task}|{model}"] = [str(p.relative_to(out)) for p in paths]
             images.extend(report["layer_images_paper"][f"{task}|{model}"])
     write_json(out / "localisation.json", report)
-    write_text(out / "localisation-layers.csv", localisation.layers_csv(report))
-    write_text(out / "localisation-matrix.csv", localisation.matrix_csv(report))
-    write_text(out / "localisation-heads.csv", localisation.heads_csv(report))
-    write_text(out / "localisation-selection.csv", localisation.selection_csv(report))
-    markdown = localisation.summary_markdown(report)
+    write_text(out / "localisation-layers.csv", render.to_csv(localisation.layers_table(report)))
+    write_text(out / "localisation-matrix.csv", render.to_csv(localisation.matrix_table(report)))
+    write_text(out / "localisation-heads.csv", render.to_csv(localisation.heads_table(report)))
+    write_text(out / "localisation-selection.csv", render.to_csv(localisation.selection_table(report)))
+    summary = localisation.summary_table(report)
+    markdown = render.markdown(summary)
     write_text(out / "localisation.md", markdown)
-    return {"report": report, "markdown": markdown, "images": images}
+    return {"report": report, "summary": summary, "markdown": markdown, "images": images}

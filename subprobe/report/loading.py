@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from subprobe.errors import SubprobeError
-from subprobe.runs import read_json
+from subprobe.runs import RunDir, read_json
 
 #: metrics.json keys a finished probing run has (a dry run writes none of these).
 REQUIRED = ("task", "probe", "setting", "primary_metric")
@@ -29,15 +29,15 @@ def load_results(root: str | Path) -> list[dict]:
             run_dir = _resolve(root, entry.get("run_dir", ""))
             if run_dir is not None:
                 found.setdefault(run_dir, entry.get("config") or {})
-        candidates = sorted((root / "runs").glob("*/metrics.json")) if (root / "runs").is_dir() else []
+        candidates = sorted((root / "runs").glob(f"*/{RunDir.METRICS}")) if (root / "runs").is_dir() else []
     else:
-        candidates = sorted(root.rglob("metrics.json"))
+        candidates = sorted(root.rglob(RunDir.METRICS))
     for metrics_path in candidates:
         found.setdefault(metrics_path.parent.resolve(), {})
     results = []
     for run_dir, point in sorted(found.items(), key=lambda kv: str(kv[0])):
         try:
-            metrics = read_json(run_dir / "metrics.json")
+            metrics = RunDir(run_dir).read_metrics()
         except (OSError, ValueError):
             continue
         if not isinstance(metrics, dict) or any(k not in metrics for k in REQUIRED):
@@ -80,17 +80,17 @@ def _resolve(root: Path, run_dir: str) -> Path | None:
         return None
     recorded = Path(run_dir)
     for candidate in (recorded, root / "runs" / recorded.name, root.parent / recorded):
-        if (candidate / "metrics.json").is_file():
+        if RunDir(candidate).finished:
             return candidate.resolve()
     return None
 
 
 def _read_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    run = RunDir(run_dir)
+    if not run.has_config:
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = run.read_settings()
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}

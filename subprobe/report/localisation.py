@@ -24,19 +24,19 @@ accuracy is within 10% (relative) of fine-tuning accuracy, ``acc >= 0.9 * finetu
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections import defaultdict
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
 from subprobe.errors import SubprobeError
+from subprobe.masking import counting
 from subprobe.masking import hard_concrete as hc
-from subprobe.masking.layouts import expand_mask
 from subprobe.models.targets import ROLES
+from subprobe.report import render
+from subprobe.report.render import Table
+from subprobe.runs import RunDir
 
 #: The lambda_max values of the paper's Table 2 / Figure 2.
 PAPER_LAMBDAS = (1.0, 5.0, 25.0, 125.0)
@@ -54,8 +54,8 @@ def localise(sub, num_heads: int | None = None) -> dict:
     role_kept: dict[tuple[int, str], int] = defaultdict(int)
     role_total: dict[tuple[int, str], int] = defaultdict(int)
     for e in sub.entries:
-        n = int(hc.hard_mask(e.log_alpha).sum()) * e.weights_per_mask
-        size = e.shape[0] * e.shape[1]
+        n = counting.kept_weights(e.log_alpha, e.block)
+        size = counting.masked_weights(e.log_alpha, e.block)
         kept[e.layer] += n
         total[e.layer] += size
         role_kept[(e.layer, e.role)] += n
@@ -134,7 +134,7 @@ def head_fractions(sub, num_heads: int) -> dict:
     for e in sub.entries:
         if e.role not in ATTENTION_ROLES:
             continue
-        weights = expand_mask(hc.hard_mask(e.log_alpha), e.block, sub.layout).to(torch.float64)
+        weights = counting.kept_weight_mask(e.log_alpha, e.block, sub.layout).to(torch.float64)
         if tuple(weights.shape) != tuple(e.shape):
             raise SubprobeError(f"{e.name}: the expanded mask has shape {tuple(weights.shape)}, not {e.shape}")
         if e.role == "o":
@@ -181,7 +181,7 @@ def num_heads_for(result: dict, override: int | None = None) -> tuple[int | None
     if override:
         return override, "given"
     if result.get("num_attention_heads"):
-        return int(result["num_attention_heads"]), "metrics.json"
+        return int(result["num_attention_heads"]), RunDir.METRICS
     model = result.get("model") or result.get("config", {}).get("model")
     if model:
         heads = heads_from_model(str(model))
@@ -265,7 +265,7 @@ def localisation_report(results: list[dict], split: str = "dev", num_heads: int 
     for sel in select_lambda(results, split):
         result = sel.pop("result")
         entry = {**sel, "localisation": None, "heads_source": None}
-        masks = Path(sel["run_dir"] or "") / "masks.safetensors"
+        masks = RunDir(sel["run_dir"] or "").masks_path
         if not masks.is_file():
             entry["note"] = (entry["note"] + "; " if entry["note"] else "") + f"no masks file {masks}"
             entries.append(entry)
@@ -301,66 +301,88 @@ def localisation_report(results: list[dict], split: str = "dev", num_heads: int 
             "order_paper": orders_paper}
 
 
-def layers_csv(report: dict) -> str:
+def layers_table(report: dict) -> Table:
     """Per selected run and layer: our kept-weight count and fraction, and the paper's statistic."""
-    rows = [["task", "model", "setting", "lambda_max", "layer", "kept", "total", "fraction", "paper_mean_soft_qkv",
-             "paper_normalised"]]
+    rows = []
     for e in report["selections"]:
         loc = e["localisation"]
         if loc:
             paper = loc["paper"]
             for layer, k, t, f, ps, pn in zip(loc["layers"], loc["layer"]["kept"], loc["layer"]["total"],
                                               loc["layer"]["fraction"], paper["mean_soft_qkv"], paper["normalised"]):
-                rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, k, t, _f(f),
-                             _f(ps), _f(pn)])
-    return _csv(rows)
+                rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, k, t, _num(f),
+                             _num(ps), _num(pn)])
+    header = ["task", "model", "setting", "lambda_max", "layer", "kept", "total", "fraction", "paper_mean_soft_qkv",
+              "paper_normalised"]
+    return Table("localisation-layers", "", header, rows)
 
 
-def matrix_csv(report: dict) -> str:
-    rows = [["task", "model", "setting", "lambda_max", "layer", "matrix", "fraction"]]
+def matrix_table(report: dict) -> Table:
+    """Per selected run, layer and matrix type: the kept fraction."""
+    rows = []
     for e in report["selections"]:
         loc = e["localisation"]
         if loc:
             for layer, row in zip(loc["layers"], loc["layer_matrix"]):
                 for role, f in zip(loc["matrix_types"], row):
-                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, role, _f(f)])
-    return _csv(rows)
+                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, role,
+                                 _num(f)])
+    return Table("localisation-matrix", "", ["task", "model", "setting", "lambda_max", "layer", "matrix", "fraction"],
+                 rows)
 
 
-def heads_csv(report: dict) -> str:
-    rows = [["task", "model", "setting", "lambda_max", "layer", "head", "fraction"]]
+def heads_table(report: dict) -> Table:
+    """Per selected run, layer and attention head: the kept fraction of its Q/K/V/O weights."""
+    rows = []
     for e in report["selections"]:
         heads = (e["localisation"] or {}).get("heads")
         if heads:
             for layer, row in enumerate(heads["fraction"]):
                 for head, f in enumerate(row):
-                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, head, _f(f)])
-    return _csv(rows)
+                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, head,
+                                 _num(f)])
+    return Table("localisation-heads", "", ["task", "model", "setting", "lambda_max", "layer", "head", "fraction"],
+                 rows)
 
 
-def selection_csv(report: dict) -> str:
-    rows = [["task", "model", "setting", "lambda_max", "accuracy", "density", "reference_setting",
-             "reference_accuracy", "within_tolerance", "selected"]]
+def selection_table(report: dict) -> Table:
+    """Every lambda_max candidate of the selection rule, with its reference and whether it was selected."""
+    rows = []
     for e in report["selections"]:
         ref = e["reference"] or {}
         for c in e["candidates"]:
             within = "" if c["within"] is None else int(c["within"])
-            rows.append([e["task"], e["model"], e["setting"], f"{c['lambda_max']:g}", _f(c["accuracy"]),
-                         _f(c["density"]), ref.get("setting", ""), _f(ref.get("accuracy")), within,
+            rows.append([e["task"], e["model"], e["setting"], f"{c['lambda_max']:g}", _num(c["accuracy"]),
+                         _num(c["density"]), ref.get("setting", ""), _num(ref.get("accuracy")), within,
                          int(c["lambda_max"] == e["selected_lambda"])])
-    return _csv(rows)
+    header = ["task", "model", "setting", "lambda_max", "accuracy", "density", "reference_setting",
+              "reference_accuracy", "within_tolerance", "selected"]
+    return Table("localisation-selection", "", header, rows)
 
 
-def summary_markdown(report: dict) -> str:
-    """Selected lambda_max, density and centre of mass per task and setting, as Markdown."""
-    if not report["selections"]:
-        return "No neuron subnetwork runs: nothing to localise.\n"
+def layers_csv(report: dict) -> str:
+    return render.to_csv(layers_table(report))
+
+
+def matrix_csv(report: dict) -> str:
+    return render.to_csv(matrix_table(report))
+
+
+def heads_csv(report: dict) -> str:
+    return render.to_csv(heads_table(report))
+
+
+def selection_csv(report: dict) -> str:
+    return render.to_csv(selection_table(report))
+
+
+def summary_table(report: dict) -> Table:
+    """Selected lambda_max, density and centre of mass per task and setting (id ``localisation-summary``)."""
     several = len({e["model"] for e in report["selections"]}) > 1
-    lines = ["| task | setting | λmax selected | rule met | accuracy (%) | fine-tuning ref. (%) | density | "
-             "centre of mass (layer) | normalised | paper's statistic: centre of mass | normalised |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    if several:  # one more column: which model / budget (series) each row is
-        lines = [lines[0].replace("| task |", "| task | series |", 1), lines[1] + "---|"]
+    header = ["task", *(["series"] if several else []), "setting", "λmax selected", "rule met", "accuracy (%)",
+              "fine-tuning ref. (%)", "density", "centre of mass (layer)", "normalised",
+              "paper's statistic: centre of mass", "normalised"]
+    rows = []
     for e in report["selections"]:
         chosen = next(c for c in e["candidates"] if c["lambda_max"] == e["selected_lambda"])
         loc = e["localisation"] or {}
@@ -370,28 +392,72 @@ def summary_markdown(report: dict) -> str:
         com, norm = loc.get("centre_of_mass"), loc.get("centre_of_mass_normalised")
         paper = loc.get("paper") or {}
         pcom, pnorm = paper.get("centre_of_mass"), paper.get("centre_of_mass_normalised")
-        series = f" {e['model']} |" if several else ""
         acc = chosen["accuracy"] * 100
-        lines.append(
-            f"| {e['task']} |{series} {e['setting']} | {e['selected_lambda']:g} | {met} | {acc:.2f} | "
-            f"{ref_text} | {_f(loc.get('density'), 4) or '–'} | {_f(com, 2) or '–'} | {_f(norm, 3) or '–'} | "
-            f"{_f(pcom, 2) or '–'} | {_f(pnorm, 3) or '–'} |"
-        )
-    lines.append("")
-    for setting, order in report["order"].items():
-        lines.append(f"- order of tasks by centre of mass of kept weights, all six matrices ({setting}): "
-                     f"{order or '–'}")
-    for setting, order in report.get("order_paper", {}).items():
-        lines.append(f"- order of tasks by centre of mass of the paper's statistic, mean soft Q/K/V mask ({setting}): "
-                     f"{order or '–'}")
-    return "\n".join(lines) + "\n"
+        rows.append([e["task"], *([e["model"]] if several else []), e["setting"], f"{e['selected_lambda']:g}", met,
+                     f"{acc:.2f}", ref_text, _num(loc.get("density"), 4) or "–", _num(com, 2) or "–",
+                     _num(norm, 3) or "–", _num(pcom, 2) or "–", _num(pnorm, 3) or "–"])
+    bullets = [f"order of tasks by centre of mass of kept weights, all six matrices ({setting}): {order or '–'}"
+               for setting, order in report["order"].items()]
+    bullets += [f"order of tasks by centre of mass of the paper's statistic, mean soft Q/K/V mask ({setting}): "
+                f"{order or '–'}" for setting, order in report.get("order_paper", {}).items()]
+    return Table("localisation-summary", "", header, rows, bullets=bullets,
+                 empty="No neuron subnetwork runs: nothing to localise.")
 
 
-def _f(value, digits: int = 6) -> str:
+def summary_markdown(report: dict) -> str:
+    """``localisation.md``: :func:`summary_table` as Markdown."""
+    return render.markdown(summary_table(report))
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value * 100:.2f}"
+
+
+def _at(values: list, i: int):
+    return values[i] if i < len(values) else None
+
+
+def centre_of_mass_table(report: dict) -> Table:
+    """Centre of mass per task and setting, of the kept weights and of the paper's statistic (id
+    ``centre-of-mass``): ``layer (normalised)``."""
+    from subprobe.report.tables import SETTINGS
+
+    com = report["centre_of_mass"]
+    settings = sorted({s for per in com.values() for s in per}, key=lambda s: SETTINGS.index(s)
+                      if s in SETTINGS else 99)
+    rows = []
+    for task, per in com.items():
+        row = [task]
+        for s in settings:
+            c = per.get(s)
+            for key, norm in (("centre_of_mass", "normalised"), ("paper_centre_of_mass", "paper_normalised")):
+                value = (c or {}).get(key)
+                row.append("–" if value is None else
+                           f"{value:.2f} ({c[norm]:.3f})" if c.get(norm) is not None else f"{value:.2f}")
+        rows.append(row)
+    header = ["task"] + [f"{s}: {kind}" for s in settings for kind in ("kept weights", "paper's statistic")]
+    return Table("centre-of-mass", "", header, rows)
+
+
+def task_tables(selections: list[dict], key: str) -> list[Table]:
+    """The page's tables of one task's selections: the lambda_max candidates (id ``selection-KEY``) and, when
+    any selection has masks, the kept fraction per layer (``layers-KEY``)."""
+    rows = [[e["setting"], f"{c['lambda_max']:g}", _pct(c["accuracy"]),
+             "–" if c["density"] is None else f"{c['density']:.4f}",
+             {True: "yes", False: "no", None: "–"}[c["within"]],
+             "selected" if c["lambda_max"] == e["selected_lambda"] else ""]
+            for e in selections for c in e["candidates"]]
+    header = ["setting", "λmax", "accuracy (%)", "density", "within 10% of fine-tuning", "selected"]
+    out = [Table(f"selection-{key}", "", header, rows)]
+    with_loc = [e for e in selections if e["localisation"]]
+    if with_loc:
+        n_layers = max(len(e["localisation"]["layers"]) for e in with_loc)
+        rows = [[layer] + [_pct(_at(e["localisation"]["layer"]["fraction"], layer)) for e in with_loc]
+                for layer in range(n_layers)]
+        out.append(Table(f"layers-{key}", "", ["layer"] + [f"{e['setting']} kept (%)" for e in with_loc], rows))
+    return out
+
+
+def _num(value, digits: int = 6) -> str:
+    """``value`` with ``digits`` decimals; "" for None."""
     return "" if value is None else f"{value:.{digits}f}"
-
-
-def _csv(rows: list[list]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()

@@ -22,11 +22,12 @@ Definitions (all on one split, ``dev`` by default; accuracy is the task's primar
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from collections import defaultdict
+
+from subprobe.report import render
+from subprobe.report.render import Table
 
 #: The curves of one task: the subnetwork and the two MLP-1 complexity bounds.
 CURVES = ("subnetwork", "mlp_lower", "mlp_upper")
@@ -193,37 +194,47 @@ def pareto_report(results: list[dict], split: str = "dev") -> list[dict]:
     return out
 
 
-def points_csv(report: list[dict]) -> str:
+def points_table(report: list[dict]) -> Table:
     """Every point of every curve: task, model, curve, label, bits, ln_bits, accuracy, on_frontier, n."""
-    rows = [["task", "model", "curve", "label", "bits", "ln_bits", "accuracy", "on_frontier", "n"]]
+    rows = []
     for r in report:
         for curve, pts in r["points"].items():
             for p in pts:
                 rows.append([r["task"], r["model"], curve, p["label"], f"{p['bits']:.0f}", f"{p['ln_bits']:.4f}",
                              f"{p['accuracy']:.6f}", int(p["on_frontier"]), p["n"]])
-    return _csv(rows)
+    header = ["task", "model", "curve", "label", "bits", "ln_bits", "accuracy", "on_frontier", "n"]
+    return Table("pareto-points", "", header, rows)
 
 
-def dominance_csv(report: list[dict]) -> str:
+def points_csv(report: list[dict]) -> str:
+    """``pareto-points.csv``: :func:`points_table` as CSV."""
+    return render.to_csv(points_table(report))
+
+
+def dominance_table(report: list[dict]) -> Table:
     """One row per task, bound and MLP-1 point with the dominance verdict."""
-    rows = [["task", "model", "bound", "mlp", "bits", "ln_bits", "mlp_accuracy", "subnetwork_frontier_accuracy",
-             "verdict"]]
+    rows = []
     for r in report:
         for bound, d in r["dominance"].items():
             for p in d["points"]:
                 sub = "" if p["subnetwork_accuracy"] is None else f"{p['subnetwork_accuracy']:.6f}"
                 rows.append([r["task"], r["model"], bound, p["label"], f"{p['bits']:.0f}", f"{p['ln_bits']:.4f}",
                              f"{p['mlp_accuracy']:.6f}", sub, p["verdict"]])
-    return _csv(rows)
+    header = ["task", "model", "bound", "mlp", "bits", "ln_bits", "mlp_accuracy", "subnetwork_frontier_accuracy",
+              "verdict"]
+    return Table("pareto-dominance", "", header, rows)
 
 
-def summary_markdown(report: list[dict]) -> str:
-    """Per task: dominance against both bounds and AUCs, as a Markdown table, then the frontiers."""
-    if not report:
-        return "No pretrained subnetwork or MLP-1 runs: no accuracy-complexity curves.\n"
-    lines = ["| task | model | dominates MLP-1 (1 bit/param) | dominates MLP-1 (32 bits/param) | "
-             "AUC subnetwork / MLP-1 lower [ln range] | AUC subnetwork / MLP-1 upper [ln range] |",
-             "|---|---|---|---|---|---|"]
+def dominance_csv(report: list[dict]) -> str:
+    """``pareto-dominance.csv``: :func:`dominance_table` as CSV."""
+    return render.to_csv(dominance_table(report))
+
+
+def summary_table(report: list[dict]) -> Table:
+    """Per task: dominance against both bounds and AUCs, then the frontiers (id ``pareto-summary``)."""
+    header = ["task", "model", "dominates MLP-1 (1 bit/param)", "dominates MLP-1 (32 bits/param)",
+              "AUC subnetwork / MLP-1 lower [ln range]", "AUC subnetwork / MLP-1 upper [ln range]"]
+    rows = []
     for r in report:
         cells = [r["task"], r["model"]]
         for bound in ("lower", "upper"):
@@ -238,20 +249,62 @@ def summary_markdown(report: list[dict]) -> str:
                 cells.append("–")
             else:
                 cells.append(f"{vals[0] * 100:.2f} / {vals[1] * 100:.2f} [{a['range'][0]:.2f}, {a['range'][1]:.2f}]")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Dominance: at each MLP-1 complexity, the best subnetwork accuracy with at most that many bits is "
-              "higher than the MLP-1 accuracy (count of MLP-1 ranks where it is). AUC: mean frontier accuracy (%) "
-              "over the common ln(bits) range.", ""]
+        rows.append(cells)
+    note = ("Dominance: at each MLP-1 complexity, the best subnetwork accuracy with at most that many bits is "
+            "higher than the MLP-1 accuracy (count of MLP-1 ranks where it is). AUC: mean frontier accuracy (%) "
+            "over the common ln(bits) range.")
+    bullets = []
     for r in report:
         for curve in CURVES:
             pts = r["frontier"][curve]
             if pts:
                 text = ", ".join(f"{p['label']} ({math.log(p['bits']):.2f}, {p['accuracy'] * 100:.2f})" for p in pts)
-                lines.append(f"- {r['task']} {curve} frontier (ln bits, %): {text}")
-    return "\n".join(lines) + "\n"
+                bullets.append(f"{r['task']} {curve} frontier (ln bits, %): {text}")
+    return Table("pareto-summary", "", header, rows, [note], bullets,
+                 empty="No pretrained subnetwork or MLP-1 runs: no accuracy-complexity curves.")
 
 
-def _csv(rows: list[list]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
+def summary_markdown(report: list[dict]) -> str:
+    """``pareto.md``: :func:`summary_table` as Markdown."""
+    return render.markdown(summary_table(report))
+
+
+#: How the page names the AUC comparisons and the dominance verdicts.
+AUC_TITLES = {"lower": "subnetwork vs MLP-1 lower bound", "upper": "subnetwork vs MLP-1 upper bound",
+              "all": "all three curves"}
+VERDICT_TEXT = {"subnetwork": "subnetwork higher", "mlp": "MLP-1 higher", "tie": "tie",
+                "no-subnetwork": "no subnetwork that small"}
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value * 100:.2f}"
+
+
+def entry_tables(entry: dict, key: str) -> list[Table]:
+    """The page's tables of one task's analysis (an entry of :func:`pareto_report`): its points, the dominance
+    verdicts at both bounds and the AUCs (ids ``pareto-points-KEY``, ``pareto-dominance-KEY``, ``pareto-auc-KEY``)."""
+    rows = [[curve, p["label"], f"{p['bits']:,.0f}", f"{p['ln_bits']:.2f}", _pct(p["accuracy"]),
+             "yes" if p["on_frontier"] else "", p["n"]]
+            for curve, pts in entry["points"].items() for p in pts]
+    points = Table(f"pareto-points-{key}", "", ["curve", "point", "bits", "ln bits", "accuracy (%)", "on frontier",
+                                                  "runs"], rows)
+    lower = entry["dominance"]["lower"]["points"]
+    upper = {p["label"]: p for p in entry["dominance"]["upper"]["points"]}
+    rows = []
+    for p in lower:
+        u = upper.get(p["label"], {})
+        rows.append([p["label"], _pct(p["mlp_accuracy"]), f"{p['ln_bits']:.2f}", _pct(p["subnetwork_accuracy"]),
+                     VERDICT_TEXT[p["verdict"]], f"{u.get('ln_bits', 0):.2f}",
+                     _pct(u.get("subnetwork_accuracy")), VERDICT_TEXT.get(u.get("verdict"), "–")])
+    dominance = Table(f"pareto-dominance-{key}", "", ["MLP-1", "MLP-1 accuracy (%)", "ln bits (1/param)",
+                                                      "subnetwork frontier (%)", "verdict", "ln bits (32/param)",
+                                                      "subnetwork frontier (%)", "verdict"], rows)
+    rows = []
+    for comparison, a in entry["auc"].items():
+        rng = "–" if not a["range"] else f"[{a['range'][0]:.2f}, {a['range'][1]:.2f}]"
+        rows.append([AUC_TITLES[comparison], rng] + [_pct(a["auc"][n]) if n in a["auc"] else ""
+                                                     for n in ("subnetwork", "mlp_lower", "mlp_upper")]
+                    + [a.get("note", "")])
+    auc = Table(f"pareto-auc-{key}", "", ["curves compared", "common ln(bits) range", "AUC subnetwork (%)",
+                                          "AUC MLP-1, 1 bit/param (%)", "AUC MLP-1, 32 bits/param (%)", "note"], rows)
+    return [points, dominance, auc]

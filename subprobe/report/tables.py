@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from collections import defaultdict
+
+from subprobe.report import render
+from subprobe.report.render import Table
 
 TASK_TITLES = {"upos": "Part-of-speech tagging", "dep": "Dependency parsing", "ner": "Named entity recognition"}
 SETTINGS = ("pretrained", "reset-encoder", "reset-all")
@@ -107,8 +108,14 @@ def _cell(cells: dict, key: tuple, kind: str = "values", scale: float = 100.0) -
     return _fmt(cells[key][kind], scale) if key in cells else "–"
 
 
-def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
-    """Markdown and CSV of Table 1 (rows: probe per task), one block per series.
+def _series_id(prefix: str, i: int) -> str:
+    """The HTML id of a table's ``i``-th series block (0-based): ``prefix``, then ``prefix-2``, ..."""
+    return prefix if i == 0 else f"{prefix}-{i + 1}"
+
+
+def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> tuple[list[Table], Table]:
+    """Table 1 (rows: probe per task), one display table per series (ids ``table1-SPLIT``, ``table1-SPLIT-2``,
+    ...), and the same cells as one data table (the CSV: task keys, setting columns, split and series).
 
     Per setting three columns: ours measured as the paper measured (:func:`paper_comparable`), the paper's
     bert-base number, and our headline (primary metric, hard mask).
@@ -117,51 +124,59 @@ def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
     columns = []
     for s in SETTINGS:
         columns += [f"{SETTING_TITLES[s]} ours (paper's metric)", "paper", "ours (headline)"]
-    header = "| task | probe | " + " | ".join(columns) + " |"
-    rule = "|---|---|" + "---|" * len(columns)
-    lines: list[str] = []
-    csv_rows = [["task", "probe"] + [f"{s}_{k}" for s in SETTINGS for k in ("comparable", "paper", "headline")]
-                + ["split", "series"]]
-    for series, group in by_series(results, model):
+    header = ["task", "probe", *columns]
+    shown: list[Table] = []
+    data_rows: list[list] = []
+    groups = by_series(results, model)
+    for i, (series, group) in enumerate(groups):
         cells = collect(group, split)
         tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
-        lines += [f"### Ours ({series or 'model'}, {split}, in %)", "", header, rule]
+        block = []
         for task in tasks:
             for row in rows:
                 probe = row.split("@")[0]
                 ref = PAPER_TABLE1.get((task, probe))
                 vals = []
-                for i, s in enumerate(SETTINGS):
+                for j, s in enumerate(SETTINGS):
                     key = (task, row, s)
-                    vals += [_cell(cells, key, "paper"), f"{ref[i]:.2f}" if ref else "–", _cell(cells, key)]
-                lines.append(f"| {TASK_TITLES[task]} | {PROBE_TITLES[probe]} | " + " | ".join(vals) + " |")
-                csv_rows.append([task, PROBE_TITLES[probe], *vals, split, series])
-        lines.append("")
-    lines += [
-        "Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the property); "
-        "↓: lower is better (the probe should not learn the task on a random model). "
-        f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.",
-    ]
-    return "\n".join(lines) + "\n", _csv(csv_rows)
+                    vals += [_cell(cells, key, "paper"), f"{ref[j]:.2f}" if ref else "–", _cell(cells, key)]
+                block.append([TASK_TITLES[task], PROBE_TITLES[probe], *vals])
+                data_rows.append([task, PROBE_TITLES[probe], *vals, split, series])
+        last = i == len(groups) - 1
+        notes = [
+            "Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the "
+            "property); ↓: lower is better (the probe should not learn the task on a random model). "
+            f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.",
+        ] if last else []
+        shown.append(Table(_series_id(f"table1-{split}", i), f"Ours ({series or 'model'}, {split}, in %)", header,
+                           block, notes))
+    data_header = ["task", "probe"] + [f"{s}_{k}" for s in SETTINGS for k in ("comparable", "paper", "headline")]
+    return shown, Table(f"table1-{split}-data", "", [*data_header, "split", "series"], data_rows)
 
 
-def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
-    """Markdown and CSV of Table 2 (subnetworks by lambda_max with density, then MLP-1 and fine-tuning).
+def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
+    """Markdown and CSV of Table 1 (see :func:`table1_tables`)."""
+    shown, data = table1_tables(results, split, model)
+    return render.markdown(shown), render.to_csv(data)
+
+
+def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> tuple[list[Table], Table]:
+    """Table 2 (subnetworks by lambda_max with density, then MLP-1 and fine-tuning): display tables per series
+    (ids ``table2-SPLIT``, ``table2-SPLIT-2``, ...) and one data table (the CSV).
 
     The three setting columns are ours measured as the paper measured (:func:`paper_comparable`); then the
     paper's bert-base numbers and our headline values (primary metric, hard mask), each as three values.
     """
     order = ("reset-all", "reset-encoder", "pretrained")
     triple = " / ".join(order)
-    header = (f"| task | probe | {' | '.join(order)} | paper ({triple}) | ours, headline ({triple}) | "
-              "density (pretrained) |")
-    lines: list[str] = []
-    csv_rows = [["task", "probe", *(f"{s}_comparable" for s in order), *(f"{s}_paper" for s in order),
-                 *(f"{s}_headline" for s in order), "density_pretrained", "split", "series"]]
-    for series, group in by_series(results, model):
+    header = ["task", "probe", *order, f"paper ({triple})", f"ours, headline ({triple})", "density (pretrained)"]
+    shown: list[Table] = []
+    data_rows: list[list] = []
+    groups = by_series(results, model)
+    for i, (series, group) in enumerate(groups):
         cells = collect(group, split)
-        lines += [f"### Ours ({series or 'model'}, {split}, in %)", "", header, "|---|---|---|---|---|---|---|---|"]
         tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
+        block = []
         for task in tasks:
             lambdas = sorted(
                 {float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith("subnetwork@")}
@@ -174,16 +189,25 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
                 headline = [_cell(cells, (task, row, s)) for s in order]
                 paper = [f"{v:.2f}" for v in reversed(ref)] if ref else ["–"] * 3
                 dens = _cell(cells, (task, row, "pretrained"), "density", scale=1.0) if row.startswith("sub") else ""
-                lines.append(f"| {TASK_TITLES[task]} | {label} | " + " | ".join(comparable)
-                             + f" | {' / '.join(paper)} | {' / '.join(headline)} | {dens} |")
-                csv_rows.append([task, label, *comparable, *paper, *headline, dens, split, series])
-        lines.append("")
-    lines += [
-        "Density: fraction of masked weights kept by the hard mask on the pretrained model. "
-        f"Ours (setting columns): {VALUE_KINDS['paper_comparable']}. Headline: {VALUE_KINDS['headline']}. "
-        "Paper: bert-base-uncased, Cao et al. 2021, Table 2.",
-    ]
-    return "\n".join(lines) + "\n", _csv(csv_rows)
+                block.append([TASK_TITLES[task], label, *comparable, " / ".join(paper), " / ".join(headline), dens])
+                data_rows.append([task, label, *comparable, *paper, *headline, dens, split, series])
+        last = i == len(groups) - 1
+        notes = [
+            "Density: fraction of masked weights kept by the hard mask on the pretrained model. "
+            f"Ours (setting columns): {VALUE_KINDS['paper_comparable']}. Headline: {VALUE_KINDS['headline']}. "
+            "Paper: bert-base-uncased, Cao et al. 2021, Table 2.",
+        ] if last else []
+        shown.append(Table(_series_id(f"table2-{split}", i), f"Ours ({series or 'model'}, {split}, in %)", header,
+                           block, notes))
+    data_header = ["task", "probe", *(f"{s}_comparable" for s in order), *(f"{s}_paper" for s in order),
+                   *(f"{s}_headline" for s in order), "density_pretrained", "split", "series"]
+    return shown, Table(f"table2-{split}-data", "", data_header, data_rows)
+
+
+def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[str, str]:
+    """Markdown and CSV of Table 2 (see :func:`table2_tables`)."""
+    shown, data = table2_tables(results, split, model)
+    return render.markdown(shown), render.to_csv(data)
 
 
 def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:
@@ -233,8 +257,3 @@ def claims_text(found: dict[str, dict]) -> str:
         for task, kinds in found.items() for kind, c in kinds.items()
     )
 
-
-def _csv(rows: list[list]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
-    return buf.getvalue()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from subprobe.atomic import write_text
 from subprobe.data.batching import Dataset
 from subprobe.data.conll2003 import read_conll2003
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.metrics.ner import ner_scores
-from subprobe.runs import write_text
 from subprobe.tasks.base import TaggingTask, gold_and_predicted
 
 

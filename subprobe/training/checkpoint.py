@@ -1,6 +1,6 @@
 """Training checkpoints: everything needed to continue a run exactly, written atomically.
 
-A checkpoint (``checkpoint.pt`` in the run directory) holds the probe's trainable state (every
+A checkpoint (a file of the run directory, see :class:`subprobe.runs.RunDir`) holds the probe's trainable state (every
 parameter with ``requires_grad`` -- mask logits, head, adapters -- and the buffers outside the
 frozen encoder), the optimiser state, the position in training (step, epoch, batches done in the
 epoch), the running loss accumulators, the history of dev checks and the random number generator
@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from subprobe.atomic import write_text
 from subprobe.errors import SubprobeError
-from subprobe.runs import write_text
 
-CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
@@ -149,8 +148,8 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete temporary checkpoint files left by a process killed before its rename."""
-    for tmp in Path(directory).glob(f".{CHECKPOINT_NAME}.*.tmp"):
+    """Delete the temporary files (``.NAME.*.tmp``) that atomic writes of a process killed before its rename left."""
+    for tmp in Path(directory).glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
 
 

@@ -30,9 +30,7 @@ def ramp_end_step(total_steps: int, end: float) -> int:
     the comparison :func:`lambda_at` makes (rounding ``end * total`` could land a step early)."""
     if total_steps <= 0:
         return 0
-    step = math.ceil(end * total_steps)
-    while step > 0 and (step - 1) / total_steps >= end:  # end * total rounded up in floating point
-        step -= 1
+    step = max(0, math.ceil(end * total_steps) - 1)  # one below: end * total may be rounded up (0.7 * 10)
     while step / total_steps < end:
         step += 1
     return step

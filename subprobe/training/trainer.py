@@ -10,14 +10,16 @@ from pathlib import Path
 
 import torch
 
-from subprobe.data.batching import Dataset, bucketed_batches, collate
+from subprobe.data.batching import Dataset, bucketed_batches
 from subprobe.device import module_device
 from subprobe.errors import SubprobeError
+from subprobe.masking import counting
 from subprobe.probes.base import BuiltProbe
 from subprobe.tasks.base import Task
-from subprobe.training.checkpoint import CHECKPOINT_NAME, Progress, make_payload, restore, save_checkpoint, truncate_log
+from subprobe.training.checkpoint import Progress, make_payload, restore, save_checkpoint, truncate_log
 from subprobe.training.evaluate import evaluate
-from subprobe.training.schedules import lambda_at, ramp_end_step, warmup_factor
+from subprobe.training.schedules import ramp_end_step
+from subprobe.training.step import TrainStep
 
 
 @dataclass
@@ -36,11 +38,7 @@ def density_of(probe: BuiltProbe) -> float | None:
     """Hard-mask density of a subnetwork probe (None for other probes)."""
     if not probe.masked:
         return None
-    from subprobe.masking import hard_concrete as hc
-
-    kept = sum(float(hc.hard_mask(m.log_alpha.detach()).sum()) * m.block[0] * m.block[1] for m in probe.masked)
-    total = sum(m.weight.numel() for m in probe.masked)
-    return kept / total
+    return counting.density(probe.masked)
 
 
 def train(
@@ -76,10 +74,10 @@ def train(
 
     ranks = ranks or distributed.SINGLE
     model = probe.model
-    optimizer = torch.optim.Adam(probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
     per_epoch = math.ceil(len(train_set.encoded) / config.batch_size)
     total = per_epoch * config.epochs
+    train_step = TrainStep(probe, task, train_set, config, pad_id=pad_id, total_steps=total, ranks=ranks)
+    optimizer = train_step.optimizer
     ramp_done = ramp_end_step(total, config.lambda_end)
     eval_kwargs = dict(pooling=config.word_pooling, pad_id=pad_id, mask_mode="hard")
     every = getattr(config, "checkpoint_every", None) or config.eval_every
@@ -87,13 +85,12 @@ def train(
     p = Progress()
     last_good: int | None = None  # step of the last checkpoint written (or resumed from)
     if resume_from is not None:
-        p = restore(resume_from, model, optimizer, where=checkpoint_path or Path(CHECKPOINT_NAME), **shape)
+        p = restore(resume_from, model, optimizer, where=checkpoint_path or Path("checkpoint"), **shape)
         last_good = p.step
         if log_path:
             truncate_log(log_path, p.step)
     history = p.history
-    trained = [q for group in optimizer.param_groups for q in group["params"]]
-    distributed.sync_parameters(trained, ranks)
+    distributed.sync_parameters(train_step.trained, ranks)
     distributed.seed_noise(config.seed, ranks, p.step)
     device = module_device(model)  # batches go where the probe is (--device)
     p.running_loss, p.running_pen = p.running_loss.to(device), p.running_pen.to(device)
@@ -113,29 +110,12 @@ def train(
                 if epoch == first_epoch and position < skip:
                     continue  # done before the checkpoint this run resumed from
                 step = p.step
-                mine = distributed.shard(indices, ranks)  # all of it with one process
-                lam = lambda_at(step, total, config.lambda_max, config.lambda_start, config.lambda_end)
-                factor = warmup_factor(step, total, config.warmup)
-                for group, lr in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = lr * factor
-                if mine:
-                    batch = collate(train_set.encoded, mine, config.word_pooling, pad_id).to(device)
-                    output = model(batch)
-                    loss, words = task.loss(model.head, output, batch), batch.n_words
-                else:  # more processes than sentences in this (last) batch
-                    loss, words = torch.zeros((), device=device), 0
-                penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
-                objective = loss + lam * penalty if lam > 0 else loss
-                optimizer.zero_grad(set_to_none=True)
-                if objective.requires_grad:
-                    objective.backward()
-                if ranks.active:
-                    loss, words = distributed.average_gradients(trained, loss, words, ranks)
-                optimizer.step()
-                p.running_loss += loss.detach().float()
-                p.running_pen += penalty.detach().float()
+                taken = train_step(indices, step)  # warm-up, forward, loss + lambda * penalty, backward, Adam
+                lam = taken.lam
+                p.running_loss += taken.loss.detach().float()
+                p.running_pen += taken.penalty.detach().float()
                 p.since_log += 1
-                p.words += words
+                p.words += taken.words
                 p.step = step = step + 1
                 p.epoch, p.batch_in_epoch = epoch, position + 1
                 if bar is not None:

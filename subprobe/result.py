@@ -1,0 +1,190 @@
+"""The outcome of a run: :class:`Result`, its one-paragraph summary and the one builder of ``metrics.json``.
+
+``metrics.json`` is made by :func:`build_metrics` only (the API writes it; the report tests build their
+synthetic runs with it), so a key renamed here is renamed for every reader at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subprobe.config import ProbeConfig
+from subprobe.errors import ConfigError
+from subprobe.masking.subnetwork import Subnetwork
+from subprobe.runs import RunDir
+
+Scores = dict[str, float]
+
+
+@dataclass(frozen=True)
+class MaskFacts:
+    """What a subnetwork's hard mask keeps (``None`` fields are left out of ``metrics.json``)."""
+
+    mask_params: int | None
+    density: float | None = None
+    masked_weights: int | None = None
+    density_by_layer: dict | None = None
+    density_by_role: dict | None = None
+
+    @classmethod
+    def of(cls, subnetwork: Subnetwork) -> MaskFacts:
+        return cls(
+            mask_params=subnetwork.num_mask_params,
+            density=subnetwork.density(),
+            masked_weights=subnetwork.num_masked_weights,
+            density_by_layer=subnetwork.density_by("layer"),
+            density_by_role=subnetwork.density_by("role"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainFacts:
+    """How training went (``metrics.json``'s ``train``)."""
+
+    steps: int
+    total_steps: int
+    stopped_early: bool
+    seconds: float
+    words_per_second: float
+
+
+def build_metrics(
+    *,
+    task: str,
+    probe: str,
+    setting: str,
+    model: str,
+    primary_metric: str,
+    task_facts: dict[str, Any] | None = None,
+    scores: dict[str, Scores | None] | None = None,
+    soft_scores: dict[str, Scores] | None = None,
+    masks: MaskFacts | None = None,
+    coverage: dict | None = None,
+    reset_params: int | None = None,
+    probe_params: int | None = None,
+    bits: dict[str, float] | None = None,
+    bits_note: str | None = None,
+    head_params: int | None = None,
+    sentences: dict[str, int] | None = None,
+    dropped_long: dict[str, int] | None = None,
+    train: TrainFacts | None = None,
+    wall_seconds: float | None = None,
+) -> dict:
+    """The content of ``metrics.json``, in its key order; pieces given as None are left out.
+
+    ``scores``: split -> scores (hard mask for subnetworks; None for a split that was not scored);
+    ``soft_scores``: split -> scores with the soft (expected) mask, written as ``<split>_soft``.
+    """
+    metrics: dict[str, Any] = {
+        "task": task,
+        "probe": probe,
+        "setting": setting,
+        "model": model,
+        "primary_metric": primary_metric,
+    }
+    metrics.update(task_facts or {})  # e.g. dep: how heads were decoded for every score below
+    for split, values in (scores or {}).items():
+        metrics[split] = values
+        if soft_scores and split in soft_scores:
+            metrics[f"{split}_soft"] = soft_scores[split]
+    if masks is not None:
+        for key in ("mask_params", "masked_weights", "density", "density_by_layer", "density_by_role"):
+            if getattr(masks, key) is not None:
+                metrics[key] = getattr(masks, key)
+    optional = {
+        "coverage": coverage,  # masked weights / block projection weights, missing roles
+        "reset_params": reset_params,
+        "probe_params": probe_params,
+        "bits": bits,
+        "bits_note": bits_note,
+        "head_params": head_params,
+        "sentences": sentences,
+        "dropped_long": dropped_long,
+    }
+    metrics.update({k: v for k, v in optional.items() if v is not None})
+    if train is not None:
+        metrics["train"] = {
+            "steps": train.steps,
+            "total_steps": train.total_steps,
+            "stopped_early": train.stopped_early,
+            "seconds": round(train.seconds, 1),
+            "words_per_second": round(train.words_per_second, 1),
+        }
+    if wall_seconds is not None:
+        metrics["wall_seconds"] = round(wall_seconds, 1)
+    return metrics
+
+
+@dataclass
+class Result:
+    """Outcome of one probing run."""
+
+    config: ProbeConfig
+    metrics: dict
+    run_dir: Path | None
+    subnetwork: Subnetwork | None = None  # subnetwork probes: the trained mask
+    history: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few lines describing the finished run."""
+        return summary(self.metrics, self.run_dir)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Result:
+        """The Result of a finished run directory (nothing is trained)."""
+        run = RunDir(run_dir)
+        if not run.finished or not run.has_config:
+            raise ConfigError(
+                f"{run.path}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG}); "
+                "give the --out directory of a finished run"
+            )
+        return cls(run.read_config(), read_metrics(run), run.path, *_masks_and_log(run))
+
+
+def read_metrics(run: RunDir) -> dict:
+    """``metrics.json`` of ``run`` (ConfigError when it cannot be read)."""
+    try:
+        return run.read_metrics()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{run.metrics_path}: cannot be read ({type(exc).__name__}); move the run directory away and run it again"
+        ) from None
+
+
+def _masks_and_log(run: RunDir) -> tuple[Subnetwork | None, list[dict]]:
+    return (run.read_masks() if run.has_masks else None), run.read_log()
+
+
+def finished(cfg: ProbeConfig, run: RunDir) -> Result:
+    """The Result of the finished run ``run`` made with ``cfg`` (already checked to be its configuration)."""
+    return Result(cfg, read_metrics(run), run.path, *_masks_and_log(run))
+
+
+def summary(metrics: dict, run_dir: Path | None) -> str:
+    """A few lines describing a finished run."""
+    key = metrics["primary_metric"]
+    lines = [f"subprobe: {metrics['task']} / {metrics['probe']} / {metrics['setting']} on {metrics['model']}"]
+    for split in ("dev", "test"):
+        if metrics.get(split):
+            text = f"  {split:<4} {key} {metrics[split][key]:.4f}"
+            if metrics.get(f"{split}_soft"):
+                soft = metrics[f"{split}_soft"][key]
+                text = f"  {split:<4} {key} hard mask {metrics[split][key]:.4f} | soft mask {soft:.4f}"
+            lines.append(text)
+    if "density" in metrics:
+        lines.append(
+            f"  mask params {metrics['mask_params']:,} | density {metrics['density']:.4f} "
+            "(hard mask, fraction of masked weights kept)"
+        )
+    bits = metrics["bits"]
+    lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits ({metrics['bits_note']})")
+    train = metrics["train"]
+    lines.append(
+        f"  trained {train['steps']}/{train['total_steps']} steps in {train['seconds']:.0f}s "
+        f"({train['words_per_second']:.0f} words/s){' (early stop)' if train['stopped_early'] else ''}"
+    )
+    if run_dir is not None:
+        lines.append(f"  run directory {run_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""The one optimiser step of every run: :func:`~subprobe.training.trainer.train` takes it and
+``benchmarks/train_speed.py`` times it.
+
+A step at position ``step`` of ``total_steps``: the learning rates are warmed up
+(:func:`~subprobe.training.schedules.warmup_factor`), this process's share of the batch goes forward,
+the objective ``loss + lambda * penalty`` (lambda from :func:`~subprobe.training.schedules.lambda_at`)
+goes backward, gradients are averaged over the processes of a data-parallel run, and Adam steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from subprobe.data.batching import Dataset, collate
+from subprobe.device import module_device
+from subprobe.probes.base import BuiltProbe
+from subprobe.tasks.base import Task
+from subprobe.training import distributed
+from subprobe.training.schedules import lambda_at, warmup_factor
+
+
+@dataclass
+class StepOutcome:
+    """What one step did: the task loss and penalty (averaged over processes), words, lambda."""
+
+    loss: torch.Tensor
+    penalty: torch.Tensor
+    words: int
+    lam: float
+
+
+class TrainStep:
+    """Adam over ``probe``'s parameter groups, stepped with the paper's warm-up and lambda ramp."""
+
+    def __init__(self, probe: BuiltProbe, task: Task, train_set: Dataset, config, *, pad_id: int,
+                 total_steps: int, ranks=None):
+        self.probe, self.task, self.train_set, self.config = probe, task, train_set, config
+        self.pad_id, self.total_steps = pad_id, total_steps
+        self.ranks = ranks or distributed.SINGLE
+        self.optimizer = torch.optim.Adam(probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        #: every parameter the optimiser trains (gradients averaged over processes)
+        self.trained = [q for group in self.optimizer.param_groups for q in group["params"]]
+        self.device = module_device(probe.model)  # batches go where the probe is (--device)
+
+    def lam(self, step: int) -> float:
+        c = self.config
+        return lambda_at(step, self.total_steps, c.lambda_max, c.lambda_start, c.lambda_end)
+
+    def __call__(self, indices: list[int], step: int) -> StepOutcome:
+        """Train on the batch ``indices`` of the training set as step ``step`` (0-based)."""
+        config, model, probe, ranks, device = self.config, self.probe.model, self.probe, self.ranks, self.device
+        mine = distributed.shard(indices, ranks)  # all of it with one process
+        lam = self.lam(step)
+        factor = warmup_factor(step, self.total_steps, config.warmup)
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = lr * factor
+        if mine:
+            batch = collate(self.train_set.encoded, mine, config.word_pooling, self.pad_id).to(device)
+            output = model(batch)
+            loss, words = self.task.loss(model.head, output, batch), batch.n_words
+        else:  # more processes than sentences in this (last) batch
+            loss, words = torch.zeros((), device=device), 0
+        penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
+        objective = loss + lam * penalty if lam > 0 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        if objective.requires_grad:
+            objective.backward()
+        if ranks.active:
+            loss, words = distributed.average_gradients(self.trained, loss, words, ranks)
+        self.optimizer.step()
+        return StepOutcome(loss, penalty, words, lam)
