@@ -167,6 +167,27 @@ paris NNP I-NP I-LOC
 """
 
 
+#: TINY_NER plus two sentences: a B- tag (IOB1: an entity right after one of the same type) and a one-word ORG
+NER_TEXT = TINY_NER + """london NNP I-NP I-LOC
+paris NNP I-NP B-LOC
+! . O O
+
+john NNP I-NP I-ORG
+
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_ner(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ner")
+    paths = {}
+    for split, repeat in (("train", 8), ("dev", 2), ("test", 1)):
+        p = root / f"{split}.txt"
+        p.write_text(NER_TEXT + NER_TEXT.replace("-DOCSTART- -X- O O\n\n", "") * (repeat - 1), encoding="utf-8")
+        paths[split] = p
+    return paths
+
+
 @pytest.fixture(scope="session")
 def tiny_data_root(tmp_path_factory) -> Path:
     """A dataset root laid out as ../shared/data. EWT: CONLLU x 8 / x 2 for train / dev (24 / 6 sentences,

@@ -17,6 +17,7 @@ from subprobe.cli import main
 from subprobe.training import checkpoint as ckpt
 from subprobe.training.distributed import Ranks, average_gradients, shard
 from tests.conftest import REPO, probe_argv
+from tests.test_resume import Interrupt
 
 X = torch.tensor([[1.0, 0.5, -1.0], [0.0, 2.0, 1.0], [-1.5, 0.3, 0.2], [0.7, -0.7, 1.1], [2.0, 1.0, 0.0]])
 Y = torch.tensor([0, 1, 1, 0, 1])
@@ -89,22 +90,6 @@ def test_two_processes_train_one_probe_into_one_run_directory(tiny_bert, tiny_ud
     assert not (out / "checkpoint.pt").exists()  # removed once metrics.json is written
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "env.json", "head.safetensors", "log.jsonl",
                                                      "masks.safetensors", "metrics.json", "vocab.json"]
-
-
-class Interrupt:
-    """Training raises KeyboardInterrupt at the ``at``-th batch (as tests/test_resume.py does)."""
-
-    def __init__(self, monkeypatch, at: int) -> None:
-        from subprobe.training import step
-
-        self.calls, self.at, self.original = 0, at, step.collate
-        monkeypatch.setattr(step, "collate", self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-        return self.original(*args, **kwargs)
 
 
 def test_two_processes_continue_a_run_from_its_checkpoint(tiny_bert, tiny_ud, tmp_path, monkeypatch, capsys):

@@ -13,20 +13,8 @@ from subprobe.data.conllu import read_conllu
 from subprobe.tasks.base import Task
 from subprobe.tasks.upos import UposTask
 from tests.conftest import probe_argv
-from tests.test_tasks_dep_ner import NER_TEXT
 
 DEP_FLAGS = ("--arc-dim", "32", "--label-dim", "16")
-
-
-@pytest.fixture(scope="module")
-def ner_files(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ner-files")
-    paths = {}
-    for split, repeat in (("train", 8), ("dev", 2), ("test", 1)):
-        p = root / f"{split}.txt"
-        p.write_text(NER_TEXT + NER_TEXT.replace("-DOCSTART- -X- O O\n\n", "") * (repeat - 1), encoding="utf-8")
-        paths[split] = p
-    return paths
 
 
 def _train(model, files, out, task, *extra) -> Path:
@@ -36,13 +24,13 @@ def _train(model, files, out, task, *extra) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_bert, tiny_ud, ner_files, tmp_path_factory) -> dict[str, Path]:
+def runs(tiny_bert, tiny_ud, tiny_ner, tmp_path_factory) -> dict[str, Path]:
     """One finished tiny run per task (upos with --predict), plus MLP-1 and linear upos runs."""
     root = tmp_path_factory.mktemp("runs")
     return {
         "upos": _train(tiny_bert, tiny_ud, root / "upos", "upos", "--predict"),
         "dep": _train(tiny_bert, tiny_ud, root / "dep", "dep"),
-        "ner": _train(tiny_bert, ner_files, root / "ner", "ner"),
+        "ner": _train(tiny_bert, tiny_ner, root / "ner", "ner"),
         "mlp": _train(tiny_bert, tiny_ud, root / "mlp", "upos", "--probe", "mlp", "--rank", "4"),
         "linear": _train(tiny_bert, tiny_ud, root / "linear", "upos", "--probe", "linear", "--no-cache-features"),
     }
@@ -92,8 +80,8 @@ def _scores(printed: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("name", ["upos", "dep", "ner", "mlp", "linear"])
-def test_predict_on_the_dev_file_reproduces_the_reported_dev_scores(name, runs, tiny_ud, ner_files, tmp_path, capsys):
-    dev = (ner_files if name == "ner" else tiny_ud)["dev"]
+def test_predict_on_the_dev_file_reproduces_the_reported_dev_scores(name, runs, tiny_ud, tiny_ner, tmp_path, capsys):
+    dev = (tiny_ner if name == "ner" else tiny_ud)["dev"]
     out = tmp_path / "pred"
     capsys.readouterr()
     assert main(["predict", str(runs[name]), "--input", str(dev), "--out", str(out)]) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,33 +19,7 @@ from subprobe.tasks.dep import DepTask
 from subprobe.tasks.ner import NerTask
 from subprobe.tasks.registry import get_task
 
-from .conftest import CONLLU, probe_argv
-
-NER_TEXT = """\
--DOCSTART- -X- O O
-
-john NNP I-NP I-PER
-visited VBD I-VP O
-new NNP I-NP I-LOC
-york NNP I-NP I-LOC
-. . O O
-
-mary NNP I-NP I-PER
-saw VBD I-VP O
-the DT I-NP O
-big JJ I-NP I-MISC
-city NN I-NP O
-in IN I-PP O
-paris NNP I-NP I-LOC
-. . O O
-
-london NNP I-NP I-LOC
-paris NNP I-NP B-LOC
-! . O O
-
-john NNP I-NP I-ORG
-
-"""
+from .conftest import CONLLU, NER_TEXT, probe_argv
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +27,6 @@ def tokenizer(tiny_bert):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_bert), use_fast=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_ner(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ner")
-    paths = {}
-    for split, repeat in (("train", 8), ("dev", 2), ("test", 1)):
-        p = root / f"{split}.txt"
-        p.write_text(NER_TEXT + NER_TEXT.replace("-DOCSTART- -X- O O\n\n", "") * (repeat - 1), encoding="utf-8")
-        paths[split] = p
-    return paths
 
 
 def prepared(task, paths, tokenizer, max_length: int = 64):
