@@ -127,6 +127,8 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         from subprobe.masking.subnetwork import Subnetwork
 
         subnetwork = Subnetwork.from_modules(built.masked, cfg.granularity, cfg.model)
+    from subprobe.models.loading import num_attention_heads
+
     metrics = build_metrics(
         task=cfg.task,
         probe=cfg.probe,
@@ -138,6 +140,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         soft_scores=soft_scores,
         masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
         coverage=built.coverage,  # masked weights / block projection weights, missing roles
+        num_attention_heads=num_attention_heads(data.encoder.config),
         reset_params=reset_params,
         probe_params=built.probe_params,
         bits=built.bits(),

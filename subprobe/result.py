@@ -62,6 +62,7 @@ def build_metrics(
     soft_scores: dict[str, Scores] | None = None,
     masks: MaskFacts | None = None,
     coverage: dict | None = None,
+    num_attention_heads: int | None = None,
     reset_params: int | None = None,
     probe_params: int | None = None,
     bits: dict[str, float] | None = None,
@@ -95,6 +96,7 @@ def build_metrics(
                 metrics[key] = getattr(masks, key)
     optional = {
         "coverage": coverage,  # masked weights / block projection weights, missing roles
+        "num_attention_heads": num_attention_heads,  # for the report's per-head localisation
         "reset_params": reset_params,
         "probe_params": probe_params,
         "bits": bits,

@@ -75,6 +75,7 @@ def steps_logged(run) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_probe_into_one_run_directory(tiny_bert, tiny_ud, tmp_path):
     out = tmp_path / "run"
     argv = probe_argv(tiny_bert, tiny_ud, out, "--probe", "subnetwork", "--patience", "0", epochs=2, batch_size=8)
@@ -92,6 +93,7 @@ def test_two_processes_train_one_probe_into_one_run_directory(tiny_bert, tiny_ud
                                                      "masks.safetensors", "metrics.json", "vocab.json"]
 
 
+@pytest.mark.slow
 def test_two_processes_continue_a_run_from_its_checkpoint(tiny_bert, tiny_ud, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     argv = probe_argv(tiny_bert, tiny_ud, out, "--probe", "subnetwork", "--patience", "0", "--checkpoint-every", "2",

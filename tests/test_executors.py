@@ -77,6 +77,7 @@ def test_executor_choice_and_threads():
         slurm_minutes("soon")
 
 
+@pytest.mark.slow
 def test_a_pool_of_two_gives_the_serial_results(base, tmp_path):
     serial, pooled = Store(tmp_path / "serial"), Store(tmp_path / "pooled")
     assert run_points(POINTS, serial, base, echo=lambda *a, **k: None) == {"done": 2, "skipped": 0, "failed": 0}
@@ -152,6 +153,7 @@ def test_sweep_flags_for_every_point_enter_the_key(base, tiny_ud, tmp_path, caps
     json.loads((tmp_path / "smoke" / "index.json").read_text())  # still valid
 
 
+@pytest.mark.slow
 def test_a_killed_pool_worker_leaves_its_point_resumable_and_the_pool_finishes_it(base, tmp_path):
     """SIGKILL the worker of a running point: a new pool takes the unfinished points, which continue."""
     store = Store(tmp_path / "store")

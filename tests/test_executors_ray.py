@@ -29,6 +29,7 @@ def local_ray():
         os.environ["RAY_AUTH_MODE"] = before
 
 
+@pytest.mark.slow
 def test_ray_tasks_give_the_serial_results(local_ray, tiny_bert, tiny_ud, tmp_path, capsys):
     grid = tmp_path / "small.yaml"
     grid.write_text(GRID, encoding="utf-8")

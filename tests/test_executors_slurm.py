@@ -34,6 +34,7 @@ def test_slurm_flags_become_submitit_parameters(tmp_path):
     assert plain.parameters == {"cpus_per_task": 2, "slurm_array_parallelism": 3}
 
 
+@pytest.mark.slow
 def test_a_job_array_on_submitits_local_executor_gives_the_serial_results(tiny_bert, tiny_ud, tmp_path):
     base = {"model": str(tiny_bert), "train": str(tiny_ud["train"]), "dev": str(tiny_ud["dev"]), "epochs": 1,
             "batch_size": 8, "precision": "fp32", "eval_every": 2}

@@ -99,6 +99,7 @@ def test_a_real_metrics_json_has_every_key_the_report_reads(swept):
         for key in (*REQUIRED, "model", "dev", "test", "bits", "probe_params"):
             assert key in m, (where, key)
         assert m["model"] and m["primary_metric"] == "accuracy"
+        assert m["num_attention_heads"] == 4, where  # the report's per-head localisation reads it
         assert set(m["bits"]) >= {"lower", "upper"}, where
         for split in ("dev", "test"):
             assert isinstance(m[split][m["primary_metric"]], float), (where, split)

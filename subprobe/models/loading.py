@@ -207,3 +207,12 @@ def _offline() -> bool:
 def _looks_like_hub_id(path: str) -> bool:
     parts = path.split("/")
     return len(parts) == 2 and all(parts) and not Path(path).exists() and not path.startswith((".", "/"))
+
+
+def num_attention_heads(model_config) -> int | None:
+    """The number of attention heads a model config states (``num_attention_heads``, ``n_heads`` or ``n_head``)."""
+    for attr in ("num_attention_heads", "n_heads", "n_head"):
+        value = getattr(model_config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -33,6 +33,7 @@ import torch
 from subprobe.errors import SubprobeError
 from subprobe.masking import counting
 from subprobe.masking import hard_concrete as hc
+from subprobe.models.loading import num_attention_heads
 from subprobe.models.targets import ROLES
 from subprobe.report import render
 from subprobe.report.render import Table
@@ -169,11 +170,7 @@ def heads_from_model(model: str) -> int | None:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except Exception:  # no such model, not cached, not importable: the caller says so
         return None
-    for attr in ("num_attention_heads", "n_heads", "n_head"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    return num_attention_heads(config)
 
 
 def num_heads_for(result: dict, override: int | None = None) -> tuple[int | None, str]:
