@@ -44,7 +44,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     from subprobe.tracking import check_available as check_trackers
     from subprobe.training import distributed
 
-    cfg = config.resolved()
+    cfg = with_source_masks(config.resolved())  # controls take the source run's granularity and layout
     task = get_task(cfg.task)
     task.configure(cfg)
     if cfg.predict and not task.writes_predictions():  # refused before anything trains
@@ -61,6 +61,10 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     paths = split_paths(task, cfg)
     # before anything is written or loaded: bad data fails fast
     raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
+    if cfg.control:  # Hewitt & Liang's control task: every split's labels a seeded function of the word type
+        from subprobe.data.control import apply_control
+
+        raw = apply_control(cfg.task, raw, cfg.control_seed)
     device, cfg = _device_and_precision(cfg, config, echo)  # a missing GPU fails before anything is written
     if ranks.active and device.type == "cuda":  # one GPU per process
         device = torch.device("cuda", ranks.local_rank)
@@ -135,10 +139,13 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         setting=cfg.setting,
         model=cfg.model,
         primary_metric=task.primary_metric,
-        task_facts=task.run_facts(),  # e.g. dep: how heads were decoded for every score below
+        task_facts={  # e.g. dep: how heads were decoded for every score below; a control task and its seed
+            **({"control": True, "control_seed": cfg.control_seed} if cfg.control else {}), **task.run_facts(),
+        },
         scores=scores,
         soft_scores=soft_scores,
         masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
+        mask_source=mask_source_facts(cfg) if subnetwork is not None else None,
         coverage=built.coverage,  # masked weights / block projection weights, missing roles
         num_attention_heads=num_attention_heads(data.encoder.config),
         reset_params=reset_params,
@@ -200,11 +207,60 @@ def build(cfg: ProbeConfig, task, data: Prepared, device: torch.device):
     reset_params = apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     set_seed(cfg.seed)
     head = task.build_head(encoder.config.hidden_size, data.vocabs, **task.head_options(cfg))
-    built = build_probe(cfg, encoder, head)
+    built = build_probe(cfg, encoder, head, fixed_masks(cfg))
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(encoder)
     built.model.to(device)  # encoder, masks, head (batches and cached features follow the model)
     return built, head, reset_params
+
+
+def _source_run(cfg: ProbeConfig) -> RunDir | None:
+    """The run that --random-mask-like / --complement-of names (None for a learnt mask)."""
+    path = cfg.random_mask_like or cfg.complement_of
+    if cfg.probe != "subnetwork" or not path:
+        return None
+    run = RunDir(path)
+    if not (run.finished and run.has_masks and run.has_config):
+        flag = "--random-mask-like" if cfg.random_mask_like else "--complement-of"
+        raise ConfigError(f"{flag} {path}: not a finished subnetwork run (no metrics.json, masks or config.yaml); "
+                          "give the --out directory of a finished subnetwork run")
+    return run
+
+
+def with_source_masks(cfg: ProbeConfig) -> ProbeConfig:
+    """``cfg`` with a control's granularity and layout set to its source run's (a different explicit value is an
+    error: the control must have the same mask units)."""
+    run = _source_run(cfg)
+    if run is None:
+        return cfg
+    source = run.read_config()
+    defaults = {f.name: f.default for f in dataclasses.fields(ProbeConfig)}
+    for name in ("granularity", "layout"):
+        ours, theirs = getattr(cfg, name), getattr(source, name)
+        if ours != theirs and ours != defaults[name]:
+            raise ConfigError(f"--{name} {ours}: the source run {run.path} has --{name} {theirs}, and a control keeps "
+                              f"its mask units; drop --{name}")
+    return dataclasses.replace(cfg, granularity=source.granularity, layout=source.layout)
+
+
+def fixed_masks(cfg: ProbeConfig):
+    """The frozen mask of a --random-mask-like or --complement-of run (a Subnetwork), None for a learnt one."""
+    run = _source_run(cfg)
+    if run is None:
+        return None
+    from subprobe.masking.fixed import fixed_mask
+
+    seed = cfg.seed if cfg.mask_seed is None else cfg.mask_seed
+    return fixed_mask(cfg.mask_source, run.read_masks(), seed)
+
+
+def mask_source_facts(cfg: ProbeConfig) -> dict:
+    """``metrics.json``'s ``mask_source``, ``mask_source_run``, ``mask_seed`` and ``target_density``."""
+    source_run = cfg.random_mask_like or cfg.complement_of
+    facts = {"mask_source": cfg.mask_source, "mask_source_run": source_run, "target_density": cfg.target_density}
+    if cfg.random_mask_like:
+        facts["mask_seed"] = cfg.seed if cfg.mask_seed is None else cfg.mask_seed
+    return facts
 
 
 def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, echo) -> None:
@@ -327,6 +383,7 @@ def _root_token(encoder, tokenizer, cfg: ProbeConfig, echo) -> int | None:
 def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
     """Print what would be masked and the number of mask parameters, without training."""
     from subprobe.masking.layouts import Granularity
+    from subprobe.masking.shared import num_masks
     from subprobe.masking.subnetwork import install_masks
     from subprobe.models.loading import load_encoder
     from subprobe.models.targets import discover
@@ -342,11 +399,11 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
         shape = "x".join(map(str, m.weight.shape))
         block = "x".join(map(str, m.block))
         lines.append(f"{m.name:<48} {m.role:<8} {shape:>11} {block:>11} {m.log_alpha.numel():>10,}  {m.path}")
-    n_masks = sum(m.log_alpha.numel() for m in masked)
+    n_masks = num_masks(masked)  # a mask shared by several matrices (head, layer) once
     n_weights = sum(m.weight.numel() for m in masked)
     lines.append(
         f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
-        f"(granularity {cfg.granularity}, layout {cfg.layout})"
+        f"(granularity {cfg.granularity}, layout {masked[0].layout if masked else cfg.layout})"
     )
     lines.append(found.summary())
     echo("\n".join(lines))

@@ -84,11 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sweep = sub.add_parser("sweep", help="run a grid of probes (YAML: axes and profiles) into a resumable store")
-    sweep.add_argument("grid", help="grid YAML file, or a built-in grid name (table1, table2, figure1, figure2)")
+    sweep.add_argument(
+        "grid", help="grid YAML file, or a built-in grid name (table1, table2, figure1, figure2, selectivity)"
+    )
     _add_grid_arguments(sweep)
 
     reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments and write its table")
-    reproduce.add_argument("what", choices=["table1", "table2", "figure1", "figure2"], help="which experiment")
+    reproduce.add_argument(
+        "what", choices=["table1", "table2", "figure1", "figure2", "selectivity"],
+        help="which experiment (selectivity: task and control-task runs of the subnetwork and MLP-1 probes)",
+    )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(
         "--tasks", nargs="+", default=None, choices=["upos", "dep", "ner"], help="tasks to run (default: all three)"
@@ -134,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", default=False, help="replace a non-empty --out (default: false)"
     )
     _add_runtime_arguments(export)
+
+    compare = sub.add_parser(
+        "compare", help="agreement and IoU of two subnetwork runs' kept weights (overall, per layer, per role)"
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="directory of a finished subnetwork run")
+    compare.add_argument("run_b", metavar="RUN_B", help="directory of another subnetwork run of the same model")
+    compare.add_argument(
+        "--json", action="store_true", default=False, help="print the numbers as JSON (default: a text table)"
+    )
 
     data = sub.add_parser("data", help="find and verify datasets")
     data.add_argument("action", choices=["check"], help="check: report which datasets are found, with counts")
@@ -242,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "export":
             return _export(args, argv if argv is not None else sys.argv[1:])
+        if args.command == "compare":
+            return _compare(args)
     except SubprobeError as exc:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
@@ -409,6 +425,26 @@ def _export(args: argparse.Namespace, argv: list[str]) -> int:
 
     command = " ".join(shlex.quote(str(a)) for a in ["subprobe", *argv])
     export_run(args.run_dir, args.out, overwrite=args.overwrite, command=command, echo=_echo)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from subprobe.errors import SubprobeError
+    from subprobe.runs import RunDir
+
+    subnetworks = []
+    for path in (args.run_a, args.run_b):
+        run = RunDir(path)
+        if not run.has_masks:
+            raise SubprobeError(f"{path}: no {RunDir.MASKS}; compare needs two subnetwork-probe runs")
+        subnetworks.append(run.read_masks())
+    result = subnetworks[0].compare(subnetworks[1])
+    if args.json:
+        print(json.dumps({"run_a": str(args.run_a), "run_b": str(args.run_b), **result.as_dict()}, indent=2))
+    else:
+        print(f"A: {args.run_a}\nB: {args.run_b}\n{result.format()}")
     return 0
 
 

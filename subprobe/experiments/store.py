@@ -26,7 +26,7 @@ def config_key(config: ProbeConfig) -> str:
 
 
 def run_name(config: ProbeConfig, key: str) -> str:
-    parts = [config.task, config.probe]
+    parts = [config.task, *([f"control{config.control_seed}"] if config.control else []), config.probe]
     if config.probe == "subnetwork":
         parts.append(config.granularity.replace(",", "x"))
         if config.lambda_max != 1.0:

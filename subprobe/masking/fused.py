@@ -53,18 +53,20 @@ def mask_module(
     module_name: str,
     init_log_alpha: float = hc.INIT_LOG_ALPHA,
     max_row_groups: int = DEFAULT_MAX_ROW_GROUPS,
+    make=MaskedLinear,
 ) -> tuple[nn.Module, list[MaskedLinear]]:
     """The masked replacement of ``module`` and its MaskedLinear matrices (in ``parts`` order).
 
     ``parts``: (name, role, layer, rows, block) per matrix; ``rows`` ``()`` means the whole module.
-    A plain ``nn.Linear`` with one whole-matrix part becomes a :class:`MaskedLinear` as before.
+    A plain ``nn.Linear`` with one whole-matrix part becomes a :class:`MaskedLinear` as before. ``make``
+    builds each matrix (``MaskedLinear`` or a subclass with its signature; see :mod:`.shared`).
     """
     kw = dict(init_log_alpha=init_log_alpha, max_row_groups=max_row_groups, module=module_name)
     if len(parts) == 1 and not parts[0][3]:
         name, role, layer, _, block = parts[0]
         source = module if type(module) is nn.Linear else SimpleNamespace(weight=out_in_weight(module)[0],
                                                                            bias=out_in_weight(module)[1])
-        masked = MaskedLinear(source, block, layout, name=name, role=role, layer=layer, **kw)
+        masked = make(source, block, layout, name=name, role=role, layer=layer, **kw)
         return masked, [masked]
     weight, bias = out_in_weight(module)
     matrices, indices = [], []
@@ -72,7 +74,7 @@ def mask_module(
         index = row_index(rows) if rows else torch.arange(weight.shape[0])
         on = index.to(weight.device)
         piece = SimpleNamespace(weight=weight[on].contiguous(), bias=None if bias is None else bias[on].clone())
-        matrices.append(MaskedLinear(piece, block, layout, name=name, role=role, layer=layer, rows=rows, **kw))
+        matrices.append(make(piece, block, layout, name=name, role=role, layer=layer, rows=rows, **kw))
         indices.append(index)
     perm = torch.cat(indices)
     if perm.numel() != weight.shape[0] or not torch.equal(perm.sort().values, torch.arange(weight.shape[0])):

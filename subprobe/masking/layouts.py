@@ -33,6 +33,9 @@ PAPER_GRANULARITIES_768: tuple[tuple[int, int], ...] = (
 )
 
 NAMED_UNITS = ("weight", "neuron", "matrix")
+#: Units whose one mask several matrices share (see :mod:`subprobe.masking.shared`): per attention head and FFN
+#: neuron, or per block's attention and FFN.
+SHARED_UNITS = ("head", "layer")
 
 
 def paper_granularity(k: int, hidden_size: int) -> tuple[int, int]:
@@ -71,17 +74,26 @@ class Granularity:
     @staticmethod
     def parse(spec: str) -> Granularity:
         spec = spec.strip().lower()
-        if spec in NAMED_UNITS or re.fullmatch(r"paper-[1-9]", spec) or re.fullmatch(r"\d+,\d+", spec):
+        named = spec in NAMED_UNITS or spec in SHARED_UNITS
+        if named or re.fullmatch(r"paper-[1-9]", spec) or re.fullmatch(r"\d+,\d+", spec):
             if re.fullmatch(r"\d+,\d+", spec) and 0 in tuple(int(x) for x in spec.split(",")):
                 raise ConfigError(f"--granularity {spec}: block sizes must be positive")
             return Granularity(spec)
         raise ConfigError(
-            f"--granularity {spec!r} is not known; use weight, neuron, matrix, paper-1 .. paper-9 "
+            f"--granularity {spec!r} is not known; use weight, neuron, matrix, head, layer, paper-1 .. paper-9 "
             "or ROWS,COLS (e.g. 384,1)"
         )
 
+    @property
+    def shared(self) -> bool:
+        """Several matrices share each mask (``head``, ``layer``): see :mod:`subprobe.masking.shared`."""
+        return self.spec in SHARED_UNITS
+
     def block(self, shape: tuple[int, int], hidden_size: int) -> tuple[int, int]:
-        """Block size (rows, cols) for a matrix of ``shape`` = (out, in)."""
+        """Block size (rows, cols) for a matrix of ``shape`` = (out, in) (not for shared units: their block
+        depends on the matrix's role, see :func:`subprobe.masking.shared.shared_plan`)."""
+        if self.shared:
+            raise ValueError(f"--granularity {self.spec}: the block depends on the role; use masking.shared")
         out_f, in_f = shape
         if self.spec == "weight":
             rows, cols = 1, 1

@@ -38,7 +38,8 @@ class MaskedLinear(nn.Module):
     ``linear`` is anything with ``weight`` (out x in) and ``bias``: an ``nn.Linear``, or the
     transposed weight of a ``Conv1D`` / one role's rows of a fused matrix (see :mod:`.fused`).
 
-    ``mask_mode``: ``None`` samples while training and uses the soft deterministic mask in eval;
+    ``mask_mode``: ``None`` samples while training and uses the soft deterministic mask in eval (and for
+    frozen logits, which have no gradient to estimate: e.g. the fixed masks of :mod:`.fixed`);
     ``"sample" | "soft" | "hard" | "none"`` force one behaviour (``none`` = unmasked).
     """
 
@@ -83,7 +84,7 @@ class MaskedLinear(nn.Module):
 
     def current_mask(self) -> torch.Tensor | None:
         """The mask (R, C) for this forward pass, according to the mode."""
-        mode = self.mask_mode or ("sample" if self.training else "soft")
+        mode = self.mask_mode or ("sample" if self.training and self.log_alpha.requires_grad else "soft")
         if mode == "sample":
             return hc.sample_mask(self.log_alpha)
         if mode == "soft":

@@ -15,6 +15,7 @@ from subprobe.masking import hard_concrete as hc
 from subprobe.masking.fused import mask_module
 from subprobe.masking.layouts import LAYOUTS, Granularity
 from subprobe.masking.masked_linear import DEFAULT_MAX_ROW_GROUPS, MaskedLinear
+from subprobe.masking.shared import install_shared_masks, mask_groups
 from subprobe.models.targets import MaskTarget
 
 PENALTIES = ("matrix-mean", "param-mean")
@@ -33,6 +34,8 @@ def install_masks(
     """Replace each target Linear of ``model`` by a :class:`MaskedLinear`; returns them in order."""
     if layout not in LAYOUTS:
         raise ConfigError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}")
+    if granularity.shared:  # head / layer: masks shared across matrices, contiguous by definition
+        return install_shared_masks(model, targets, granularity.spec, init_log_alpha=init_log_alpha)
     parts = [
         (t.module, (t.name, t.role, t.layer, t.rows, granularity.block(t.shape, hidden_size))) for t in targets
     ]
@@ -56,12 +59,15 @@ def _replace(model: nn.Module, parts: list[tuple[str, tuple]], layout: str, **kw
 
 
 def l0_penalty(masked: list[MaskedLinear], normalisation: str = "matrix-mean") -> torch.Tensor:
-    """Expected L0: mean per matrix then over matrices (paper), or mean over all mask parameters."""
+    """Expected L0: mean per matrix then over matrices (paper), or mean over all mask parameters.
+
+    A mask shared by several matrices (``--granularity head | layer``) counts once, as one matrix."""
+    logits = mask_groups(masked)
     if normalisation == "matrix-mean":
-        return torch.stack([hc.expected_l0(m.log_alpha).mean() for m in masked]).mean()
+        return torch.stack([hc.expected_l0(la).mean() for la in logits]).mean()
     if normalisation == "param-mean":
-        total = sum(m.log_alpha.numel() for m in masked)
-        return torch.stack([hc.expected_l0(m.log_alpha).sum() for m in masked]).sum() / total
+        total = sum(la.numel() for la in logits)
+        return torch.stack([hc.expected_l0(la).sum() for la in logits]).sum() / total
     raise ConfigError(f"--penalty {normalisation!r} is not known; use one of {', '.join(PENALTIES)}")
 
 
@@ -85,6 +91,9 @@ class MaskEntry:
     #: the model's module (default: ``name``) and this matrix's rows in it (``()``: all; see masking.fused)
     module: str = ""
     rows: tuple[tuple[int, int], ...] = ()
+    #: the shared mask this matrix's logits view (``--granularity head | layer``: ``layer.L.attention`` or
+    #: ``layer.L.ffn``); ``""``: its own mask
+    group: str = ""
 
     def __post_init__(self) -> None:
         if not self.module:
@@ -113,7 +122,7 @@ class Subnetwork:
         entries = tuple(
             MaskEntry(
                 m.name, m.role, m.layer, tuple(m.weight.shape), m.block, m.log_alpha.detach().float().clone(),
-                getattr(m, "module_name", m.name), getattr(m, "rows", ()),
+                getattr(m, "module_name", m.name), getattr(m, "rows", ()), getattr(m, "group", ""),
             )
             for m in masked
         )
@@ -122,7 +131,9 @@ class Subnetwork:
 
     @property
     def num_mask_params(self) -> int:
-        return sum(e.log_alpha.numel() for e in self.entries)
+        """Number of masks (bits): a mask shared by several matrices counts once."""
+        groups = {e.group: e.log_alpha.numel() for e in self.entries if e.group}
+        return sum(e.log_alpha.numel() for e in self.entries if not e.group) + sum(groups.values())
 
     @property
     def num_masked_weights(self) -> int:
@@ -157,6 +168,14 @@ class Subnetwork:
             same += int((mask == theirs[name]).sum())
             total += mask.numel()
         return same / max(1, total)
+
+    def compare(self, other: Subnetwork):
+        """Agreement and IoU of the kept weights, overall, per layer and per role (weight level, so
+        other granularities and layouts of the same model compare): a
+        :class:`~subprobe.masking.compare.Comparison`."""
+        from subprobe.masking.compare import compare
+
+        return compare(self, other)
 
     def apply(self, model: nn.Module, mode: str = "hard") -> list[MaskedLinear]:
         """Install these masks into a fresh copy-compatible ``model``; returns the masked modules."""
@@ -226,7 +245,7 @@ class Subnetwork:
             entries = tuple(
                 MaskEntry(
                     name, role, int(layer), tuple(shape), tuple(block), f.get_tensor(name),
-                    *(rest[:1] + [tuple(tuple(r) for r in rest[1])] if rest else []),
+                    *(rest[:1] + [tuple(tuple(r) for r in rest[1])] + rest[2:] if rest else []),
                 )
                 for name, role, layer, shape, block, *rest in json.loads(meta["entries"])
             )
@@ -234,8 +253,11 @@ class Subnetwork:
 
 
 def _entry_json(e: MaskEntry) -> list:
-    """[name, role, layer, shape, block] and, for a Conv1D or fused slice, [module, rows]."""
+    """[name, role, layer, shape, block] and, for a Conv1D or fused slice, [module, rows], then [group] for a
+    shared mask."""
     row = [e.name, e.role, e.layer, list(e.shape), list(e.block)]
-    if (e.module and e.module != e.name) or e.rows:
+    if (e.module and e.module != e.name) or e.rows or e.group:
         row += [e.module or e.name, [list(r) for r in e.rows]]
+    if e.group:
+        row.append(e.group)
     return row

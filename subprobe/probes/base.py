@@ -85,6 +85,10 @@ class BuiltProbe:
     bits_per_param: tuple[float, float] = (1.0, 1.0)
     #: subnetwork probes: which block projections are masked (see subprobe.models.targets.Discovery)
     coverage: dict | None = None
+    #: --target-density: the Lagrangian (its multipliers are trained by ascent) and the target density p;
+    #: ``penalty`` then returns the expected density s (see subprobe.masking.constraint)
+    constraint: nn.Module | None = None
+    target_density: float | None = None
 
     def bits(self) -> dict[str, float]:
         low, high = self.bits_per_param

@@ -7,14 +7,22 @@ import sys
 import torch
 from torch import nn
 
+from subprobe.errors import ConfigError
+from subprobe.masking.constraint import DensityLagrangian, expected_density
 from subprobe.masking.layouts import Granularity
-from subprobe.masking.subnetwork import install_masks, l0_penalty
+from subprobe.masking.shared import mask_groups, num_masks
+from subprobe.masking.subnetwork import Subnetwork, install_masks, l0_penalty
 from subprobe.models.targets import discover
 from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
 
 
-def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
-    """Install masks on the encoder; train mask logits (``mask_lr``) and the head (``head_lr``)."""
+def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork | None = None) -> BuiltProbe:
+    """Install masks on the encoder; train mask logits (``mask_lr``) and the head (``head_lr``).
+
+    ``config.target_density``: the penalty is the expected density and a :class:`DensityLagrangian` holds it at
+    the target (multipliers in a maximising group, ``multiplier_lr``). ``fixed``: these masks are installed
+    frozen (hard, not trained, not penalised) and only the head trains.
+    """
     if config.precision == "bf16":  # frozen weights stored in bf16; mask logits and head stay fp32
         encoder.to(torch.bfloat16)
     found = discover(
@@ -25,20 +33,56 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module) -> Built
     )
     for note in found.notes:
         print(f"subprobe: {note}", file=sys.stderr)
+    if fixed is not None:
+        return _fixed_probe(config, encoder, head, fixed, found)
     granularity = Granularity.parse(config.granularity)
     masked = install_masks(encoder, found.targets, granularity, config.layout, encoder.config.hidden_size)
     model = ProbeModel(EncoderFeatures(encoder, config.word_pooling), head)
     groups = [
-        {"params": [m.log_alpha for m in masked], "lr": config.mask_lr, "name": "masks"},
+        {"params": mask_groups(masked), "lr": config.mask_lr, "name": "masks"},  # a shared mask once
         {"params": list(head.parameters()), "lr": config.head_lr, "name": "head"},
     ]
-    n_masks = sum(m.log_alpha.numel() for m in masked)
+    penalty = lambda: l0_penalty(masked, config.penalty)  # noqa: E731
+    constraint, target = None, getattr(config, "target_density", None)
+    if target is not None:
+        constraint = DensityLagrangian(target).to(masked[0].log_alpha.device if masked else "cpu")
+        model.add_module("constraint", constraint)  # checkpointed with the other trained parameters
+        groups.append({"params": constraint.multipliers, "lr": config.multiplier_lr, "name": "multipliers",
+                       "maximize": True})
+        penalty = lambda: expected_density(masked)  # noqa: E731
+    n_masks = num_masks(masked)
     return BuiltProbe(
         model=model,
         param_groups=groups,
-        penalty=lambda: l0_penalty(masked, config.penalty),
+        penalty=penalty,
         masked=masked,
         probe_params=n_masks,
+        bits_per_param=(1.0, 1.0),
+        coverage=found.coverage_dict(),
+        constraint=constraint,
+        target_density=target,
+    )
+
+
+def _fixed_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork, found) -> BuiltProbe:
+    """Frozen ``fixed`` masks (hard in training and evaluation); only the head trains."""
+    ours = {t.name: tuple(t.shape) for t in found.targets}
+    theirs = {e.name: tuple(e.shape) for e in fixed.entries}
+    if ours != theirs:
+        differ = sorted(set(ours.items()) ^ set(theirs.items()))[:2]
+        raise ConfigError(
+            f"the source run's masks do not fit --model {config.model} (matrices differ: "
+            f"{', '.join(str(d[0]) for d in differ)}); use the source run's model and --target-modules"
+        )
+    masked = fixed.apply(encoder, mode="hard")
+    model = ProbeModel(EncoderFeatures(encoder, config.word_pooling), head)
+    groups = [{"params": list(head.parameters()), "lr": config.head_lr, "name": "head"}]
+    return BuiltProbe(
+        model=model,
+        param_groups=groups,
+        penalty=None,
+        masked=masked,
+        probe_params=fixed.num_mask_params,
         bits_per_param=(1.0, 1.0),
         coverage=found.coverage_dict(),
     )

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from subprobe.report import figures, localisation, pareto, render, tables
+from subprobe.report import figures, localisation, pareto, render, selectivity, stability, tables
 from subprobe.report.loading import load_results
+from subprobe.report.mask_sources import controls_table
 from subprobe.report.render import Table
 from subprobe.runs import RunDir, write_text
 
@@ -56,7 +57,10 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
     """Write ``OUT/index.html``, ``OUT/report.md`` and the figures' numbers and plots; returns index.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = load_results(runs_dir)
+    every = load_results(runs_dir)
+    results = [r for r in every if not selectivity.is_control(r)]  # control tasks: the selectivity table only
+    selective = selectivity.selectivity_table(every, split)
+    write_text(out / "selectivity.csv", render.to_csv(selective))
     fig1 = figures.write_figure1(results, out, split)
     fig2 = figures.write_figure2(results, out, split, num_heads)
     models = sorted({str(r.get("model", "")) for r in results})
@@ -68,11 +72,16 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
             paper_tables[(name, s)] = shown
             write_text(out / f"{name}-{s}.md", render.markdown(shown))
             write_text(out / f"{name}-{s}.csv", render.to_csv(data))
-    page = render_html(results, out, Path(runs_dir), split, paper_tables, fig1, fig2)
+    stable = stability.stability_table(results)
+    write_text(out / "stability.csv", render.to_csv(stable))
+    masks_matter = controls_table(results, split)  # learnt vs random-like vs complement
+    write_text(out / "mask-controls.csv", render.to_csv(masks_matter))
+    extra = [selective, stable, masks_matter]
+    page = render_html(every, out, Path(runs_dir), split, paper_tables, fig1, fig2, extra)
     index = out / "index.html"
     write_text(index, page)
-    write_text(out / "report.md", render_markdown(results, split, paper_tables, fig1, fig2))
-    echo(f"report of {len(results)} run(s) from {runs_dir}: {index} (open it in a browser) and {out / 'report.md'}")
+    write_text(out / "report.md", render_markdown(every, split, paper_tables, fig1, fig2, extra))
+    echo(f"report of {len(every)} run(s) from {runs_dir}: {index} (open it in a browser) and {out / 'report.md'}")
     return index
 
 
@@ -99,7 +108,8 @@ def _pct(value) -> str:
     return "–" if value is None else f"{value * 100:.2f}"
 
 
-def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: dict, fig1: dict, fig2: dict) -> str:
+def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: dict, fig1: dict, fig2: dict,
+                extra: list[Table] = ()) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M")
     body = [
         "<h1>subprobe report</h1>",
@@ -107,7 +117,8 @@ def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: di
         f"Metrics on the <b>{html.escape(split)}</b> split unless marked test; accuracy is each task's primary "
         "metric in %. Numbers are also in the CSV/JSON files beside this page.</p>",
         '<nav><a href="#tables">Tables 1 and 2</a><a href="#pareto">Pareto curves</a>'
-        '<a href="#localisation">Localisation</a><a href="#runs">Runs</a></nav>',
+        '<a href="#localisation">Localisation</a><a href="#controls">Selectivity, stability, mask controls</a>'
+        '<a href="#runs">Runs</a></nav>',
         '<h2 id="tables">Table 1 and Table 2</h2>',
     ]
     for name, title in (("table1", "Table 1: probe accuracy"), ("table2", "Table 2: subnetworks by λmax")):
@@ -116,6 +127,8 @@ def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: di
             body.append(render.to_html(paper_tables[(name, s)]))
     body += _pareto_html(fig1, out)
     body += _localisation_html(fig2, out)
+    if extra:
+        body += ['<h2 id="controls">Selectivity, stability and mask controls</h2>', render.to_html(extra)]
     body += _runs_html(results, out)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -222,7 +235,8 @@ def _runs_html(results: list[dict], out: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ Markdown
 
 
-def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: dict) -> str:
+def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: dict,
+                    extra: list[Table] = ()) -> str:
     lines = ["# subprobe report", "", f"{len(results)} finished run(s); metrics on the {split} split.", ""]
     for name in ("table1", "table2"):
         for s in dict.fromkeys((split, "test")):
@@ -242,6 +256,8 @@ def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: d
             png = next((p for p in paths if p.endswith(".png")), None)
             if png:
                 lines.append(f"![{e['task']}, {e['setting']}, λmax={e['selected_lambda']:g}: kept per {kind}]({png})")
+    if extra:
+        lines += ["", "## Selectivity, stability and mask controls", "", render.markdown(extra).rstrip("\n")]
     rows = []
     for m in results:
         key = m["primary_metric"]

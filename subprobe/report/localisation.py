@@ -36,6 +36,7 @@ from subprobe.masking import hard_concrete as hc
 from subprobe.models.loading import num_attention_heads
 from subprobe.models.targets import ROLES
 from subprobe.report import render
+from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 from subprobe.runs import RunDir
 
@@ -210,7 +211,7 @@ def select_lambda(results: list[dict], split: str = "dev", tolerance: float = 0.
         if not m.get(split):
             continue
         cfg = m.get("config", {})
-        if m["probe"] == "subnetwork" and str(cfg.get("granularity", "neuron")) == "neuron":
+        if is_lambda_subnetwork(m) and str(cfg.get("granularity", "neuron")) == "neuron":
             subnets[(m["task"], m.get("series", m.get("model", "")), m["setting"])][_lambda(m)].append(m)
         elif m["probe"] == "finetune":
             finetune[(m["task"], m.get("series", m.get("model", "")), m["setting"])].append(m)

@@ -27,6 +27,7 @@ import statistics
 from collections import defaultdict
 
 from subprobe.report import render
+from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 
 #: The curves of one task: the subnetwork and the two MLP-1 complexity bounds.
@@ -105,7 +106,8 @@ def dominance(sub_front: list[dict], mlp_points: list[dict]) -> list[dict]:
 def curve_points(results: list[dict], split: str = "dev") -> dict[tuple[str, str], dict[str, list[dict]]]:
     """(task, model) -> curve name -> points ``{label, bits, ln_bits, accuracy, n, runs}``.
 
-    Only pretrained-model runs: subnetworks with lambda_max 1 (any granularity) and MLP-1 (any rank).
+    Only pretrained-model runs: learnt subnetworks with lambda_max 1 (any granularity; no controls, no
+    --target-density runs) and MLP-1 (any rank).
     Runs repeated over seeds are averaged into one point.
     """
     groups: dict = defaultdict(lambda: defaultdict(lambda: {"acc": [], "bits": None, "runs": []}))
@@ -116,7 +118,7 @@ def curve_points(results: list[dict], split: str = "dev") -> dict[tuple[str, str
         cfg = m.get("config", {})
         acc = scores[m["primary_metric"]]
         key = (m["task"], m.get("series", m.get("model", "")))
-        if m["probe"] == "subnetwork" and float(cfg.get("lambda_max", 1.0)) == 1.0:
+        if is_lambda_subnetwork(m) and float(cfg.get("lambda_max", 1.0)) == 1.0:
             bits = m.get("mask_params") or (m.get("bits") or {}).get("lower")
             entries = [("subnetwork", str(cfg.get("granularity", "neuron")), bits)]
         elif m["probe"] == "mlp":

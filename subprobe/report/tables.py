@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 
 from subprobe.report import render
+from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 
 TASK_TITLES = {"upos": "Part-of-speech tagging", "dep": "Dependency parsing", "ner": "Named entity recognition"}
@@ -55,6 +56,8 @@ def _row_key(m: dict) -> str | None:
     probe = m["probe"]
     cfg = m.get("config", {})
     if probe == "subnetwork":
+        if not is_lambda_subnetwork(m):
+            return None  # controls (random-like, complement) and --target-density runs are other experiments
         if str(cfg.get("granularity", "neuron")) != "neuron":
             return None  # the tables are about neuron subnetworks (Figure 1's granularity sweep is not)
         return f"subnetwork@{float(cfg.get('lambda_max', 1.0)):g}"

@@ -17,6 +17,15 @@ def lambda_at(step: int, total_steps: int, lambda_max: float, start: float = 0.2
     return lambda_max * (frac - start) / (end - start)
 
 
+def constraint_ramp(step: int, total_steps: int, start: float = 0.25, end: float = 0.75) -> float | None:
+    """``--target-density``: None (no constraint) before ``start`` of training, then the position (0 .. 1) of
+    the density target on its way from the density at ``start`` to the target at ``end``: the constraint
+    comes in over the same ramp as lambda."""
+    if total_steps > 0 and step / total_steps < start:
+        return None
+    return lambda_at(step, total_steps, 1.0, start, end)
+
+
 def warmup_factor(step: int, total_steps: int, warmup: float) -> float:
     """Learning-rate multiplier: linear from 1/W to 1 over the first W = warmup*total steps."""
     warm = int(warmup * total_steps)

@@ -3,8 +3,10 @@
 
 A step at position ``step`` of ``total_steps``: the learning rates are warmed up
 (:func:`~subprobe.training.schedules.warmup_factor`), this process's share of the batch goes forward,
-the objective ``loss + lambda * penalty`` (lambda from :func:`~subprobe.training.schedules.lambda_at`)
-goes backward, gradients are averaged over the processes of a data-parallel run, and Adam steps.
+the objective ``loss + lambda * penalty`` (lambda from :func:`~subprobe.training.schedules.lambda_at`;
+with ``--target-density``: ``loss + l1 (s - p) + l2 (s - p)^2``, see :mod:`subprobe.masking.constraint`)
+goes backward, gradients are averaged over the processes of a data-parallel run, and Adam steps (the
+Lagrange multipliers' group ascends).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from subprobe.device import module_device
 from subprobe.probes.base import BuiltProbe
 from subprobe.tasks.base import Task
 from subprobe.training import distributed
-from subprobe.training.schedules import lambda_at, warmup_factor
+from subprobe.training.schedules import constraint_ramp, lambda_at, warmup_factor
 
 
 @dataclass
@@ -29,6 +31,8 @@ class StepOutcome:
     penalty: torch.Tensor
     words: int
     lam: float
+    #: --target-density: the density target of this step (None before the constraint comes in, and without it)
+    target: torch.Tensor | None = None
 
 
 class TrainStep:
@@ -64,11 +68,17 @@ class TrainStep:
         else:  # more processes than sentences in this (last) batch
             loss, words = torch.zeros((), device=device), 0
         penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
-        objective = loss + lam * penalty if lam > 0 else loss
+        target = None
+        if probe.constraint is not None:  # penalty = expected density; the Lagrangian holds it at the target
+            lam, ramp = 0.0, constraint_ramp(step, self.total_steps, config.lambda_start, config.lambda_end)
+            target = None if ramp is None else probe.constraint.target(penalty.detach(), ramp)
+            objective = loss + probe.constraint(penalty, target) if target is not None else loss
+        else:
+            objective = loss + lam * penalty if lam > 0 else loss
         self.optimizer.zero_grad(set_to_none=True)
         if objective.requires_grad:
             objective.backward()
         if ranks.active:
             loss, words = distributed.average_gradients(self.trained, loss, words, ranks)
         self.optimizer.step()
-        return StepOutcome(loss, penalty, words, lam)
+        return StepOutcome(loss, penalty, words, lam, target)

@@ -59,7 +59,8 @@ def train(
     """Train ``probe`` with Adam, warm-up, the lambda ramp, periodic dev checks and early stopping.
 
     Early stopping can only fire once lambda has reached its maximum: when the last ``patience``
-    dev checks differ by less than ``tolerance`` in the primary metric and in mask density.
+    dev checks differ by less than ``tolerance`` in the primary metric and in mask density (and, with
+    ``--target-density``, the hard density is within ``tolerance`` of the target).
 
     With ``checkpoint_path`` a checkpoint is written every ``config.checkpoint_every`` steps (default:
     at every dev check) and when training ends; ``resume_from`` (a loaded checkpoint) continues a run
@@ -137,6 +138,9 @@ def train(
                     density = density_of(probe)
                     if density is not None:
                         record["density"] = density
+                    if probe.constraint is not None:  # --target-density: the target and the multipliers now
+                        record["target_density"] = None if taken.target is None else float(taken.target)
+                        record["multipliers"] = [float(x.detach()) for x in probe.constraint.multipliers]
                     if dev_set is not None and dev_set.encoded:
                         metrics, _ = evaluate(model, task, dev_set, vocabs, **eval_kwargs)
                         record["dev"] = metrics
@@ -221,6 +225,9 @@ def _converged(history: list[dict], metric: str, config, ramp_done: int) -> bool
         return False
     values = [h["dev"][metric] for h in window]
     dens = [h.get("density", 0.0) for h in window]
+    target = getattr(config, "target_density", None)
+    if target is not None and abs(dens[-1] - target) >= config.tolerance:
+        return False  # --target-density: not converged while the hard density is off target
     return max(values) - min(values) < config.tolerance and max(dens) - min(dens) < config.tolerance
 
 

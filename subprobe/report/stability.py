@@ -1,0 +1,60 @@
+"""Stability of the found subnetworks across seeds: mean pairwise IoU of the kept weights per point.
+
+Subnetwork runs that differ only in ``--seed`` (every other setting that changes a result equal, see
+``in_key`` in :mod:`subprobe.config`) are one point; a point with two or more such runs gets a row:
+the mean, minimum and maximum IoU over all pairs of seeds and the mean weight-level agreement
+(:mod:`subprobe.masking.compare`).
+"""
+
+from __future__ import annotations
+
+from subprobe.config import settings_where
+from subprobe.masking.compare import compare
+from subprobe.report.render import Table
+from subprobe.runs import RunDir
+
+#: Configuration fields that do not define a point: the seed, and settings that never change a result.
+NOT_IN_POINT = frozenset({"seed", *settings_where(in_key=False)})
+
+HEADER = ["series", "task", "setting", "unit", "λmax", "seeds", "mean IoU", "min IoU", "max IoU", "mean agreement",
+          "mean density"]
+
+
+def _point(result: dict) -> tuple:
+    config = result.get("config", {})
+    return (result.get("series", ""), result["task"],
+            tuple(sorted((k, repr(v)) for k, v in config.items() if k not in NOT_IN_POINT)))
+
+
+def stability_rows(results: list[dict]) -> list[list]:
+    """One row per point with two or more seeds of a subnetwork probe (see :data:`HEADER`)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        if r.get("probe") == "subnetwork" and RunDir(r["run_dir"]).has_masks:
+            groups.setdefault(_point(r), []).append(r)
+    rows = []
+    for (series, task, _), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
+        if len(runs) < 2:
+            continue
+        subs = [RunDir(r["run_dir"]).read_masks() for r in runs]
+        pairs = [compare(a, b).overall for i, a in enumerate(subs) for b in subs[i + 1:]]
+        ious = [p.iou for p in pairs]
+        config = runs[0].get("config", {})
+        rows.append([
+            series, task, runs[0].get("setting", ""), config.get("granularity", ""), config.get("lambda_max", ""),
+            len(runs), f"{sum(ious) / len(ious):.4f}", f"{min(ious):.4f}", f"{max(ious):.4f}",
+            f"{sum(p.agreement for p in pairs) / len(pairs):.4f}",
+            f"{sum(s.density() for s in subs) / len(subs):.4f}",
+        ])
+    return rows
+
+
+def stability_table(results: list[dict]) -> Table:
+    """The stability table of the report (empty text when no point has two seeds)."""
+    return Table(
+        "stability", "Stability across seeds (weight-level IoU of the kept weights)", HEADER, stability_rows(results),
+        notes=["IoU: weights kept by both runs / weights kept by either, averaged over all pairs of seeds of a point "
+               "(a point: every setting equal but --seed). `subprobe compare RUN_A RUN_B` shows one pair by layer "
+               "and role."],
+        empty="No subnetwork point has two or more seeds (run a sweep or reproduce with --seeds N).",
+    )

@@ -1,0 +1,48 @@
+"""The report's stability table: mean pairwise IoU over seeds of one point, by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from subprobe.cli import main
+from subprobe.experiments.store import Store
+from subprobe.masking.subnetwork import MaskEntry, Subnetwork
+from subprobe.report.loading import load_results
+from subprobe.report.stability import stability_rows
+from tests.synthetic_runs import add_run, parse
+
+K, D = 60.0, -60.0
+
+
+def _sub(keep: list[int]) -> Subnetwork:
+    la = torch.tensor([[K if k else D for k in keep[:2]], [K if k else D for k in keep[2:]]])
+    return Subnetwork((MaskEntry("m", "q", 0, (2, 2), (1, 1), la),), "strided", "weight", "tiny")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    store = Store(tmp_path_factory.mktemp("stability"))
+    base = {"task": "upos", "model": "tiny", "probe": "subnetwork", "granularity": "weight"}
+    metrics = {"dev": {"accuracy": 0.5}, "test": {"accuracy": 0.5}}
+    # three seeds of lambda_max 1: seeds 0 and 2 keep the same two weights, seed 1 shares one of them
+    for seed, keep in ((0, [1, 1, 0, 0]), (1, [1, 0, 1, 0]), (2, [1, 1, 0, 0])):
+        add_run(store, {**base, "seed": seed}, metrics, _sub(keep))
+    add_run(store, {**base, "lambda_max": 5.0}, metrics, _sub([1, 0, 0, 0]))  # one seed: no row
+    add_run(store, {**base, "probe": "mlp", "seed": 1}, {**metrics, "bits": {"lower": 1, "upper": 32}})  # no masks
+    return store
+
+
+def test_mean_pairwise_iou_by_hand(store) -> None:
+    rows = stability_rows(load_results(store.root))
+    assert len(rows) == 1
+    # IoU: (0,1) 1/3, (0,2) 1, (1,2) 1/3; agreement: 1/2, 1, 1/2
+    assert rows[0][1:] == ["upos", "pretrained", "weight", 1.0, 3, "0.5556", "0.3333", "1.0000", "0.6667", "0.5000"]
+
+
+def test_report_shows_the_stability_table(store, tmp_path) -> None:
+    assert main(["report", str(store.root), "--out", str(tmp_path)]) == 0
+    page = parse((tmp_path / "index.html").read_text(encoding="utf-8"))
+    assert page.rows["stability"] == 1
+    assert "## Stability across seeds" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert (tmp_path / "stability.csv").read_text().splitlines()[1].endswith("0.5556,0.3333,1.0000,0.6667,0.5000")
