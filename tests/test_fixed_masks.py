@@ -157,16 +157,10 @@ def test_report_shows_learnt_random_like_and_complement(tiny_bert, tiny_ud, tmp_
 
 def test_random_like_run_resumes_and_loads(tiny_bert, tiny_ud, tmp_path, monkeypatch, source_run) -> None:
     from subprobe.loaded import load_run
-    from tests.test_resume import Interrupt, argv_for, assert_same_run
+    from tests.test_resume import resumed_equals_uninterrupted
 
     extra = ("--random-mask-like", str(source_run), "--checkpoint-every", "4")
-    reference, out = tmp_path / "reference", tmp_path / "run"
-    assert main(argv_for(tiny_bert, tiny_ud, reference, *extra)) == 0
-    interrupt = Interrupt(monkeypatch, 10)
-    assert main(argv_for(tiny_bert, tiny_ud, out, *extra)) == 130
-    monkeypatch.setattr("subprobe.training.step.collate", interrupt.original)
-    assert main(["probe", "--resume", str(out), "--no-progress"]) == 0
-    assert_same_run(reference, out)
+    out = resumed_equals_uninterrupted(tiny_bert, tiny_ud, tmp_path, monkeypatch, *extra)
     loaded = load_run(out)  # what `subprobe predict` uses: the saved frozen mask, without the source run
     assert loaded.subnetwork.agreement(Subnetwork.load(out / "masks.safetensors")) == 1.0
 

@@ -57,6 +57,21 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert ra == rb
 
 
+def resumed_equals_uninterrupted(model, data, tmp_path, monkeypatch, *extra: str, at: int = 10) -> Path:
+    """Run ``extra`` once uninterrupted and once interrupted before batch ``at`` then resumed; assert the two
+    runs are the same; returns the resumed run's directory."""
+    from subprobe.cli import main
+
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert main(argv_for(model, data, reference, *extra)) == 0
+    interrupt = Interrupt(monkeypatch, at)
+    assert main(argv_for(model, data, out, *extra)) == 130
+    monkeypatch.setattr("subprobe.training.step.collate", interrupt.original)
+    assert main(["probe", "--resume", str(out), "--no-progress"]) == 0
+    assert_same_run(reference, out)
+    return out
+
+
 class Interrupt:
     """Replace the training step's ``collate`` so that training raises KeyboardInterrupt before step ``at``."""
 

@@ -8,26 +8,15 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from subprobe.cli import main
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 from subprobe.masking import hard_concrete as hc
 from subprobe.masking.constraint import DensityLagrangian, expected_density
-from subprobe.masking.masked_linear import MaskedLinear
 from subprobe.training.schedules import constraint_ramp
 from tests.conftest import probe_argv
-
-#: log-alpha at which P(z != 0) = 1/2
-HALF = -(2 / 3) * math.log(11)
-
-
-def _masked(out_f: int, in_f: int, block: tuple[int, int], values: list[float]) -> MaskedLinear:
-    module = MaskedLinear(nn.Linear(in_f, out_f), block, "strided")
-    with torch.no_grad():
-        module.log_alpha.copy_(torch.tensor(values).reshape(module.log_alpha.shape))
-    return module
+from tests.test_subnetwork import HALF, _masked
 
 
 def test_expected_density_is_weighted_by_the_weights_each_unit_governs() -> None:
@@ -164,15 +153,9 @@ def test_tiny_run_ends_near_the_target_density(tiny_bert, tiny_ud, tmp_path) -> 
 def test_interrupted_target_density_run_resumes_exactly(tiny_bert, tiny_ud, tmp_path, monkeypatch, capsys) -> None:
     """The multipliers, their Adam state and the ramp's start density (set at step 2) come back from the checkpoint
     written at step 8."""
-    from tests.test_resume import Interrupt, argv_for, assert_same_run
+    from tests.test_resume import resumed_equals_uninterrupted
 
     extra = ("--target-density", "0.5", "--lambda-start", "0.1", "--lambda-end", "0.5", "--checkpoint-every", "4")
-    reference, out = tmp_path / "reference", tmp_path / "run"
-    assert main(argv_for(tiny_bert, tiny_ud, reference, *extra)) == 0
-    interrupt = Interrupt(monkeypatch, 10)
-    assert main(argv_for(tiny_bert, tiny_ud, out, *extra)) == 130
-    monkeypatch.setattr("subprobe.training.step.collate", interrupt.original)
-    assert main(["probe", "--resume", str(out), "--no-progress"]) == 0
-    assert_same_run(reference, out)
+    out = resumed_equals_uninterrupted(tiny_bert, tiny_ud, tmp_path, monkeypatch, *extra)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["multipliers"][1] > 0
