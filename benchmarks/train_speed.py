@@ -1,6 +1,6 @@
 """Training and evaluation speed of subprobe against a naive paper-style implementation, in one run.
 
-    python benchmarks/train_speed.py [--quick] [--threads N] [--out bench-out/train_speed.json]
+    python benchmarks/train_speed.py [--quick | --smoke] [--threads N] [--out bench-out/train_speed.json]
 
 Everything runs in ONE process and the variants are INTERLEAVED: many rounds, each giving every
 variant a short timed window in turn (the order rotates), so that load from other processes hits
@@ -10,6 +10,8 @@ all variants alike and the ratios stay meaningful on a busy machine. Measured:
   naive baseline (``benchmarks/naive_baseline.py``), (b) subprobe fp32, (c) subprobe bf16, through
   subprobe's own code path (``build_probe``, ``bucketed_batches``, ``collate``, ``task.loss``, the
   L0 penalty, Adam); also per-weight masks, and ``sdpa`` attention against the default (eager);
+* the same step for dependency parsing (EWT, biaffine head) and NER (CoNLL-2003, when its folder is
+  there) at the default precision: ``dep_vs_upos`` and ``ner_vs_upos`` are their words/s over UPOS's;
 * the fp32 and bf16 matmul peaks (2048 x 2048, best of several, measured between the windows),
   FLOPs per wordpiece of an SP step (counted from the model config) and the achieved fraction;
 * dev evaluation sentences/s (naive vs ``subprobe.training.evaluate.evaluate``), interleaved over
@@ -21,8 +23,10 @@ all variants alike and the ratios stay meaningful on a busy machine. Measured:
 
 Writes JSON (``speedup_vs_naive``, ``peak_fraction``, ``eval_speedup_vs_naive``,
 ``mlp_cache_speedup`` and every raw figure) and prints a table. ``--quick`` runs the same
-measurements with shorter windows and subsets (under 5 minutes). On a loaded machine, ``--threads 1``
-gives steadier ratios: two OpenMP threads sharing a core with another process stall each other.
+measurements with shorter windows and subsets (under 5 minutes); ``--smoke`` only checks that every
+part runs (one step per variant on small subsets, no memory subprocess: its figures mean nothing). On a
+loaded machine, ``--threads 1`` gives steadier ratios: two OpenMP threads sharing a core with another
+process stall each other.
 """
 
 from __future__ import annotations
@@ -72,8 +76,17 @@ def data_root(arg: str | None) -> Path:
 
 def load_upos(root: Path, tokenizer, max_length: int, n_train: int | None = None, n_dev: int | None = None):
     """UPOS train and dev sets prepared as a run prepares them (:func:`subprobe.data.pipeline.prepare_splits`)."""
-    task = get_task("upos")
+    return load_task("upos", root, tokenizer, max_length, n_train, n_dev)
+
+
+def load_task(
+    name: str, root: Path, tokenizer, max_length: int, n_train: int | None = None, n_dev: int | None = None
+):
+    """A task's train and dev sets prepared as a run prepares them; None when its data folder is missing."""
+    task = get_task(name)
     folder = root / task.data_folder
+    if not folder.is_dir():
+        return None
     paths = {split: folder / task.data_files[split] for split in ("train", "dev")}
     raw = read_splits(task, paths, max_train_samples=n_train, max_eval_samples=n_dev)
     splits, vocabs = prepare_splits(task, raw, tokenizer, max_length)
@@ -89,7 +102,18 @@ def words_and_labels(dataset: Dataset, field: str = "upos") -> tuple[list[list[s
 
 def probe_config(precision: str, granularity: str = "neuron", **kw) -> ProbeConfig:
     kw.setdefault("probe", "subnetwork")
-    return ProbeConfig(task="upos", granularity=granularity, precision=precision, **kw).resolved()
+    kw.setdefault("task", "upos")
+    return ProbeConfig(granularity=granularity, precision=precision, **kw).resolved()
+
+
+def task_ratios(train_stats: dict[str, dict], reference: str) -> dict[str, float | None]:
+    """``dep_vs_upos`` / ``ner_vs_upos``: words/s of the ``dep`` / ``ner`` variants over ``reference``'s
+    (UPOS at the same precision); None for a variant that did not run."""
+    base = train_stats[reference]["words_per_s"]
+    return {
+        f"{name}_vs_upos": (train_stats[name]["words_per_s"] / base if name in train_stats else None)
+        for name in ("dep", "ner")
+    }
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -311,7 +335,9 @@ def run_memory_child(precision: str, root: Path) -> dict:
 
 def run(args) -> dict:
     root = data_root(args.data_dir)
-    quick = args.quick
+    smoke = getattr(args, "smoke", False)
+    quick = args.quick or smoke
+    n_train = n_dev_read = 64 if smoke else None  # --smoke: small subsets, one step per variant
     log = print
     torch.manual_seed(0)
     load_start = os.getloadavg()
@@ -319,7 +345,8 @@ def run(args) -> dict:
     default_precision = ProbeConfig().resolved().precision
     encoder, tokenizer = load_encoder(args.model)
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
-    task, train_set, dev_set, vocabs = load_upos(root, tokenizer, max_length)
+    task, train_set, dev_set, vocabs = load_upos(root, tokenizer, max_length, n_train, n_dev_read)
+    others = {name: load_task(name, root, tokenizer, max_length, n_train, n_dev_read) for name in ("dep", "ner")}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     mcfg = encoder.config
     log(
@@ -348,8 +375,15 @@ def run(args) -> dict:
         "fp32_sdpa": SubprobeRunner(fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("fp32")),
         "bf16_sdpa": SubprobeRunner(fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("bf16")),
     }
+    for name, loaded in others.items():  # the same step on the other tasks, at the default precision
+        if loaded is None:
+            log(f"no {name} data under {root}: its variant is left out")
+            continue
+        other_task, other_train, _, other_vocabs = loaded
+        cfg = probe_config(default_precision, task=name)
+        variants[name] = SubprobeRunner(fresh(), other_task, other_train, other_vocabs, pad_id, cfg)
     for runner in variants.values():  # warm-up (allocator, kernels), not timed
-        for _ in range(2):
+        for _ in range(1 if smoke else 2):
             runner.step()
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
 
@@ -357,7 +391,7 @@ def run(args) -> dict:
         peaks["fp32"].append(matmul_peak(torch.float32))
         peaks["bf16"].append(matmul_peak(torch.bfloat16))
 
-    rounds, window = (8, 1.5) if quick else (12, 4.0)  # many short windows: load from other processes averages out
+    rounds, window = (1, 0.0) if smoke else (8, 1.5) if quick else (12, 4.0)  # many short windows: load averages out
     log(f"training: {rounds} rounds x {len(variants)} variants x {window:.0f} s windows")
     train_stats = interleaved(
         {k: v.step for k, v in variants.items()}, rounds, window, mcfg, between=measure_peaks, log=log
@@ -365,7 +399,7 @@ def run(args) -> dict:
     peak = {k: max(v) for k, v in peaks.items()}
 
     # ---- dev evaluation: naive vs subprobe, interleaved windows over chunks of the dev set
-    n_dev = 512 if quick else len(dev_set.encoded)
+    n_dev = min(512, len(dev_set.encoded)) if quick else len(dev_set.encoded)
     chunk = 256
     chunks = [Dataset("dev", dev_set.sentences, dev_set.encoded[i : i + chunk]) for i in range(0, n_dev, chunk)]
     cursor = {"naive": 0, "fp32": 0, "bf16": 0}
@@ -380,7 +414,7 @@ def run(args) -> dict:
             correct[name].append(variants[name].evaluate(part, vocabs)["accuracy_macro"])
         return len(part.encoded), [len(e.input_ids) for e in part.encoded]
 
-    eval_rounds, eval_window = (5, 2.0) if quick else (6, 5.0)
+    eval_rounds, eval_window = (1, 0.0) if smoke else (5, 2.0) if quick else (6, 5.0)
     log(f"evaluation: {eval_rounds} rounds x 3 variants x {eval_window:.0f} s windows over {n_dev} dev sentences")
     for name in cursor:  # warm-up
         eval_step(name)
@@ -396,6 +430,8 @@ def run(args) -> dict:
     # ---- MLP-1 sweep (subprobe's --probe mlp) with and without cached features
     d = mcfg.hidden_size
     ranks = [r for r in PAPER_RANKS[:-1] if r < d] + [d]
+    if smoke:
+        ranks = [ranks[0], d]
     mlp_train = train_set if not quick else Dataset("train", train_set.sentences, train_set.encoded[:1024])
     mlp_encoder = fresh()
     runners = {
@@ -410,6 +446,8 @@ def run(args) -> dict:
     cache_words = sum(e.n_words for e in mlp_train.encoded)
     cache_full_seconds = cache_seconds * sum(e.n_words for e in train_set.encoded) / cache_words
     mlp_windows = {"uncached": 0.6, "cached": 0.3} if quick else {"uncached": 3.0, "cached": 1.0}
+    if smoke:
+        mlp_windows = {"uncached": 0.0, "cached": 0.0}
     mlp_stats = {}
     log(f"MLP-1: {len(ranks)} ranks; features of {cache_words} words cached in {cache_seconds:.1f} s")
     for rank in ranks:
@@ -420,7 +458,7 @@ def run(args) -> dict:
             for name, runner in runners[rank].items():
                 start = time.perf_counter()
                 n = 0
-                while time.perf_counter() - start < mlp_windows[name]:
+                while n == 0 or time.perf_counter() - start < mlp_windows[name]:  # one step at least
                     runner.step()
                     n += 1
                 stats[name]["seconds"] += time.perf_counter() - start
@@ -435,7 +473,7 @@ def run(args) -> dict:
         by_epochs[epochs] = {"uncached_s": uncached, "cached_s": cached, "speedup": uncached / cached}
 
     # ---- memory at the paper's scale (subprocess each, to isolate RSS)
-    memory = [run_memory_child(p, root) for p in ([default_precision] if quick else ["fp32", "bf16"])]
+    memory = [] if smoke else [run_memory_child(p, root) for p in ([default_precision] if quick else ["fp32", "bf16"])]
 
     # ---- figures
     naive_wps = train_stats["naive"]["words_per_s"]
@@ -444,11 +482,13 @@ def run(args) -> dict:
     result = {
         "benchmark": "train_speed",
         "quick": quick,
+        "smoke": smoke,
         "model": args.model,
         "task": "upos",
         "granularity": "neuron",
         "default_precision": default_precision,
         "speedup_vs_naive": {p: train_stats[p]["words_per_s"] / naive_wps for p in ("fp32", "bf16")},
+        **task_ratios(train_stats, default_precision),
         "peak_fraction": {p: train_stats[p]["gflops"] / peak[p] for p in ("fp32", "bf16")},
         "eval_speedup_vs_naive": eval_sps[default_precision] / eval_sps["naive"],
         "eval_speedup_vs_naive_by_precision": {p: eval_sps[p] / eval_sps["naive"] for p in ("fp32", "bf16")},
@@ -542,6 +582,9 @@ def table(res: dict) -> str:
         f"subprobe {res['default_precision']} per-weight",
         res["default_precision"],
     )
+    for name, label in (("dep", "dep (biaffine)"), ("ner", "NER")):
+        if name in tr:
+            labels[name] = (f"subprobe {res['default_precision']} {label}", res["default_precision"])
     for key, (label, prec) in labels.items():
         s = tr[key]
         lines.append(
@@ -555,6 +598,8 @@ def table(res: dict) -> str:
         f"{fpw['attention'] / 1e6:.1f} attention)",
         f"attention kernel measured faster: fp32 {res['attention']['fp32']['faster']}, "
         f"bf16 {res['attention']['bf16']['faster']}",
+        "words/s over UPOS at the same precision: "
+        + ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in res.items() if k.endswith("_vs_upos")),
     ]
     ev = res["eval"]["sentences_per_s"]
     lines.append(
@@ -596,6 +641,9 @@ def table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short version (under 5 minutes)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="check that every part runs: one step each on small subsets (no timing)"
+    )
     parser.add_argument("--out", default="bench-out/train_speed.json", help="JSON output path")
     parser.add_argument("--data-dir", default=None, help="dataset root (default: $SUBPROBE_DATA or ../shared/data)")
     parser.add_argument("--model", default=DEFAULT_MODEL)

@@ -145,7 +145,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         scores=scores,
         soft_scores=soft_scores,
         masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
-        mask_source=mask_source_facts(cfg) if subnetwork is not None else None,
+        mask_source=mask_source_facts(cfg, outcome.projection) if subnetwork is not None else None,
         coverage=built.coverage,  # masked weights / block projection weights, missing roles
         num_attention_heads=num_attention_heads(data.encoder.config),
         reset_params=reset_params,
@@ -254,10 +254,13 @@ def fixed_masks(cfg: ProbeConfig):
     return fixed_mask(cfg.mask_source, run.read_masks(), seed)
 
 
-def mask_source_facts(cfg: ProbeConfig) -> dict:
-    """``metrics.json``'s ``mask_source``, ``mask_source_run``, ``mask_seed`` and ``target_density``."""
+def mask_source_facts(cfg: ProbeConfig, projection=None) -> dict:
+    """``metrics.json``'s ``mask_source``, ``mask_source_run``, ``mask_seed`` and ``target_density`` (with its
+    final rounding, ``projection``: :class:`subprobe.masking.constraint.Projection`)."""
     source_run = cfg.random_mask_like or cfg.complement_of
     facts = {"mask_source": cfg.mask_source, "mask_source_run": source_run, "target_density": cfg.target_density}
+    if projection is not None:
+        facts.update(projection.facts())
     if cfg.random_mask_like:
         facts["mask_seed"] = cfg.seed if cfg.mask_seed is None else cfg.mask_seed
     return facts

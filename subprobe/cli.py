@@ -85,14 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a grid of probes (YAML: axes and profiles) into a resumable store")
     sweep.add_argument(
-        "grid", help="grid YAML file, or a built-in grid name (table1, table2, figure1, figure2, selectivity)"
+        "grid", help="grid YAML file, or a built-in grid name (table1, table2, figure1, figure2, selectivity, density)"
     )
     _add_grid_arguments(sweep)
 
     reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments and write its table")
     reproduce.add_argument(
-        "what", choices=["table1", "table2", "figure1", "figure2", "selectivity"],
-        help="which experiment (selectivity: task and control-task runs of the subnetwork and MLP-1 probes)",
+        "what", choices=["table1", "table2", "figure1", "figure2", "selectivity", "density"],
+        help="which experiment (selectivity: task and control-task runs of the subnetwork and MLP-1 probes; "
+        "density: neuron subnetworks at target densities 0.02 .. 0.7, accuracy against density)",
     )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(

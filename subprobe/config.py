@@ -153,9 +153,11 @@ class ProbeConfig:
     lambda_start: float = option(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
     lambda_end: float = option(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
     target_density: float | None = option(
-        None, "keep this fraction of the masked weights: a Lagrangian constraint on the expected density, its target "
+        None, "keep this fraction of the masked weights: a Lagrangian constraint on the hard density, its target "
         "ramped from the initial density to this value over --lambda-start .. --lambda-end, instead of a penalty "
-        "weight (excludes --lambda-max)", group="masks", probes=("subnetwork",),
+        "weight (excludes --lambda-max); after the ramp it is held exactly: every step rounds the hard mask to the "
+        "closest kept count by flipping the units nearest the threshold",
+        group="masks", probes=("subnetwork",),
     )
     random_mask_like: str | None = option(
         None, "a control: freeze a random hard mask keeping as many units in every matrix as RUN_DIR's mask "
@@ -194,7 +196,7 @@ class ProbeConfig:
         group="training", probes=("subnetwork",), on_resume="may-change",
     )
     multiplier_lr: float = option(
-        0.1, "--target-density: learning rate of the Lagrange multipliers (gradient ascent)",
+        1.0, "--target-density: learning rate of the Lagrange multipliers (gradient ascent)",
         group="training", probes=("subnetwork",), on_resume="may-change",
     )
     head_lr: float | None = option(

@@ -1,5 +1,5 @@
-"""``subprobe reproduce table1|table2|figure1|figure2|selectivity``: run the paper's grids (and the selectivity
-grid) into a store and write the tables, or the figures' numbers and plots."""
+"""``subprobe reproduce table1|table2|figure1|figure2|selectivity|density``: run the paper's grids (and the
+selectivity and density grids) into a store and write the tables, or the figures' numbers and plots."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from subprobe.runs import write_json, write_text
 TABLES = ("table1", "table2")
 FIGURES = ("figure1", "figure2")
 #: Grids of the probing literature beyond the paper, each written as one report table.
-EXTRAS = ("selectivity",)
+EXTRAS = ("selectivity", "density")
 
 
 def reproduce(
@@ -59,6 +59,8 @@ def reproduce(
         return _figure(what, wanted, store, counts, echo)
     if what == "selectivity":
         return _selectivity(wanted, store, counts, echo)
+    if what == "density":
+        return _density(wanted, store, counts, echo)
     build = tables.table1 if what == "table1" else tables.table2
     markdown, csv_text = build(results, "dev", model_name)
     test_md, _ = build(results, "test", model_name)
@@ -96,6 +98,21 @@ def _selectivity(wanted: set[str], store, counts: dict, echo) -> dict:
     echo(f"selectivity: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
          f"{counts['failed']} failed; table in {root}")
     return {"counts": counts, "rows": table.rows, "markdown": markdown}
+
+
+def _density(wanted: set[str], store, counts: dict, echo) -> dict:
+    """Accuracy against density (subnetworks at target densities): numbers and plots into the store root."""
+    from subprobe.report import figures
+    from subprobe.report.loading import load_results
+
+    root = Path(store.root)
+    results = [r for r in load_results(root) if Path(r["run_dir"]).name in wanted]
+    written = figures.write_density(results, root)
+    echo(written["markdown"])
+    echo(f"density: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
+         f"{counts['failed']} failed; density.{{md,csv,json}} and figures/density-<task>.{{png,svg}} in {root}")
+    return {"counts": counts, "report": written["report"], "rows": written["table"].rows,
+            "markdown": written["markdown"], "images": written["images"]}
 
 
 def _figure(what: str, wanted: set[str], store, counts: dict, echo) -> dict:

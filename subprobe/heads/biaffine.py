@@ -22,6 +22,12 @@ Differences from the paper's code (see REFERENCE_NOTES.md 1.9), all deliberate:
 * Self-loops (a word heading itself) and padding positions get a large negative arc score.
 * MLP activation: ReLU as in the paper's code (``activation="leaky_relu"`` gives Dozat &
   Manning's LeakyReLU(0.1)), followed by dropout.
+
+Speed: with ``compute_dtype=torch.bfloat16`` (runs whose encoder runs bf16) the training forward casts
+the features and the (fp32) weights to bf16 for the matmuls; scores go to fp32 before the cross
+entropies, so the loss is accumulated in fp32 and the parameters and their gradients stay fp32.
+Evaluation (``eval()``) scores in fp32. The relation loss scores the words only (not ROOT and padding);
+decoding (MST) runs only in :meth:`BiaffineHead.decode_heads`, never in :meth:`BiaffineHead.loss`.
 """
 
 from __future__ import annotations
@@ -67,6 +73,17 @@ def _append_ones(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_ones(x.shape[:-1] + (1,))], dim=-1)
 
 
+def _run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)`` with each Linear's weights cast to ``x``'s dtype (no-op casts for fp32 inputs)."""
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            bias = None if layer.bias is None else layer.bias.to(x.dtype)
+            x = F.linear(x, layer.weight.to(x.dtype), bias)
+        else:
+            x = layer(x)
+    return x
+
+
 class BiaffineHead(nn.Module):
     """Dozat & Manning biaffine parser head: arc scores over heads and relation scores.
 
@@ -77,6 +94,8 @@ class BiaffineHead(nn.Module):
         label_dim: relation MLP size (paper: 256).
         dropout: dropout after each MLP (paper: 0.33).
         activation: ``"relu"`` (paper's code) or ``"leaky_relu"`` (Dozat & Manning).
+        compute_dtype: dtype of the training matmuls (``torch.bfloat16`` or ``"bf16"``: bf16 with fp32
+            parameters and loss); ``None``: the parameters' (fp32).
     """
 
     def __init__(
@@ -87,8 +106,16 @@ class BiaffineHead(nn.Module):
         label_dim: int = 256,
         dropout: float = 0.33,
         activation: str = "relu",
+        compute_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
+        if compute_dtype == "bf16":
+            compute_dtype = torch.bfloat16
+        elif compute_dtype in ("fp32", torch.float32):
+            compute_dtype = None
+        if compute_dtype not in (None, torch.bfloat16):
+            raise ValueError(f"compute_dtype must be None, fp32 or bf16, got {compute_dtype!r}")
+        self.compute_dtype: torch.dtype | None = compute_dtype
         if n_labels < 1:
             raise ValueError(f"n_labels must be >= 1, got {n_labels}")
         self.d_in = d_in
@@ -114,14 +141,17 @@ class BiaffineHead(nn.Module):
                 f"expected features [B, 1+W, d] and word_mask [B, 1+W], got "
                 f"{tuple(features.shape)} and {tuple(word_mask.shape)}"
             )
-        dep = _append_ones(self.arc_dep(features))  # [B, T, a+1]
-        head = self.arc_head(features)  # [B, T, a]
-        arc = torch.matmul(torch.matmul(dep, self.arc_weight), head.transpose(1, 2))  # [B,T,T]
+        if self.compute_dtype is not None and self.training:
+            features = features.to(self.compute_dtype)
+        dep = _append_ones(_run_mlp(self.arc_dep, features))  # [B, T, a+1]
+        head = _run_mlp(self.arc_head, features)  # [B, T, a]
+        arc = torch.matmul(torch.matmul(dep, self.arc_weight.to(dep.dtype)), head.transpose(1, 2))  # [B,T,T]
         valid_head = word_mask.clone()
         valid_head[:, 0] = True  # ROOT is a valid head
         invalid = ~valid_head[:, None, :] | torch.eye(arc.shape[1], dtype=torch.bool, device=arc.device)[None]
         arc = arc.masked_fill(invalid, torch.finfo(arc.dtype).min)
-        return BiaffineOutput(arc_scores=arc, rel_dep=self.rel_dep(features), rel_head=self.rel_head(features))
+        rel_dep, rel_head = _run_mlp(self.rel_dep, features), _run_mlp(self.rel_head, features)
+        return BiaffineOutput(arc_scores=arc, rel_dep=rel_dep, rel_head=rel_head)
 
     def label_scores(self, out: BiaffineOutput, heads: torch.Tensor) -> torch.Tensor:
         """Relation scores ``[B, 1+W, n_labels]`` of each dependent given its head index.
@@ -156,17 +186,36 @@ class BiaffineHead(nn.Module):
     ) -> torch.Tensor:
         """Arc cross-entropy + relation cross-entropy (relations from gold heads).
 
-        Each term is averaged over real words (``word_mask``); gold entries of -100 are ignored.
+        Each term is averaged over real words (``word_mask``); gold entries of -100 are ignored. The
+        relation scores are computed for those words only; the cross entropies run in fp32.
         """
         arc_ok = word_mask & (heads != IGNORE_INDEX)
         rel_ok = word_mask & (rels != IGNORE_INDEX) & (heads != IGNORE_INDEX)
         arc_logits = out.arc_scores[arc_ok].float()
         arc_loss = F.cross_entropy(arc_logits, heads[arc_ok], reduction="sum")
         arc_loss = arc_loss / arc_ok.sum().clamp(min=1)
-        rel_logits = self.label_scores(out, heads)[rel_ok].float()
+        rel_logits = self._word_label_scores(out, heads, rel_ok).float()
         rel_loss = F.cross_entropy(rel_logits, rels[rel_ok], reduction="sum")
         rel_loss = rel_loss / rel_ok.sum().clamp(min=1)
         return arc_loss + rel_loss
+
+    def _word_label_scores(self, out: BiaffineOutput, heads: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """Relation scores ``[N, n_labels]`` of the N positions where ``words`` is True, given ``heads``:
+        :meth:`label_scores` ``[words]``, computed for those rows only.
+
+        ``s[i, l] = d_i^T (W_l h)`` with ``W_l h`` computed once per distinct head ``h`` (a word heads
+        several words or none), so the big product has one row per head rather than one per word:
+        about half the FLOPs of :meth:`label_scores`, same values up to rounding."""
+        batch_idx, _ = words.nonzero(as_tuple=True)
+        b, t, k = out.rel_head.shape
+        heads_at, inverse = torch.unique(batch_idx * t + heads[words].clamp(min=0), return_inverse=True)
+        head = _append_ones(out.rel_head.reshape(b * t, k).index_select(0, heads_at))  # [H, k+1]
+        dep = _append_ones(out.rel_dep[words])  # [N, k+1]
+        n, k1 = dep.shape
+        # (head @ W.view(L * (k+1), k+1)^T)[h, l * (k+1) + a] = (W_l h)[a]; the transpose is a view
+        weight = self.rel_weight.to(dep.dtype).view(self.n_labels * k1, k1)
+        head_w = (head @ weight.t()).view(-1, self.n_labels, k1)  # [H, L, k+1]
+        return torch.bmm(head_w.index_select(0, inverse), dep.unsqueeze(-1)).view(n, self.n_labels)
 
     @torch.no_grad()
     def decode_heads(self, out: BiaffineOutput, word_mask: torch.Tensor, method: str = "mst") -> torch.Tensor:

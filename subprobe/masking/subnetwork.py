@@ -19,6 +19,8 @@ from subprobe.masking.shared import install_shared_masks, mask_groups
 from subprobe.models.targets import MaskTarget
 
 PENALTIES = ("matrix-mean", "param-mean")
+#: Largest number of mask logits for which :func:`l0_penalty` concatenates them (a copy of them all).
+CONCAT_MAX_MASKS = 1 << 22
 
 
 def install_masks(
@@ -61,8 +63,20 @@ def _replace(model: nn.Module, parts: list[tuple[str, tuple]], layout: str, **kw
 def l0_penalty(masked: list[MaskedLinear], normalisation: str = "matrix-mean") -> torch.Tensor:
     """Expected L0: mean per matrix then over matrices (paper), or mean over all mask parameters.
 
-    A mask shared by several matrices (``--granularity head | layer``) counts once, as one matrix."""
+    A mask shared by several matrices (``--granularity head | layer``) counts once, as one matrix.
+    Up to :data:`CONCAT_MAX_MASKS` masks in all, the logits are concatenated and go through one
+    elementwise chain (a few kernels instead of a few per matrix); the result equals the per-matrix sum
+    to float rounding."""
     logits = mask_groups(masked)
+    if normalisation not in PENALTIES:
+        raise ConfigError(f"--penalty {normalisation!r} is not known; use one of {', '.join(PENALTIES)}")
+    sizes = [la.numel() for la in logits]
+    if len(logits) > 1 and sum(sizes) <= CONCAT_MAX_MASKS and len({la.device for la in logits}) == 1:
+        p = hc.expected_l0(torch.cat([la.reshape(-1) for la in logits]))
+        if normalisation == "param-mean":
+            return p.sum() / sum(sizes)
+        lengths = torch.tensor(sizes, device=p.device)
+        return torch.segment_reduce(p, "mean", lengths=lengths).mean()
     if normalisation == "matrix-mean":
         return torch.stack([hc.expected_l0(la).mean() for la in logits]).mean()
     if normalisation == "param-mean":

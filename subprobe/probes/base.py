@@ -86,7 +86,7 @@ class BuiltProbe:
     #: subnetwork probes: which block projections are masked (see subprobe.models.targets.Discovery)
     coverage: dict | None = None
     #: --target-density: the Lagrangian (its multipliers are trained by ascent) and the target density p;
-    #: ``penalty`` then returns the expected density s (see subprobe.masking.constraint)
+    #: ``penalty`` then returns the density s (hard in value, expected in gradient; see subprobe.masking.constraint)
     constraint: nn.Module | None = None
     target_density: float | None = None
 

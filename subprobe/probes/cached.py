@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -9,40 +10,97 @@ from subprobe.data.batching import Batch, Dataset, bucketed_batches, collate
 from subprobe.device import module_device
 
 
+class FeatureStore:
+    """Every cached sentence's ``[1+n, d]`` word features, packed into one tensor.
+
+    Row 0 of :attr:`packed` is zeros (what padding slots read); a sentence's rows follow at ``offset``.
+    ``rows`` maps a sentence's key (its subword ids) to ``(offset, 1+n)``. The rows are stored in bfloat16
+    when every feature value is a bfloat16 number (a bf16 encoder with first/last pooling), else in float32:
+    lookups give back exactly the features that were stored.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, tuple[int, int]] = {}
+        self.packed: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.rows
+
+    def add(self, keys: list[bytes], chunks: list[torch.Tensor]) -> None:
+        """Append the rows of new sentences (``chunks[i]`` holds ``keys[i]``'s rows)."""
+        if not chunks:
+            return
+        parts = ([self.packed] if self.packed is not None else []) + chunks
+        if self.packed is None:
+            parts.insert(0, chunks[0].new_zeros(1, chunks[0].shape[-1]))
+        dtype = torch.bfloat16 if all(_bf16_exact(c) for c in parts) else torch.float32
+        offset = 1 if self.packed is None else self.packed.shape[0]
+        for key, chunk in zip(keys, chunks):
+            self.rows[key] = (offset, chunk.shape[0])
+            offset += chunk.shape[0]
+        self.packed = torch.cat([c.to(dtype) for c in parts])
+
+    def lookup(self, keys: list[bytes], width: int) -> torch.Tensor:
+        """Features ``[len(keys), width, d]`` (float32), zeros after each sentence's rows: one gather."""
+        if self.packed is None:
+            raise KeyError("the feature cache is empty: call CachedFeatures.fill first")
+        where = np.array([self.rows[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        slots = np.arange(width)
+        index = np.where(slots < where[:, 1:], where[:, :1] + slots, 0)  # row 0 = zeros
+        rows = self.packed.index_select(0, torch.from_numpy(index.reshape(-1)).to(self.packed.device))
+        return rows.view(len(keys), width, -1).float()
+
+
+def _bf16_exact(x: torch.Tensor) -> bool:
+    return x.dtype == torch.bfloat16 or torch.equal(x.to(torch.bfloat16).to(x.dtype), x)
+
+
 class CachedFeatures(nn.Module):
     """Word features from a cache filled by :meth:`fill`; falls back to nothing (must be filled).
 
     Entries are keyed by the sentence's subword ids, so any split can be looked up and identical
-    sentences share one entry. Features are computed in eval mode (no encoder dropout).
+    sentences share one entry. Features are computed in eval mode (no encoder dropout). The cache is one
+    packed tensor (:class:`FeatureStore`); a batch reads it with one ``index_select``.
     """
 
     def __init__(self, features: nn.Module) -> None:
         super().__init__()
         self.source = features
-        self.cache: dict[bytes, torch.Tensor] = {}
+        self.cache = FeatureStore()
 
     @torch.no_grad()
     def fill(self, dataset: Dataset, pooling: str, pad_id: int, batch_size: int = 64) -> None:
-        """Run the encoder once over ``dataset`` and store every sentence's [1+n, d] features."""
+        """Run the encoder once over ``dataset`` and store every new sentence's [1+n, d] features."""
         was_training = self.source.training
         self.source.eval()
         device = module_device(self.source)
+        keys: list[bytes] = []
+        chunks: list[torch.Tensor] = []
+        seen: set[bytes] = set()
         for indices in bucketed_batches(dataset.encoded, batch_size, shuffle=False):
+            todo = []
+            for b, idx in enumerate(indices):
+                key = dataset.encoded[idx].input_ids.tobytes()
+                if key not in self.cache and key not in seen:
+                    seen.add(key)
+                    todo.append((b, idx, key))
+            if not todo:
+                continue
             batch = collate(dataset.encoded, indices, pooling, pad_id).to(device)
             feats = self.source(batch).float()
-            for b, idx in enumerate(indices):
-                e = dataset.encoded[idx]
-                key = e.input_ids.tobytes()
-                if key not in self.cache:
-                    self.cache[key] = feats[b, : e.n_words + 1].clone()
+            if _bf16_exact(feats):  # a bf16 encoder's features: keep half the memory until packed
+                feats = feats.to(torch.bfloat16)
+            for b, idx, key in todo:
+                keys.append(key)
+                chunks.append(feats[b, : dataset.encoded[idx].n_words + 1])
+        self.cache.add(keys, chunks)
         self.source.train(was_training)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         lengths = batch.attention_mask.sum(1).tolist()
-        ids = batch.input_ids.cpu()  # cache keys are the subword ids (the features stay on the device)
-        rows = [self.cache[ids[b, :n].numpy().tobytes()] for b, n in enumerate(lengths)]
-        padded = nn.utils.rnn.pad_sequence(rows, batch_first=True)
-        width = batch.word_index.shape[1]
-        if padded.shape[1] < width:
-            padded = nn.functional.pad(padded, (0, 0, 0, width - padded.shape[1]))
-        return padded
+        ids = batch.input_ids.cpu().numpy()  # cache keys are the subword ids (the features stay on the device)
+        keys = [ids[b, :n].tobytes() for b, n in enumerate(lengths)]
+        return self.cache.lookup(keys, batch.word_index.shape[1])

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from subprobe.errors import ConfigError
-from subprobe.masking.constraint import DensityLagrangian, expected_density
+from subprobe.masking.constraint import DensityLagrangian, controlled_density
 from subprobe.masking.layouts import Granularity
 from subprobe.masking.shared import mask_groups, num_masks
 from subprobe.masking.subnetwork import Subnetwork, install_masks, l0_penalty
@@ -19,7 +19,7 @@ from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
 def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork | None = None) -> BuiltProbe:
     """Install masks on the encoder; train mask logits (``mask_lr``) and the head (``head_lr``).
 
-    ``config.target_density``: the penalty is the expected density and a :class:`DensityLagrangian` holds it at
+    ``config.target_density``: the penalty is the (hard) density and a :class:`DensityLagrangian` holds it at
     the target (multipliers in a maximising group, ``multiplier_lr``). ``fixed``: these masks are installed
     frozen (hard, not trained, not penalised) and only the head trains.
     """
@@ -49,7 +49,7 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: S
         model.add_module("constraint", constraint)  # checkpointed with the other trained parameters
         groups.append({"params": constraint.multipliers, "lr": config.multiplier_lr, "name": "multipliers",
                        "maximize": True})
-        penalty = lambda: expected_density(masked)  # noqa: E731
+        penalty = lambda: controlled_density(masked)  # noqa: E731
     n_masks = num_masks(masked)
     return BuiltProbe(
         model=model,

@@ -1,11 +1,12 @@
-"""Figures 1 and 2 as files: numbers (JSON, CSV, Markdown) and plots (PNG, SVG) in one output directory."""
+"""Figures 1 and 2 (and the accuracy-against-density curve) as files: numbers (JSON, CSV, Markdown) and plots (PNG,
+SVG) in one output directory."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from subprobe.report import localisation, pareto, render
+from subprobe.report import density, localisation, pareto, render
 from subprobe.runs import write_json, write_text
 
 FIGURES_DIR = "figures"
@@ -42,6 +43,28 @@ def write_figure1(results: list[dict], out: str | Path, split: str = "dev", plot
     markdown = render.markdown(summary)
     write_text(out / "pareto.md", markdown)
     return {"report": report, "summary": summary, "markdown": markdown, "images": images}
+
+
+def write_density(results: list[dict], out: str | Path, split: str = "dev", plots: bool = True) -> dict:
+    """density.json, density.csv, density.md and figures/density-<task>.{png,svg}: accuracy against density of
+    the subnetworks trained to a --target-density (:mod:`subprobe.report.density`)."""
+    out = Path(out)
+    report = density.density_report(results, split)
+    models = {e["model"] for e in report}
+    images = []
+    if plots:
+        from subprobe.report import plots as plotting
+
+        for entry in report:
+            stem = out / FIGURES_DIR / slug("density", entry["task"], _model_suffix(entry["model"], models))
+            entry["images"] = [str(p.relative_to(out)) for p in plotting.density_plot(entry, stem)]
+            images.extend(entry["images"])
+    table = density.density_table(report, split)
+    markdown = render.markdown(table)
+    write_json(out / "density.json", report)
+    write_text(out / "density.csv", render.to_csv(table))
+    write_text(out / "density.md", markdown)
+    return {"report": report, "table": table, "markdown": markdown, "images": images}
 
 
 def write_figure2(results: list[dict], out: str | Path, split: str = "dev", num_heads: int | None = None,

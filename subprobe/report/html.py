@@ -76,11 +76,12 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
     write_text(out / "stability.csv", render.to_csv(stable))
     masks_matter = controls_table(results, split)  # learnt vs random-like vs complement
     write_text(out / "mask-controls.csv", render.to_csv(masks_matter))
-    extra = [selective, stable, masks_matter]
-    page = render_html(every, out, Path(runs_dir), split, paper_tables, fig1, fig2, extra)
+    dense = figures.write_density(results, out, split)  # subnetworks at target densities: table and curves
+    extra = [selective, stable, masks_matter, dense["table"]]
+    page = render_html(every, out, Path(runs_dir), split, paper_tables, fig1, fig2, extra, dense)
     index = out / "index.html"
     write_text(index, page)
-    write_text(out / "report.md", render_markdown(every, split, paper_tables, fig1, fig2, extra))
+    write_text(out / "report.md", render_markdown(every, split, paper_tables, fig1, fig2, extra, dense))
     echo(f"report of {len(every)} run(s) from {runs_dir}: {index} (open it in a browser) and {out / 'report.md'}")
     return index
 
@@ -109,7 +110,7 @@ def _pct(value) -> str:
 
 
 def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: dict, fig1: dict, fig2: dict,
-                extra: list[Table] = ()) -> str:
+                extra: list[Table] = (), dense: dict | None = None) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M")
     body = [
         "<h1>subprobe report</h1>",
@@ -129,6 +130,10 @@ def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: di
     body += _localisation_html(fig2, out)
     if extra:
         body += ['<h2 id="controls">Selectivity, stability and mask controls</h2>', render.to_html(extra)]
+    figs = [_figure(e.get("images", []), f"{e['task']} ({e['model']}): accuracy vs density", out)
+            for e in (dense or {}).get("report", [])]
+    if any(figs):
+        body.append('<div class="figures">' + "".join(figs) + "</div>")
     body += _runs_html(results, out)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -236,7 +241,7 @@ def _runs_html(results: list[dict], out: Path) -> list[str]:
 
 
 def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: dict,
-                    extra: list[Table] = ()) -> str:
+                    extra: list[Table] = (), dense: dict | None = None) -> str:
     lines = ["# subprobe report", "", f"{len(results)} finished run(s); metrics on the {split} split.", ""]
     for name in ("table1", "table2"):
         for s in dict.fromkeys((split, "test")):
@@ -258,6 +263,10 @@ def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: d
                 lines.append(f"![{e['task']}, {e['setting']}, λmax={e['selected_lambda']:g}: kept per {kind}]({png})")
     if extra:
         lines += ["", "## Selectivity, stability and mask controls", "", render.markdown(extra).rstrip("\n")]
+    for e in (dense or {}).get("report", []):
+        png = next((p for p in e.get("images", []) if p.endswith(".png")), None)
+        if png:
+            lines += ["", f"![{e['task']}: accuracy vs density]({png})"]
     rows = []
     for m in results:
         key = m["primary_metric"]

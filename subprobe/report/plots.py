@@ -7,6 +7,8 @@ from pathlib import Path
 
 FORMATS = ("png", "svg")
 SETTING_COLOURS = {"pretrained": "#1f77b4", "reset-encoder": "#ff7f0e", "reset-all": "#7f7f7f"}
+#: The y axis name of each task's primary metric.
+METRIC_NAMES = {"upos": "accuracy", "dep": "LAS", "ner": "entity F1"}
 
 
 def _pyplot():
@@ -71,7 +73,7 @@ def pareto_plot(entry: dict, stem: Path) -> list[Path]:
                 ax.annotate(p["label"].replace("paper-", "p"), (p["ln_bits"], p["accuracy"] * 100), fontsize=6,
                             textcoords="offset points", xytext=(3, -8), color=style["color"])
     ax.set_xlabel("complexity, ln(bits)")
-    metric = {"upos": "accuracy", "dep": "LAS", "ner": "entity F1"}.get(entry["task"], "accuracy")
+    metric = METRIC_NAMES.get(entry["task"], "accuracy")
     ax.set_ylabel(f"{entry['split']} {metric} (%)")
     ax.set_title(f"{entry['task']}: accuracy vs complexity ({Path(entry['model']).name})", fontsize=9)
     ax.grid(alpha=0.3)
@@ -130,4 +132,41 @@ def heatmap(values: list[list[float | None]], row_labels: list, col_labels: list
                     ax.text(c, r, f"{data[r, c]:.0f}", ha="center", va="center", fontsize=6,
                             color="white" if data[r, c] < 60 else "black")
     fig.colorbar(image, ax=ax, label="kept (%)")
+    return _save(fig, stem)
+
+
+def density_plot(entry: dict, stem: Path) -> list[Path]:
+    """Accuracy against achieved density (log x): one line per line of a :func:`subprobe.report.density`
+    entry, error bars of one standard deviation over seeds, each point labelled with its target density."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    for i, line in enumerate(entry["lines"]):
+        pts = [p for p in line["points"] if p["density"] is not None and p["density"] > 0]
+        if not pts:
+            continue
+        colour = SETTING_COLOURS.get(line["setting"]) if len(entry["lines"]) > 1 else colours[0]
+        colour = colour or colours[i % len(colours)]
+        label = ", ".join(x for x in (line["setting"], line["granularity"], line["variant"]) if x)
+        xs = [p["density"] for p in pts]
+        ys = [p["accuracy"] * 100 for p in pts]
+        errs = [(p["std"] or 0.0) * 100 for p in pts]
+        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, color=colour, marker="o", markersize=4, linewidth=1.5,
+                    capsize=3, label=label)
+        for p, x, y in zip(pts, xs, ys):
+            ax.annotate(f"p={p['target']:g}", (x, y), fontsize=6, textcoords="offset points", xytext=(3, -9),
+                        color=colour)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    ticks = sorted({p["target"] for line in entry["lines"] for p in line["points"]})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))  # the targets, labelled plainly (not 10^x)
+    ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("achieved density (fraction of masked weights kept, log scale; ticks at the targets)")
+    metric = METRIC_NAMES.get(entry["task"], "accuracy")
+    ax.set_ylabel(f"{entry['split']} {metric} (%)")
+    ax.set_title(f"{entry['task']}: accuracy vs density ({Path(entry['model']).name})", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, stem)

@@ -87,11 +87,16 @@ class DepTask(Task):
     # model
 
     def head_options(self, config) -> dict:
-        return {
+        """Head sizes and decoder; with ``--precision bf16`` (the encoder runs bf16) the head's training
+        matmuls run bf16 too (``compute_dtype``; fp32 parameters and loss, see :class:`BiaffineHead`)."""
+        options = {
             "arc_dim": int(getattr(config, "arc_dim", 1024)),
             "label_dim": int(getattr(config, "label_dim", 256)),
             "decoder": _check_decoder(getattr(config, "decoder", "mst")),
         }
+        if getattr(config, "precision", None) == "bf16":
+            options["compute_dtype"] = "bf16"
+        return options
 
     def run_facts(self) -> dict:
         return {"decoder": self.decoder, "deprel": self.deprel}
@@ -104,6 +109,7 @@ class DepTask(Task):
             arc_dim=options.get("arc_dim", 1024),
             label_dim=options.get("label_dim", 256),
             dropout=options.get("dropout", 0.33),
+            compute_dtype=options.get("compute_dtype"),
         )
 
     def loss(self, head: BiaffineHead, output, batch: Batch) -> torch.Tensor:

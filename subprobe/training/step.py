@@ -20,6 +20,7 @@ from subprobe.device import module_device
 from subprobe.probes.base import BuiltProbe
 from subprobe.tasks.base import Task
 from subprobe.training import distributed
+from subprobe.training.optim import make_adam
 from subprobe.training.schedules import constraint_ramp, lambda_at, warmup_factor
 
 
@@ -43,7 +44,7 @@ class TrainStep:
         self.probe, self.task, self.train_set, self.config = probe, task, train_set, config
         self.pad_id, self.total_steps = pad_id, total_steps
         self.ranks = ranks or distributed.SINGLE
-        self.optimizer = torch.optim.Adam(probe.param_groups, betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = make_adam(probe.param_groups)  # fused where torch supports it
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         #: every parameter the optimiser trains (gradients averaged over processes)
         self.trained = [q for group in self.optimizer.param_groups for q in group["params"]]
@@ -69,10 +70,12 @@ class TrainStep:
             loss, words = torch.zeros((), device=device), 0
         penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
         target = None
-        if probe.constraint is not None:  # penalty = expected density; the Lagrangian holds it at the target
+        holding = False
+        if probe.constraint is not None:  # penalty = density s; the Lagrangian steers it along the ramp
             lam, ramp = 0.0, constraint_ramp(step, self.total_steps, config.lambda_start, config.lambda_end)
             target = None if ramp is None else probe.constraint.target(penalty.detach(), ramp)
-            objective = loss + probe.constraint(penalty, target) if target is not None else loss
+            holding = ramp == 1.0  # the hold phase: the density is rounded to p after the step instead
+            objective = loss + probe.constraint(penalty, target) if target is not None and not holding else loss
         else:
             objective = loss + lam * penalty if lam > 0 else loss
         self.optimizer.zero_grad(set_to_none=True)
@@ -81,4 +84,6 @@ class TrainStep:
         if ranks.active:
             loss, words = distributed.average_gradients(self.trained, loss, words, ranks)
         self.optimizer.step()
+        if holding:
+            probe.constraint.hold(probe.masked)
         return StepOutcome(loss, penalty, words, lam, target)

@@ -14,6 +14,7 @@ from subprobe.data.batching import Dataset, bucketed_batches
 from subprobe.device import module_device
 from subprobe.errors import SubprobeError
 from subprobe.masking import counting
+from subprobe.masking.constraint import Projection
 from subprobe.probes.base import BuiltProbe
 from subprobe.tasks.base import Task
 from subprobe.training.checkpoint import Progress, make_payload, restore, save_checkpoint, truncate_log
@@ -32,6 +33,8 @@ class TrainOutcome:
     seconds: float
     words_per_second: float
     history: list[dict] = field(default_factory=list)
+    #: --target-density: the final rounding of the hard mask to the target (None without it)
+    projection: Projection | None = None
 
 
 def density_of(probe: BuiltProbe) -> float | None:
@@ -176,7 +179,11 @@ def train(
         if log_file:
             log_file.close()
     seconds = time.perf_counter() - start
-    return TrainOutcome(p.step, total, p.stopped, seconds, p.words / max(seconds, 1e-9), history)
+    projection = None
+    if probe.constraint is not None and p.finished:  # --target-density: rounded (if the ramp never ended)
+        probe.constraint.hold(probe.masked)
+        projection = probe.constraint.record(probe.masked)
+    return TrainOutcome(p.step, total, p.stopped, seconds, p.words / max(seconds, 1e-9), history, projection)
 
 
 def _check_finite(probe: BuiltProbe, step: int, loss: float, penalty: float, config, checkpoint_path, last_good):
