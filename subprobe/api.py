@@ -256,7 +256,7 @@ def fixed_masks(cfg: ProbeConfig):
 
 def mask_source_facts(cfg: ProbeConfig, projection=None) -> dict:
     """``metrics.json``'s ``mask_source``, ``mask_source_run``, ``mask_seed`` and ``target_density`` (with its
-    final rounding, ``projection``: :class:`subprobe.masking.constraint.Projection`)."""
+    rounding, ``projection``: :class:`subprobe.masking.constraint.Projection`)."""
     source_run = cfg.random_mask_like or cfg.complement_of
     facts = {"mask_source": cfg.mask_source, "mask_source_run": source_run, "target_density": cfg.target_density}
     if projection is not None:

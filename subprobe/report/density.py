@@ -3,8 +3,8 @@
 A **line** is the runs of one task and model (series) whose settings are all equal but ``--target-density``
 and ``--seed``; a **point** of a line is one target density, its runs (seeds) averaged: the task's primary
 metric on the split (mean and standard deviation), the achieved hard ``density`` and the density before the
-final rounding (``density_before_projection``), both means. Only learnt subnetwork runs with a target density
-count (no penalty-weight runs, no random-like or complement controls, no control tasks).
+first rounding at the end of the ramp (``density_before_projection``), both means. Only learnt subnetwork runs
+with a target density count (no penalty-weight runs, no random-like or complement controls, no control tasks).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def density_table(report: list[dict], split: str = "dev") -> Table:
         density_rows(report),
         notes=["Each row: the runs (seeds) of one --target-density; the metric is their mean ± standard deviation "
                "(in %). Achieved density: the hard mask's kept fraction of the masked weights; before rounding: "
-               "the hard density before the final rounding to the closest kept count. Bits: one per mask "
-               "parameter (the same at every density of a granularity)."],
+               "the hard density the Lagrangian reached by the end of the ramp, before rounding to the closest kept "
+               "count held it. Bits: one per mask parameter (the same at every density of a granularity)."],
         empty="No subnetwork runs with --target-density (`subprobe reproduce density` runs them).",
     )

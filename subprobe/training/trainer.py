@@ -33,7 +33,7 @@ class TrainOutcome:
     seconds: float
     words_per_second: float
     history: list[dict] = field(default_factory=list)
-    #: --target-density: the final rounding of the hard mask to the target (None without it)
+    #: --target-density: the density at the end of the ramp, the units its rounding flipped, the final density
     projection: Projection | None = None
 
 
