@@ -12,23 +12,14 @@ import torch.nn.functional as F
 from subprobe.heads import biaffine
 from subprobe.heads.biaffine import BiaffineHead
 from subprobe.tasks.dep import DepTask
+from tests.test_heads_biaffine import make_batch
 
 D, L = 24, 7
 
 
 def trees(lengths: list[int], seed: int = 0):
     """Random features and random gold heads (a few words head several others), relations, mask."""
-    g = torch.Generator().manual_seed(seed)
-    b, t = len(lengths), max(lengths) + 1
-    features = torch.randn(b, t, D, generator=g)
-    mask = torch.zeros(b, t, dtype=torch.bool)
-    heads = torch.full((b, t), -100, dtype=torch.long)
-    rels = torch.full((b, t), -100, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        mask[i, 1 : n + 1] = True
-        pool = torch.randperm(n + 1, generator=g)[: max(1, n // 2)]  # about half the words head the others
-        heads[i, 1 : n + 1] = pool[torch.randint(len(pool), (n,), generator=g)]
-        rels[i, 1 : n + 1] = torch.randint(0, L, (n,), generator=g)
+    features, mask, heads, rels = make_batch(lengths, seed, dim=D, labels=L, branching=True)
     rels[0, 2] = -100  # an unlabelled word: no relation loss there
     return features, mask, heads, rels
 

@@ -12,18 +12,25 @@ from subprobe.metrics.mst import is_single_rooted_tree
 D = 16
 
 
-def make_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random features, mask, and random gold trees (chains) for sentences of given lengths."""
+def make_batch(
+    lengths: list[int], seed: int = 0, *, dim: int = D, labels: int = 3, branching: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random features, mask, and random gold trees for sentences of given lengths: chains (word k headed by
+    k-1, word 1 by ROOT), or with ``branching`` random heads drawn from about half the words."""
     g = torch.Generator().manual_seed(seed)
     b, t = len(lengths), max(lengths) + 1
-    features = torch.randn(b, t, D, generator=g)
+    features = torch.randn(b, t, dim, generator=g)
     mask = torch.zeros(b, t, dtype=torch.bool)
     heads = torch.full((b, t), -100, dtype=torch.long)
     rels = torch.full((b, t), -100, dtype=torch.long)
     for i, n in enumerate(lengths):
         mask[i, 1 : n + 1] = True
-        heads[i, 1 : n + 1] = torch.arange(0, n)  # word k headed by k-1, word 1 by ROOT
-        rels[i, 1 : n + 1] = torch.randint(0, 3, (n,), generator=g)
+        if branching:
+            pool = torch.randperm(n + 1, generator=g)[: max(1, n // 2)]
+            heads[i, 1 : n + 1] = pool[torch.randint(len(pool), (n,), generator=g)]
+        else:
+            heads[i, 1 : n + 1] = torch.arange(0, n)
+        rels[i, 1 : n + 1] = torch.randint(0, labels, (n,), generator=g)
     return features, mask, heads, rels
 
 

@@ -22,20 +22,25 @@ def _model_suffix(model: str, models: set[str]) -> str:
     return slug(Path(model).name) if len(models) > 1 else ""
 
 
+def _plot_each(report: list[dict], out: Path, kind: str, plot, images: list[str]) -> None:
+    """``plot(entry, stem)`` for every entry (one task and model) into figures/<kind>-<task>[-<model>]; each
+    entry's ``images`` (relative to ``out``) are set and added to ``images``."""
+    models = {e["model"] for e in report}
+    for entry in report:
+        stem = out / FIGURES_DIR / slug(kind, entry["task"], _model_suffix(entry["model"], models))
+        entry["images"] = [str(p.relative_to(out)) for p in plot(entry, stem)]
+        images.extend(entry["images"])
+
+
 def write_figure1(results: list[dict], out: str | Path, split: str = "dev", plots: bool = True) -> dict:
     """pareto.json, pareto-points.csv, pareto-dominance.csv, pareto.md and figures/pareto-<task>.{png,svg}."""
     out = Path(out)
     report = pareto.pareto_report(results, split)
-    models = {r["model"] for r in report}
-    images = []
+    images: list[str] = []
     if plots:
         from subprobe.report import plots as plotting
 
-        for entry in report:
-            stem = out / FIGURES_DIR / slug("pareto", entry["task"], _model_suffix(entry["model"], models))
-            paths = plotting.pareto_plot(entry, stem)
-            entry["images"] = [str(p.relative_to(out)) for p in paths]
-            images.extend(entry["images"])
+        _plot_each(report, out, "pareto", plotting.pareto_plot, images)
     write_json(out / "pareto.json", report)
     write_text(out / "pareto-points.csv", render.to_csv(pareto.points_table(report)))
     write_text(out / "pareto-dominance.csv", render.to_csv(pareto.dominance_table(report)))
@@ -50,15 +55,11 @@ def write_density(results: list[dict], out: str | Path, split: str = "dev", plot
     the subnetworks trained to a --target-density (:mod:`subprobe.report.density`)."""
     out = Path(out)
     report = density.density_report(results, split)
-    models = {e["model"] for e in report}
-    images = []
+    images: list[str] = []
     if plots:
         from subprobe.report import plots as plotting
 
-        for entry in report:
-            stem = out / FIGURES_DIR / slug("density", entry["task"], _model_suffix(entry["model"], models))
-            entry["images"] = [str(p.relative_to(out)) for p in plotting.density_plot(entry, stem)]
-            images.extend(entry["images"])
+        _plot_each(report, out, "density", plotting.density_plot, images)
     table = density.density_table(report, split)
     markdown = render.markdown(table)
     write_json(out / "density.json", report)
