@@ -15,8 +15,7 @@ from subprobe.report.mask_sources import mask_source, target_density
 from subprobe.report.render import Table
 from subprobe.report.selectivity import is_control
 from subprobe.report.stability import NOT_IN_POINT
-from subprobe.report.tables import SETTINGS, TASK_TITLES
-from subprobe.report.tables import _fmt as mean_std
+from subprobe.report.tables import SETTINGS, TASK_TITLES, mean_std
 
 #: Settings that do not make another line: the point's own axis and what never changes a result.
 NOT_IN_LINE = NOT_IN_POINT | {"target_density"}

@@ -85,7 +85,8 @@ def collect(results: list[dict], split: str = "dev") -> dict:
     return cells
 
 
-def _fmt(values: list[float], scale: float = 100.0) -> str:
+def mean_std(values: list[float], scale: float = 100.0) -> str:
+    """``values`` (fractions) as a percentage cell: the mean, with ``± std`` over several values; "–" for none."""
     if not values:
         return "–"
     mean = statistics.fmean(values) * scale
@@ -108,7 +109,7 @@ def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict
 
 
 def _cell(cells: dict, key: tuple, kind: str = "values", scale: float = 100.0) -> str:
-    return _fmt(cells[key][kind], scale) if key in cells else "–"
+    return mean_std(cells[key][kind], scale) if key in cells else "–"
 
 
 def _series_id(prefix: str, i: int) -> str:
