@@ -229,3 +229,24 @@ def test_projection_counts_a_shared_mask_once_over_the_matrices_it_gates() -> No
     done = project_to_density([q, o], 0.5)  # each shared unit governs 32 of the 64 weights
     assert (done.before, done.after, done.flipped_units) == (1.0, 0.5, 1)
     assert shared.log_alpha.tolist() == pytest.approx([3.0, -1e-3])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_projection_keeps_the_top_units_of_a_full_sort(seed) -> None:
+    """Against an independent reference: sort every unit by logit, keep the prefix whose weights come closest to
+    the target. Three matrices whose units govern 8, 4 and 2 weights, random logits and targets."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(8, 12, (8, 1)), (8, 16, (2, 2)), (4, 16, (2, 1))]  # 12 units of 8, 32 of 4, 32 of 2 weights
+    mats = [_masked(o, i, b, (torch.randn(o * i // (b[0] * b[1]), generator=g) * 2).tolist()) for o, i, b in shapes]
+    target = float(torch.rand((), generator=g)) * 0.9 + 0.05
+    logits = torch.cat([m.log_alpha.detach().reshape(-1) for m in mats])
+    sizes = torch.cat([torch.full((m.log_alpha.numel(),), float(m.block[0] * m.block[1])) for m in mats])
+    order = torch.argsort(logits, descending=True)
+    prefix = torch.cat([torch.zeros(1), torch.cumsum(sizes[order], 0)]) / sizes.sum()
+    best = int(torch.argmin((prefix - target).abs()))
+    expected = torch.zeros(logits.numel(), dtype=torch.bool)
+    expected[order[:best]] = True
+    project_to_density(mats, target)
+    got = torch.cat([hc.hard_mask(m.log_alpha.detach()).reshape(-1) > 0 for m in mats])
+    assert torch.equal(got, expected)
+    assert counting.density(mats) == pytest.approx(float(prefix[best]))

@@ -76,12 +76,18 @@ def project_to_density(matrices: Iterable[Masked], target: float) -> Projection:
     """Round the hard masks of ``matrices`` to the kept-weight fraction closest to ``target``.
 
     Units are ranked by mask logit over all matrices; the cut keeps the highest-ranked units whose weights
-    add up closest to ``target`` of all masked weights. Only units on the wrong side of the cut change: a kept
-    unit below it gets logit ``-1e-3`` (dropped), a dropped unit above it ``+1e-3`` (kept), so their soft masks
-    move to about 0.5, where they were nearly. Shared (tied) logits are one unit each.
+    add up closest to ``target`` of all masked weights (between two equally close cuts, the one with fewer
+    flips). Only units on the wrong side of the cut change: a kept unit below it gets logit ``-1e-3``
+    (dropped), a dropped unit above it ``+1e-3`` (kept), so their soft masks move to about 0.5, where they
+    were nearly. Shared (tied) logits are one unit each.
+
+    The hard mask already keeps the highest-ranked units, so only the units nearest the threshold on one side
+    are candidates: no full sort (a per-weight mask of all-MiniLM-L6-v2 has 10.6M units; sorting them took
+    2.4 s, more than a training step), one ``topk`` over the units within a band of the threshold; nothing
+    when the count is already the closest. Measured on that per-weight mask (2 threads): 0.2 s per call with
+    nothing to flip, 0.8 s with 2M flips; neuron masks (27,648 units): 1.4 and 2.7 ms.
     """
     matrices = list(matrices)
-    before = counting.density(matrices)
     groups: dict[int, list[Masked]] = {}  # matrices viewing one set of logits (a shared mask) count together
     for m in matrices:
         groups.setdefault(m.log_alpha.data_ptr(), []).append(m)
@@ -92,24 +98,44 @@ def project_to_density(matrices: Iterable[Masked], target: float) -> Projection:
         for m in groups.values()
     ]).to(logits.device)
     total = sum(counting.masked_weights(m.log_alpha, m.block) for m in matrices)
-    order = torch.argsort(logits, descending=True, stable=True)
-    cumulative = torch.cumsum(sizes[order], 0) / total
-    candidates = torch.cat([torch.zeros(1, device=cumulative.device), cumulative])
-    keep = int(torch.argmin((candidates - target).abs()))  # the first ``keep`` units by logit
-    kept = torch.zeros_like(logits, dtype=torch.bool)
-    kept[order[:keep]] = True
+    kept = hc.hard_mask(logits) > 0
+    kept_weights = float(sizes[kept].sum())
+    gap = kept_weights - target * total  # > 0: too dense, drop kept units; < 0: add dropped ones
+    smallest = float(sizes.min())
+    side = kept if gap > 0 else ~kept
+    most = int(abs(gap) // smallest) + 2  # no more flips can bring it closer
+    flip, moved_weights = torch.zeros_like(kept), 0.0
+    # within half the smallest unit of the target no flip brings it closer: the usual case in the hold phase
+    candidates = _nearest_threshold(-logits if gap > 0 else logits, side, most) if abs(gap) > smallest / 2 else ()
+    if len(candidates):
+        moved = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes[candidates], 0)])
+        count = int(torch.argmin((abs(gap) - moved).abs()))  # flip the first ``count`` candidates
+        flip[candidates[:count]] = True
+        moved_weights = float(moved[count])
     flipped, offset = 0, 0
     with torch.no_grad():
         for m in firsts:
             n = m.log_alpha.numel()
-            want = kept[offset : offset + n].view_as(m.log_alpha)
+            mine = flip[offset : offset + n].view_as(m.log_alpha)
             offset += n
-            has = hc.hard_mask(m.log_alpha) > 0
-            drop, add = has & ~want, want & ~has
-            flipped += int(drop.sum()) + int(add.sum())
-            m.log_alpha.masked_fill_(drop, -_FLIP_MARGIN)
-            m.log_alpha.masked_fill_(add, _FLIP_MARGIN)
-    return Projection(before, counting.density(matrices), flipped)
+            flipped += int(mine.sum())
+            m.log_alpha.masked_fill_(mine, -_FLIP_MARGIN if gap > 0 else _FLIP_MARGIN)
+    after = kept_weights - moved_weights if gap > 0 else kept_weights + moved_weights
+    return Projection(kept_weights / total, after / total, flipped)
+
+
+def _nearest_threshold(height: torch.Tensor, side: torch.Tensor, most: int) -> torch.Tensor:
+    """Indices of the (at most) ``most`` units of ``side`` with the highest ``height`` (all below or at 0 on
+    that side: a unit's distance to the threshold, negated), highest first. Units within a band below 0 are
+    gathered first, the band widened until it holds enough, so the ``topk`` runs over a few units, not all."""
+    band = 0.01
+    while True:
+        pool = (side & (height >= -band)).nonzero().squeeze(1)
+        if pool.numel() >= most or band == float("inf"):
+            break
+        band = band * 16 if band < 1e3 else float("inf")
+    top = torch.topk(height[pool], min(most, pool.numel())).indices
+    return pool[top]
 
 
 class DensityLagrangian(nn.Module):
