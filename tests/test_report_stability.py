@@ -46,3 +46,24 @@ def test_report_shows_the_stability_table(store, tmp_path) -> None:
     assert page.rows["stability"] == 1
     assert "## Stability across seeds" in (tmp_path / "report.md").read_text(encoding="utf-8")
     assert (tmp_path / "stability.csv").read_text().splitlines()[1].endswith("0.5556,0.3333,1.0000,0.6667,0.5000")
+
+
+def test_a_seed_run_twice_counts_once(store, tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    results = load_results(store.root)
+    seed0 = next(r for r in results if r["probe"] == "subnetwork" and r["config"]["seed"] == 0
+                 and r["config"].get("lambda_max") == 1.0)
+    other = next(r for r in results if r["config"].get("lambda_max") == 5.0)  # its masks: [1, 0, 0, 0]
+    rerun = tmp_path / "zz-rerun-of-seed-0"  # sorts after the store's run directories: the first run is kept
+    shutil.copytree(other["run_dir"], rerun)
+    assert str(seed0["run_dir"]) < str(rerun) and Path(seed0["run_dir"]).exists()
+    rows = stability_rows([*results, {**seed0, "run_dir": str(rerun)}])
+    assert rows[0][5:] == [3, "0.5556", "0.3333", "1.0000", "0.6667", "0.5000"]  # as without the rerun
+
+
+def test_a_target_density_point_shows_its_target_not_lambda(store) -> None:
+    results = [{**r, "config": {**r["config"], "target_density": 0.1}} for r in load_results(store.root)]
+    rows = stability_rows(results)
+    assert [row[4] for row in rows] == ["p=0.1"]

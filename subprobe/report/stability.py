@@ -1,8 +1,9 @@
 """Stability of the found subnetworks across seeds: mean pairwise IoU of the kept weights per point.
 
 Subnetwork runs that differ only in ``--seed`` (every other setting that changes a result equal, see
-``in_key`` in :mod:`subprobe.config`) are one point; a point with two or more such runs gets a row:
-the mean, minimum and maximum IoU over all pairs of seeds and the mean weight-level agreement
+``in_key`` in :mod:`subprobe.config`) are one point; a point with two or more seeds gets a row (a
+seed run twice counts once: its first run directory by name): the mean, minimum and maximum IoU over all pairs
+of seeds and the mean weight-level agreement
 (:mod:`subprobe.masking.compare`).
 """
 
@@ -34,6 +35,7 @@ def stability_rows(results: list[dict]) -> list[list]:
             groups.setdefault(_point(r), []).append(r)
     rows = []
     for (series, task, _), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
+        runs = _one_per_seed(runs)
         if len(runs) < 2:
             continue
         subs = [RunDir(r["run_dir"]).read_masks() for r in runs]
@@ -41,7 +43,7 @@ def stability_rows(results: list[dict]) -> list[list]:
         ious = [p.iou for p in pairs]
         config = runs[0].get("config", {})
         rows.append([
-            series, task, runs[0].get("setting", ""), config.get("granularity", ""), config.get("lambda_max", ""),
+            series, task, runs[0].get("setting", ""), config.get("granularity", ""), _strength(config),
             len(runs), f"{sum(ious) / len(ious):.4f}", f"{min(ious):.4f}", f"{max(ious):.4f}",
             f"{sum(p.agreement for p in pairs) / len(pairs):.4f}",
             f"{sum(s.density() for s in subs) / len(subs):.4f}",
@@ -49,12 +51,26 @@ def stability_rows(results: list[dict]) -> list[list]:
     return rows
 
 
+def _strength(config: dict) -> object:
+    """The λmax cell: the penalty weight, or ``p=...`` for a run held at a --target-density (no λ then)."""
+    target = config.get("target_density")
+    return f"p={target:g}" if target is not None else config.get("lambda_max", "")
+
+
+def _one_per_seed(runs: list[dict]) -> list[dict]:
+    """The first run of each seed by run directory: a rerun of a seed says nothing about stability."""
+    first: dict[object, dict] = {}
+    for r in sorted(runs, key=lambda r: str(r["run_dir"])):
+        first.setdefault(r.get("config", {}).get("seed", r.get("seed")), r)
+    return list(first.values())
+
+
 def stability_table(results: list[dict]) -> Table:
     """The stability table of the report (empty text when no point has two seeds)."""
     return Table(
         "stability", "Stability across seeds (weight-level IoU of the kept weights)", HEADER, stability_rows(results),
         notes=["IoU: weights kept by both runs / weights kept by either, averaged over all pairs of seeds of a point "
-               "(a point: every setting equal but --seed). `subprobe compare RUN_A RUN_B` shows one pair by layer "
-               "and role."],
+               "(a point: every setting equal but --seed; a seed run twice counts once, its first run directory). "
+               "`subprobe compare RUN_A RUN_B` shows one pair by layer and role."],
         empty="No subnetwork point has two or more seeds (run a sweep or reproduce with --seeds N).",
     )
