@@ -177,6 +177,19 @@ john NNP I-NP I-ORG
 """
 
 
+def tiny_upos_splits(tiny_bert: Path, tiny_ud: dict[str, Path], max_length: int = 64):
+    """The tiny UD data prepared for UPOS as a run prepares it: ``(task, encoder, tokenizer, splits, vocabs)``."""
+    from subprobe.data.pipeline import prepare_splits, read_splits
+    from subprobe.models.loading import load_encoder
+    from subprobe.tasks.registry import get_task
+
+    task = get_task("upos")
+    encoder, tokenizer = load_encoder(str(tiny_bert))
+    raw = read_splits(task, {k: tiny_ud[k] for k in ("train", "dev")})
+    splits, vocabs = prepare_splits(task, raw, tokenizer, max_length)
+    return task, encoder, tokenizer, splits, vocabs
+
+
 @pytest.fixture(scope="session")
 def tiny_ner(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ner")

@@ -7,19 +7,16 @@ import torch
 
 from benchmarks import train_speed as ts
 from benchmarks.naive_baseline import NaiveMaskedLinear
-from subprobe.data.pipeline import prepare_splits, read_splits
 from subprobe.masking.layouts import expand_mask
 from subprobe.models.loading import load_encoder
-from subprobe.tasks.registry import get_task
 from tests import oracle
+from tests.conftest import tiny_upos_splits
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_bert, tiny_ud):
     torch.manual_seed(0)
-    task = get_task("upos")
-    _, tokenizer = load_encoder(str(tiny_bert))
-    splits, vocabs = prepare_splits(task, read_splits(task, {k: tiny_ud[k] for k in ("train", "dev")}), tokenizer, 64)
+    task, _, tokenizer, splits, vocabs = tiny_upos_splits(tiny_bert, tiny_ud)
     return task, tokenizer, splits["train"], splits["dev"], vocabs
 
 

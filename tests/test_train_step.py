@@ -6,17 +6,13 @@ import pytest
 import torch
 
 from benchmarks import train_speed as ts
-from subprobe.data.pipeline import prepare_splits, read_splits
-from subprobe.models.loading import load_encoder
-from subprobe.tasks.registry import get_task
+from tests.conftest import tiny_upos_splits
 
 
 @pytest.fixture(scope="module")
 def runner(tiny_bert, tiny_ud):
     torch.manual_seed(0)
-    task = get_task("upos")
-    encoder, tokenizer = load_encoder(str(tiny_bert))
-    splits, vocabs = prepare_splits(task, read_splits(task, {k: tiny_ud[k] for k in ("train", "dev")}), tokenizer, 64)
+    task, encoder, _, splits, vocabs = tiny_upos_splits(tiny_bert, tiny_ud)
     # 24 training sentences, batches of 4, 2 epochs: 12 steps; warm-up over int(0.25 * 12) = 3 steps
     cfg = ts.probe_config("fp32", batch_size=4, epochs=2, warmup=0.25, lambda_max=2.0, mask_lr=0.1)
     return ts.SubprobeRunner(encoder, task, splits["train"], vocabs, 0, cfg)

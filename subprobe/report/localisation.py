@@ -308,39 +308,43 @@ def layers_table(report: dict) -> Table:
             paper = loc["paper"]
             for layer, k, t, f, ps, pn in zip(loc["layers"], loc["layer"]["kept"], loc["layer"]["total"],
                                               loc["layer"]["fraction"], paper["mean_soft_qkv"], paper["normalised"]):
-                rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, k, t, _num(f),
-                             _num(ps), _num(pn)])
+                rows.append([*_selection_key(e), layer, k, t, _num(f), _num(ps), _num(pn)])
     header = ["task", "model", "setting", "lambda_max", "layer", "kept", "total", "fraction", "paper_mean_soft_qkv",
               "paper_normalised"]
     return Table("localisation-layers", "", header, rows)
 
 
-def matrix_table(report: dict) -> Table:
-    """Per selected run, layer and matrix type: the kept fraction."""
+def _selection_key(e: dict) -> list:
+    """The first cells of a per-selection row: task, model, setting and the selected lambda_max."""
+    return [e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}"]
+
+
+def _fraction_grid(report: dict, name: str, column: str, grid) -> Table:
+    """One row per selected run, layer and ``column`` value: ``grid(localisation)`` gives the column labels and
+    the per-layer rows of fractions (None: the run has no such grid)."""
     rows = []
     for e in report["selections"]:
-        loc = e["localisation"]
-        if loc:
-            for layer, row in zip(loc["layers"], loc["layer_matrix"]):
-                for role, f in zip(loc["matrix_types"], row):
-                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, role,
-                                 _num(f)])
-    return Table("localisation-matrix", "", ["task", "model", "setting", "lambda_max", "layer", "matrix", "fraction"],
-                 rows)
+        found = grid(e["localisation"] or {})
+        if found:
+            labels, layers, fractions = found
+            for layer, row in zip(layers, fractions):
+                rows.extend([*_selection_key(e), layer, label, _num(f)] for label, f in zip(labels, row))
+    return Table(name, "", ["task", "model", "setting", "lambda_max", "layer", column, "fraction"], rows)
+
+
+def matrix_table(report: dict) -> Table:
+    """Per selected run, layer and matrix type: the kept fraction."""
+    return _fraction_grid(report, "localisation-matrix", "matrix", lambda loc: loc and (
+        loc["matrix_types"], loc["layers"], loc["layer_matrix"]))
 
 
 def heads_table(report: dict) -> Table:
     """Per selected run, layer and attention head: the kept fraction of its Q/K/V/O weights."""
-    rows = []
-    for e in report["selections"]:
-        heads = (e["localisation"] or {}).get("heads")
-        if heads:
-            for layer, row in enumerate(heads["fraction"]):
-                for head, f in enumerate(row):
-                    rows.append([e["task"], e["model"], e["setting"], f"{e['selected_lambda']:g}", layer, head,
-                                 _num(f)])
-    return Table("localisation-heads", "", ["task", "model", "setting", "lambda_max", "layer", "head", "fraction"],
-                 rows)
+    def grid(loc: dict):
+        heads = loc.get("heads")
+        return heads and (range(heads["num_heads"]), range(len(heads["fraction"])), heads["fraction"])
+
+    return _fraction_grid(report, "localisation-heads", "head", grid)
 
 
 def selection_table(report: dict) -> Table:
