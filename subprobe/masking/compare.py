@@ -10,17 +10,33 @@ of the same model compare. Both numbers are symmetric and 1.0 for identical subn
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from subprobe.errors import SubprobeError
 from subprobe.masking import counting
 
-if TYPE_CHECKING:  # subnetwork imports this module: the types only, for annotations
-    from subprobe.masking.subnetwork import MaskEntry, Subnetwork
+
+class MaskEntry(Protocol):
+    """What comparing needs of one matrix's saved mask (a :class:`~subprobe.masking.subnetwork.MaskEntry`)."""
+
+    name: str
+    role: str
+    layer: int
+    shape: tuple[int, int]
+    block: tuple[int, int]
+    log_alpha: torch.Tensor
+
+
+class Subnetwork(Protocol):
+    """What comparing needs of a :class:`~subprobe.masking.subnetwork.Subnetwork` (no import: it imports us)."""
+
+    entries: Sequence[MaskEntry]
+    layout: str
+    model: str
 
 
 @dataclass(frozen=True)
