@@ -94,3 +94,14 @@ def device_name(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return str(device)
+
+
+#: Row counts of bf16 matmuls whose size changes with every batch (distinct heads, packed words) are rounded up
+#: to a multiple of this: on the CPU, oneDNN compiles a bf16 matmul kernel for every new shape it meets
+#: (1-30 ms each, measured), which costs more than multiplying a few zero rows.
+ROW_QUANTUM = 64
+
+
+def quantised_rows(n: int, quantum: int = ROW_QUANTUM) -> int:
+    """``n`` rounded up to a multiple of ``quantum``."""
+    return -(-n // quantum) * quantum

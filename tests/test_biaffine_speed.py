@@ -60,6 +60,27 @@ def test_relation_scores_per_distinct_head_equal_label_scores():
     assert len(keys) < int(words.sum())
 
 
+def test_relation_scores_cross_the_shape_quanta():
+    """Over 64 distinct heads (the row quantum) and a head with 11 dependents (over the dependent quantum of 8):
+    still label_scores at the words, and the padded head rows and dependent slots read nothing."""
+    head = make_head()
+    lengths = [12] * 8
+    features, mask, heads, rels = make_batch(lengths, seed=3, dim=D, labels=L)  # chains: 12 heads per sentence
+    heads[0, 1:12] = 5  # word 5 heads eleven words of sentence 0 (itself too: only the scores matter here)
+    out = head(features, mask)
+    words = mask & (heads != -100)
+    keys = {(int(b), int(heads[b, i])) for b, i in zip(*words.nonzero(as_tuple=True))}
+    assert len(keys) > 64 and int((heads[0] == 5).sum()) == 11
+    got = head._word_label_scores(out, heads, words)
+    assert torch.allclose(got, head.label_scores(out, heads)[words], rtol=1e-5, atol=1e-5)
+
+
+def test_rank_within_groups_counts_in_order_of_position():
+    group = torch.tensor([2, 0, 2, 1, 0, 2])
+    counts = torch.bincount(group)
+    assert biaffine._rank_within_groups(group, counts).tolist() == [0, 0, 1, 0, 1, 2]
+
+
 def test_fp32_loss_and_gradients_equal_the_reference():
     features, mask, heads, rels = trees([6, 3, 9])
     head, ref = make_head(), make_head()

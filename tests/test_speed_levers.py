@@ -286,3 +286,73 @@ def test_task_ratios_and_missing_task_data(tmp_path):
     stats["ner"] = {"words_per_s": 190.0}
     assert ts.task_ratios(stats, "bf16") == {"dep_vs_upos": 0.75, "ner_vs_upos": 0.95}
     assert ts.load_task("ner", tmp_path, tokenizer=None, max_length=8) is None  # no conll2003 folder
+
+
+# --------------------------------------------------------------------------- per-word heads and bf16 probes
+
+
+class _FixedFeatures(nn.Module):
+    """Features ``[B, 1+W, d]`` given in advance (what an encoder or a cache would return)."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        super().__init__()
+        self.value = features
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.value
+
+
+def _frozen_probe_model(train_bf16: bool):
+    from types import SimpleNamespace
+
+    from subprobe.heads.tagger import TaggerHead
+    from subprobe.probes.base import ProbeModel
+    from subprobe.probes.frozen import MLP1
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    for b, n in enumerate((6, 2, 4)):
+        mask[b, 1 : n + 1] = True
+    features = torch.randn(3, 7, 16, generator=g)
+    torch.manual_seed(0)
+    model = ProbeModel(_FixedFeatures(features), TaggerHead(16, 5), MLP1(16, 4), feature_dropout=0.0,
+                       train_bf16=train_bf16)
+    return model, features, SimpleNamespace(word_mask=mask)
+
+
+def test_per_word_head_runs_on_the_words_only_and_gives_the_padded_result():
+    model, features, batch = _frozen_probe_model(train_bf16=False)
+    got = model.eval()(batch)
+    want = model.head(model.adapter(features), batch.word_mask)  # every slot, the old way
+    assert got.shape == want.shape == (3, 7, 5)
+    assert torch.allclose(got[batch.word_mask], want[batch.word_mask], rtol=1e-6, atol=1e-6)
+    assert torch.count_nonzero(got[~batch.word_mask]) == 0
+
+
+@pytest.mark.parametrize("n, rounded", [(1, 64), (64, 64), (65, 128), (563, 576)])
+def test_quantised_rows(n, rounded):
+    from subprobe.device import quantised_rows
+
+    assert quantised_rows(n) == rounded
+    assert quantised_rows(n, 8) == -(-n // 8) * 8
+
+
+def test_bf16_probe_trains_in_bf16_with_fp32_parameters_and_evaluates_in_fp32():
+    model, features, batch = _frozen_probe_model(train_bf16=True)
+    reference, _, _ = _frozen_probe_model(train_bf16=False)
+    words = batch.word_mask
+    trained = model.train()(batch)
+    assert trained.dtype == torch.float32
+    exact = reference.eval()(batch)
+    x = features[words].to(torch.bfloat16)  # the bf16 computation by hand: matmuls in bf16, LayerNorm in fp32
+    a = model.adapter
+    h = torch.nn.functional.linear(x, a.down.weight.bfloat16(), a.down.bias.bfloat16())
+    h = torch.nn.functional.linear(h, a.up.weight.bfloat16(), a.up.bias.bfloat16())
+    h = torch.relu(a.norm(h.float())).bfloat16()
+    by_hand = torch.nn.functional.linear(h, model.head.linear.weight.bfloat16(), model.head.linear.bias.bfloat16())
+    assert torch.allclose(trained[words], by_hand.float(), rtol=0, atol=1e-6)
+    assert not torch.equal(trained[words], exact[words])  # it did run in bf16
+    assert torch.allclose(trained[words], exact[words], rtol=0.05, atol=0.05)
+    trained[words].sum().backward()
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.adapter.parameters())
+    assert torch.equal(model.eval()(batch), exact)  # evaluation: fp32, the same as without bf16

@@ -10,7 +10,11 @@ from torch import nn
 
 
 class TaggerHead(nn.Module):
-    """Per-word logits ``[B, 1+W, n_labels]`` from word features ``[B, 1+W, d]``."""
+    """Per-word logits ``[B, 1+W, n_labels]`` from word features ``[B, 1+W, d]`` (or ``[N, n_labels]`` from
+    ``[N, d]``: a word's logits depend on its own features only)."""
+
+    #: each word's output depends on its features only: the probe may run it on the real words alone
+    per_word = True
 
     def __init__(self, d_in: int, n_labels: int, dropout: float = 0.0) -> None:
         super().__init__()

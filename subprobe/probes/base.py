@@ -6,9 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from subprobe.data.batching import Batch, pool_words
+from subprobe.device import quantised_rows
 from subprobe.models.attention import use_fast_eager
 from subprobe.models.dropout import FastDropout, use_fast_dropout
 
@@ -44,7 +46,16 @@ FEATURE_DROPOUT = 0.1
 
 
 class ProbeModel(nn.Module):
-    """``head(adapter(dropout(features(batch))))``, with :data:`FEATURE_DROPOUT` as the paper's code."""
+    """``head(adapter(dropout(features(batch))))``, with :data:`FEATURE_DROPOUT` as the paper's code.
+
+    ``train_bf16``: in training, the adapter and head run under bf16 autocast (their matmuls in bf16; the
+    parameters, their gradients and the loss stay fp32); evaluation stays fp32. Runs at ``--precision bf16``
+    whose probe is these layers alone (MLP-1, linear) use it.
+
+    A head with ``per_word = True`` (and any adapter, which is position-wise) runs on the real words only,
+    packed as ``[N, d]`` plus zero rows up to :func:`subprobe.device.quantised_rows`; the other slots of its
+    ``[B, 1+W, ...]`` output are zeros, which no loss, metric or prediction reads.
+    """
 
     def __init__(
         self,
@@ -53,12 +64,14 @@ class ProbeModel(nn.Module):
         adapter: nn.Module | None = None,
         fast_kernels: bool = True,
         feature_dropout: float = FEATURE_DROPOUT,
+        train_bf16: bool = False,
     ) -> None:
         super().__init__()
         self.features = features
         self.dropout = nn.Dropout(feature_dropout)
         self.adapter = adapter
         self.head = head
+        self.train_bf16 = train_bf16
         if fast_kernels:  # the feature, head and adapter dropout too (see EncoderFeatures)
             self.dropout = FastDropout(feature_dropout)
             for module in (head, adapter):
@@ -67,9 +80,24 @@ class ProbeModel(nn.Module):
 
     def forward(self, batch: Batch):
         x = self.dropout(self.features(batch))
+        mask = batch.word_mask
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.train_bf16 and self.training):
+            if getattr(self.head, "per_word", False):
+                return self._per_word(x, mask)
+            if self.adapter is not None:
+                x = self.adapter(x)
+            return self.head(x, mask)
+
+    def _per_word(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        words = x[mask]  # [N, d], then zero rows up to a quantised count (few matmul shapes per run)
+        n = words.shape[0]
+        words = F.pad(words, (0, 0, 0, quantised_rows(n) - n))
         if self.adapter is not None:
-            x = self.adapter(x)
-        return self.head(x, batch.word_mask)
+            words = self.adapter(words)
+        scores = self.head(words, mask)[:n].float()
+        out = scores.new_zeros(mask.shape + scores.shape[1:])
+        out[mask] = scores
+        return out
 
 
 @dataclass

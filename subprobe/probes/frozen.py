@@ -44,7 +44,7 @@ def build_frozen_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProb
     adapter = None
     if config.probe == "mlp":
         adapter = MLP1(encoder.config.hidden_size, parse_rank(config.rank, encoder.config.hidden_size))
-    model = ProbeModel(features, head, adapter)
+    model = ProbeModel(features, head, adapter, train_bf16=config.precision == "bf16")
     trainable = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
     groups = [{"params": trainable, "lr": config.head_lr, "name": "probe"}]
     # complexity: MLP-1 counts its own parameters; the linear probe is the head itself
