@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from subprobe.data.batching import bucketed_batches, collate, encode_dataset, pool_words
+from subprobe.data.batching import bucketed_batches, collate, encode_dataset, pool_words, token_batches
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
@@ -75,6 +75,17 @@ def test_bucketed_batches_cover_everything_once_and_are_seeded(tokenizer):
     ordered = bucketed_batches(ds.encoded, 8, shuffle=False)
     lengths = [len(ds.encoded[i].input_ids) for batch in ordered for i in batch]
     assert lengths == sorted(lengths)
+
+
+def test_token_batches_fill_a_budget_of_padded_subwords(tokenizer):
+    # 1 + k words of "dog" are 3 + k subwords ([CLS] ... [SEP]); sentence i has 1 + i % 4 words
+    sents = [Sentence(words=["dog"] * (1 + i % 4)) for i in range(10)]
+    ds = encode_dataset("x", sents, tokenizer, max_length=64)
+    assert [len(e.input_ids) for e in ds.encoded] == [3 + i % 4 for i in range(10)]
+    # by length, then index: 3 subwords: 0, 4, 8; 4: 1, 5, 9; 5: 2, 6; 6: 3, 7. count x longest <= 12
+    assert token_batches(ds.encoded, 12) == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]  # 9, 12, 10, 12 padded
+    assert token_batches(ds.encoded, 5) == [[0], [4], [8], [1], [5], [9], [2], [6], [3], [7]]
+    assert token_batches(ds.encoded, 2) == [[i] for i in (0, 4, 8, 1, 5, 9, 2, 6, 3, 7)]  # too long: one each
 
 
 def test_label_vocab_sorted_and_unseen_error():

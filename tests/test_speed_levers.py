@@ -59,6 +59,7 @@ def test_packed_cache_gives_exactly_the_per_sentence_cache(tiny_bert, tiny_ud, p
     want = _reference_lookup(EncoderFeatures(enc, pooling), [train, dev], batch, pooling, tok.pad_token_id)
     assert got.dtype == torch.float32 and got.shape == want.shape
     assert torch.equal(got, want)
+    assert torch.equal(cached.words(batch), want[batch.word_mask])  # the words' rows, read directly
 
 
 def test_feature_store_appends_and_pads_with_zeros():

@@ -165,6 +165,26 @@ def bucketed_batches(
     return batches
 
 
+#: Padded subwords per batch where nothing trains (evaluation, prediction, filling a feature cache; see
+#: :func:`token_batches`). Measured on the EWT dev set (2,002 sentences, bf16, 2-core CPU): 1,509 sentences/s
+#: against 1,248 with batches of 64 sentences.
+INFERENCE_MAX_TOKENS = 4096
+
+
+def token_batches(encoded: list[EncodedSentence], max_tokens: int) -> list[list[int]]:
+    """Indices into ``encoded`` sorted by subword length (deterministic, for evaluation) and cut into batches of
+    at most ``max_tokens`` padded subwords (count x longest; a longer sentence gets a batch of its own): many
+    short sentences share a batch, long ones are few to a batch."""
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i].input_ids), i))
+    batches: list[list[int]] = []
+    for i in order:  # sorted: the newest sentence is the batch's longest
+        if batches and (len(batches[-1]) + 1) * len(encoded[i].input_ids) <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def collate(encoded: list[EncodedSentence], indices: list[int], pooling: str, pad_id: int) -> Batch:
     """Pad a batch; vectorised per sentence (no per-word Python work beyond numpy slices)."""
     if pooling not in WORD_POOLINGS:

@@ -52,8 +52,9 @@ class ProbeModel(nn.Module):
     parameters, their gradients and the loss stay fp32); evaluation stays fp32. Runs at ``--precision bf16``
     whose probe is these layers alone (MLP-1, linear) use it.
 
-    A head with ``per_word = True`` (and any adapter, which is position-wise) runs on the real words only,
-    packed as ``[N, d]`` plus zero rows up to :func:`subprobe.device.quantised_rows`; the other slots of its
+    A head with ``per_word = True`` (and any adapter, which is position-wise) runs on the real words only:
+    their features ``[N, d]`` (read directly from a cache that has ``words(batch)``), the feature dropout,
+    zero rows up to :func:`subprobe.device.quantised_rows`, adapter and head. The other slots of its
     ``[B, 1+W, ...]`` output are zeros, which no loss, metric or prediction reads.
     """
 
@@ -79,22 +80,27 @@ class ProbeModel(nn.Module):
                     use_fast_dropout(module)
 
     def forward(self, batch: Batch):
+        if getattr(self.head, "per_word", False):
+            return self._per_word(batch)
         x = self.dropout(self.features(batch))
-        mask = batch.word_mask
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.train_bf16 and self.training):
-            if getattr(self.head, "per_word", False):
-                return self._per_word(x, mask)
+        with self._autocast(x):
             if self.adapter is not None:
                 x = self.adapter(x)
-            return self.head(x, mask)
+            return self.head(x, batch.word_mask)
 
-    def _per_word(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        words = x[mask]  # [N, d], then zero rows up to a quantised count (few matmul shapes per run)
+    def _autocast(self, x: torch.Tensor) -> torch.autocast:
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.train_bf16 and self.training)
+
+    def _per_word(self, batch: Batch) -> torch.Tensor:
+        mask = batch.word_mask
+        read_words = getattr(self.features, "words", None)  # a cache reads the words' rows directly
+        words = read_words(batch) if read_words is not None else self.features(batch)[mask]  # [N, d]
         n = words.shape[0]
-        words = F.pad(words, (0, 0, 0, quantised_rows(n) - n))
-        if self.adapter is not None:
-            words = self.adapter(words)
-        scores = self.head(words, mask)[:n].float()
+        words = F.pad(self.dropout(words), (0, 0, 0, quantised_rows(n) - n))  # zero rows: few matmul shapes
+        with self._autocast(words):
+            if self.adapter is not None:
+                words = self.adapter(words)
+            scores = self.head(words, mask)[:n].float()
         out = scores.new_zeros(mask.shape + scores.shape[1:])
         out[mask] = scores
         return out

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from subprobe.data.batching import Batch, Dataset, bucketed_batches, collate
+from subprobe.data.batching import INFERENCE_MAX_TOKENS, Batch, Dataset, collate, token_batches
 from subprobe.device import module_device
 
 
@@ -54,6 +54,18 @@ class FeatureStore:
         return rows.view(len(keys), width, -1).float()
 
 
+    def lookup_words(self, keys: list[bytes]) -> torch.Tensor:
+        """The real words' features ``[N, d]`` (float32) of these sentences, in order, without row 0 (the
+        [CLS] slot) of each: what :meth:`lookup` holds at the word positions, packed."""
+        if self.packed is None:
+            raise KeyError("the feature cache is empty: call CachedFeatures.fill first")
+        where = np.array([self.rows[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        words = where[:, 1] - 1
+        starts = np.repeat(where[:, 0] + 1 - np.cumsum(words) + words, words)  # each word row: its sentence's
+        index = starts + np.arange(int(words.sum()))  # first word row + its rank in the batch's words
+        return self.packed.index_select(0, torch.from_numpy(index).to(self.packed.device)).float()
+
+
 def _bf16_exact(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16 or torch.equal(x.to(torch.bfloat16).to(x.dtype), x)
 
@@ -72,7 +84,7 @@ class CachedFeatures(nn.Module):
         self.cache = FeatureStore()
 
     @torch.no_grad()
-    def fill(self, dataset: Dataset, pooling: str, pad_id: int, batch_size: int = 64) -> None:
+    def fill(self, dataset: Dataset, pooling: str, pad_id: int, max_tokens: int = INFERENCE_MAX_TOKENS) -> None:
         """Run the encoder once over ``dataset`` and store every new sentence's [1+n, d] features."""
         was_training = self.source.training
         self.source.eval()
@@ -80,7 +92,7 @@ class CachedFeatures(nn.Module):
         keys: list[bytes] = []
         chunks: list[torch.Tensor] = []
         seen: set[bytes] = set()
-        for indices in bucketed_batches(dataset.encoded, batch_size, shuffle=False):
+        for indices in token_batches(dataset.encoded, max_tokens):
             todo = []
             for b, idx in enumerate(indices):
                 key = dataset.encoded[idx].input_ids.tobytes()
@@ -100,7 +112,14 @@ class CachedFeatures(nn.Module):
         self.source.train(was_training)
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        return self.cache.lookup(self._keys(batch), batch.word_index.shape[1])
+
+    def words(self, batch: Batch) -> torch.Tensor:
+        """``forward(batch)[batch.word_mask]`` (the real words' features ``[N, d]``), read directly."""
+        return self.cache.lookup_words(self._keys(batch))
+
+    @staticmethod
+    def _keys(batch: Batch) -> list[bytes]:
         lengths = batch.attention_mask.sum(1).tolist()
         ids = batch.input_ids.cpu().numpy()  # cache keys are the subword ids (the features stay on the device)
-        keys = [ids[b, :n].tobytes() for b, n in enumerate(lengths)]
-        return self.cache.lookup(keys, batch.word_index.shape[1])
+        return [ids[b, :n].tobytes() for b, n in enumerate(lengths)]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from subprobe.data.batching import Dataset, bucketed_batches, collate
+from subprobe.data.batching import INFERENCE_MAX_TOKENS, Dataset, collate, token_batches
 from subprobe.device import module_device
 from subprobe.masking.layouts import expand_mask
 from subprobe.masking.masked_linear import MaskedLinear
@@ -66,11 +66,12 @@ def predict_dataset(
     pooling: str,
     pad_id: int,
     mask_mode: str | None = None,
-    batch_size: int = 64,
+    max_tokens: int = INFERENCE_MAX_TOKENS,
 ) -> dict[int, dict[str, np.ndarray]]:
     """Predictions per sentence index: field -> per-word label ids.
 
-    Runs in eval mode under ``torch.inference_mode`` with the masks of the evaluation (``mask_mode``)
+    Batches hold up to ``max_tokens`` padded subwords, sentences sorted by length. Runs in eval mode under
+    ``torch.inference_mode`` with the masks of the evaluation (``mask_mode``)
     multiplied into the weights once (:func:`materialised_masks`); the model's training mode and mask
     modes are restored afterwards."""
     was_training = model.training
@@ -81,7 +82,7 @@ def predict_dataset(
     device = module_device(model)
     try:
         with materialised_masks(model):
-            for indices in bucketed_batches(dataset.encoded, batch_size, shuffle=False):
+            for indices in token_batches(dataset.encoded, max_tokens):
                 batch = collate(dataset.encoded, indices, pooling, pad_id).to(device)
                 output = model(batch)
                 fields = {k: v.cpu().numpy() for k, v in task.predict(model.head, output, batch).items()}
