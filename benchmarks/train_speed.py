@@ -11,7 +11,8 @@ all variants alike and the ratios stay meaningful on a busy machine. Measured:
   subprobe's own code path (``build_probe``, ``bucketed_batches``, ``collate``, ``task.loss``, the
   L0 penalty, Adam); also per-weight masks, and ``sdpa`` attention against the default (eager);
 * the same step for dependency parsing (EWT, biaffine head) and NER (CoNLL-2003, when its folder is
-  there) at the default precision: ``dep_vs_upos`` and ``ner_vs_upos`` are their words/s over UPOS's;
+  there) at the default precision: ``dep_vs_upos`` and ``ner_vs_upos`` are their words/s over UPOS's
+  (``..._wordpieces``: wordpieces/s);
 * the fp32 and bf16 matmul peaks (2048 x 2048, best of several, measured between the windows),
   FLOPs per wordpiece of an SP step (counted from the model config) and the achieved fraction;
 * dev evaluation sentences/s (naive vs ``subprobe.training.evaluate.evaluate``), interleaved over
@@ -108,12 +109,16 @@ def probe_config(precision: str, granularity: str = "neuron", **kw) -> ProbeConf
 
 def task_ratios(train_stats: dict[str, dict], reference: str) -> dict[str, float | None]:
     """``dep_vs_upos`` / ``ner_vs_upos``: words/s of the ``dep`` / ``ner`` variants over ``reference``'s
-    (UPOS at the same precision); None for a variant that did not run."""
-    base = train_stats[reference]["words_per_s"]
-    return {
-        f"{name}_vs_upos": (train_stats[name]["words_per_s"] / base if name in train_stats else None)
-        for name in ("dep", "ner")
-    }
+    (UPOS at the same precision), and ``..._wordpieces`` the same for wordpieces/s (CoNLL-2003 words are
+    split into more wordpieces than EWT's, so words/s alone mixes the step's speed with the tokenisation);
+    None for a variant that did not run."""
+    out: dict[str, float | None] = {}
+    for unit, suffix in (("words_per_s", ""), ("wordpieces_per_s", "_wordpieces")):
+        base = train_stats[reference].get(unit)
+        for name in ("dep", "ner"):
+            value = train_stats.get(name, {}).get(unit)
+            out[f"{name}_vs_upos{suffix}"] = None if value is None or base is None else value / base
+    return out
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -604,7 +609,13 @@ def table(res: dict) -> str:
         f"attention kernel measured faster: fp32 {res['attention']['fp32']['faster']}, "
         f"bf16 {res['attention']['bf16']['faster']}",
         "words/s over UPOS at the same precision: "
-        + ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in res.items() if k.endswith("_vs_upos")),
+        + ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in res.items() if k.endswith("_vs_upos"))
+        + "; wordpieces/s: "
+        + ", ".join(
+            f"{k.removesuffix('_wordpieces')} {'-' if v is None else f'{v:.2f}'}"
+            for k, v in res.items()
+            if k.endswith("_vs_upos_wordpieces")
+        ),
     ]
     ev = res["eval"]["sentences_per_s"]
     lines.append(

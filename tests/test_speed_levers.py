@@ -282,10 +282,17 @@ def test_evaluation_restores_modes_and_training_goes_on(tiny_bert, tiny_ud, task
 def test_task_ratios_and_missing_task_data(tmp_path):
     from benchmarks import train_speed as ts
 
-    stats = {"bf16": {"words_per_s": 200.0}, "dep": {"words_per_s": 150.0}, "fp32": {"words_per_s": 50.0}}
-    assert ts.task_ratios(stats, "bf16") == {"dep_vs_upos": 0.75, "ner_vs_upos": None}
-    stats["ner"] = {"words_per_s": 190.0}
-    assert ts.task_ratios(stats, "bf16") == {"dep_vs_upos": 0.75, "ner_vs_upos": 0.95}
+    stats = {
+        "bf16": {"words_per_s": 200.0, "wordpieces_per_s": 250.0},
+        "dep": {"words_per_s": 150.0, "wordpieces_per_s": 200.0},
+        "fp32": {"words_per_s": 50.0, "wordpieces_per_s": 60.0},
+    }
+    assert ts.task_ratios(stats, "bf16") == {
+        "dep_vs_upos": 0.75, "ner_vs_upos": None, "dep_vs_upos_wordpieces": 0.8, "ner_vs_upos_wordpieces": None
+    }
+    stats["ner"] = {"words_per_s": 190.0, "wordpieces_per_s": 275.0}  # more wordpieces per word
+    ratios = ts.task_ratios(stats, "bf16")
+    assert ratios["ner_vs_upos"] == 0.95 and ratios["ner_vs_upos_wordpieces"] == 1.1
     assert ts.load_task("ner", tmp_path, tokenizer=None, max_length=8) is None  # no conll2003 folder
 
 
