@@ -53,7 +53,6 @@ class FeatureStore:
         rows = self.packed.index_select(0, torch.from_numpy(index.reshape(-1)).to(self.packed.device))
         return rows.view(len(keys), width, -1).float()
 
-
     def lookup_words(self, keys: list[bytes]) -> torch.Tensor:
         """The real words' features ``[N, d]`` (float32) of these sentences, in order, without row 0 (the
         [CLS] slot) of each: what :meth:`lookup` holds at the word positions, packed."""
