@@ -364,3 +364,13 @@ def test_bf16_probe_trains_in_bf16_with_fp32_parameters_and_evaluates_in_fp32():
     trained[words].sum().backward()
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.adapter.parameters())
     assert torch.equal(model.eval()(batch), exact)  # evaluation: fp32, the same as without bf16
+
+
+def test_per_word_rows_are_rounded_up_only_for_bf16_matmuls():
+    rows = []
+    for train_bf16, training, want in ((True, True, 64), (True, False, 12), (False, True, 12)):
+        model, _, batch = _frozen_probe_model(train_bf16=train_bf16)
+        handle = model.head.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+        out = model.train(training)(batch)
+        handle.remove()
+        assert rows[-1] == want and out.shape == (3, 7, 5)  # 12 words; bf16 training pads them to 64 rows

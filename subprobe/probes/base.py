@@ -54,8 +54,8 @@ class ProbeModel(nn.Module):
 
     A head with ``per_word = True`` (and any adapter, which is position-wise) runs on the real words only:
     their features ``[N, d]`` (read directly from a cache that has ``words(batch)``), the feature dropout,
-    zero rows up to :func:`subprobe.device.quantised_rows`, adapter and head. The other slots of its
-    ``[B, 1+W, ...]`` output are zeros, which no loss, metric or prediction reads.
+    zero rows up to :func:`subprobe.device.quantised_rows` when the matmuls run in bf16, adapter and head.
+    The other slots of its ``[B, 1+W, ...]`` output are zeros, which no loss, metric or prediction reads.
     """
 
     def __init__(
@@ -88,15 +88,20 @@ class ProbeModel(nn.Module):
                 x = self.adapter(x)
             return self.head(x, batch.word_mask)
 
+    def _bf16_matmuls(self) -> bool:
+        return self.train_bf16 and self.training
+
     def _autocast(self, x: torch.Tensor) -> torch.autocast:
-        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.train_bf16 and self.training)
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16_matmuls())
 
     def _per_word(self, batch: Batch) -> torch.Tensor:
         mask = batch.word_mask
         read_words = getattr(self.features, "words", None)  # a cache reads the words' rows directly
         words = read_words(batch) if read_words is not None else self.features(batch)[mask]  # [N, d]
         n = words.shape[0]
-        words = F.pad(self.dropout(words), (0, 0, 0, quantised_rows(n) - n))  # zero rows: few matmul shapes
+        words = self.dropout(words)
+        if self._bf16_matmuls():  # zero rows: few bf16 matmul shapes to compile
+            words = F.pad(words, (0, 0, 0, quantised_rows(n) - n))
         with self._autocast(words):
             if self.adapter is not None:
                 words = self.adapter(words)
