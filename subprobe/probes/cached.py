@@ -45,23 +45,26 @@ class FeatureStore:
 
     def lookup(self, keys: list[bytes], width: int) -> torch.Tensor:
         """Features ``[len(keys), width, d]`` (float32), zeros after each sentence's rows: one gather."""
-        if self.packed is None:
-            raise KeyError("the feature cache is empty: call CachedFeatures.fill first")
-        where = np.array([self.rows[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        where = self._where(keys)
         slots = np.arange(width)
         index = np.where(slots < where[:, 1:], where[:, :1] + slots, 0)  # row 0 = zeros
-        rows = self.packed.index_select(0, torch.from_numpy(index.reshape(-1)).to(self.packed.device))
-        return rows.view(len(keys), width, -1).float()
+        return self._gather(index.reshape(-1)).view(len(keys), width, -1)
 
     def lookup_words(self, keys: list[bytes]) -> torch.Tensor:
         """The real words' features ``[N, d]`` (float32) of these sentences, in order, without row 0 (the
         [CLS] slot) of each: what :meth:`lookup` holds at the word positions, packed."""
-        if self.packed is None:
-            raise KeyError("the feature cache is empty: call CachedFeatures.fill first")
-        where = np.array([self.rows[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        where = self._where(keys)
         words = where[:, 1] - 1
         starts = np.repeat(where[:, 0] + 1 - np.cumsum(words) + words, words)  # each word row: its sentence's
-        index = starts + np.arange(int(words.sum()))  # first word row + its rank in the batch's words
+        return self._gather(starts + np.arange(int(words.sum())))  # first word row + its rank in the batch
+
+    def _where(self, keys: list[bytes]) -> np.ndarray:
+        """``(offset, 1+n)`` of each key's rows, as an ``[len(keys), 2]`` array."""
+        if self.packed is None:
+            raise KeyError("the feature cache is empty: call CachedFeatures.fill first")
+        return np.array([self.rows[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+
+    def _gather(self, index: np.ndarray) -> torch.Tensor:
         return self.packed.index_select(0, torch.from_numpy(index).to(self.packed.device)).float()
 
 
