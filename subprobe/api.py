@@ -64,7 +64,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     if cfg.control:  # Hewitt & Liang's control task: every split's labels a seeded function of the word type
         from subprobe.data.control import apply_control
 
-        raw = apply_control(cfg.task, raw, cfg.control_seed)
+        raw = apply_control(task, raw, cfg.control_seed)
     device, cfg = _device_and_precision(cfg, config, echo)  # a missing GPU fails before anything is written
     if ranks.active and device.type == "cuda":  # one GPU per process
         device = torch.device("cuda", ranks.local_rank)
@@ -185,7 +185,7 @@ def prepare_data(cfg: ProbeConfig, task, raw: RawSplits, device: torch.device, e
 
     encoder, tokenizer = load_encoder(cfg.model, attention_for(device.type, cfg.precision))
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
-    prepend_id = _root_token(encoder, tokenizer, cfg, echo)
+    prepend_id = _root_token(encoder, tokenizer, cfg, task, echo)
     splits, vocabs = prepare_splits(
         task, raw, tokenizer, max_length, long_policy=cfg.long_sentences, prepend_id=prepend_id, echo=echo
     )
@@ -363,16 +363,16 @@ def _device_and_precision(cfg: ProbeConfig, given: ProbeConfig, echo) -> tuple[t
     return device, cfg
 
 
-def _root_token(encoder, tokenizer, cfg: ProbeConfig, echo) -> int | None:
+def _root_token(encoder, tokenizer, cfg: ProbeConfig, task, echo) -> int | None:
     """The token prepended to every sentence so that slot 0 (ROOT) is not a word: a decoder's BOS
     (None when the tokenizer adds [CLS]/<s> itself); see subprobe.models.tokenization."""
     from subprobe.models.tokenization import adds_leading_special, is_causal, root_prefix_id
 
     prepend = root_prefix_id(tokenizer)
-    if prepend is None and cfg.task == "dep" and not adds_leading_special(tokenizer):
+    if prepend is None and task.needs_root and not adds_leading_special(tokenizer):
         raise ConfigError(
-            f"--model {cfg.model}: its tokenizer adds no leading token and has no BOS/EOS token, so dependency "
-            "parsing has no ROOT state; use a model whose tokenizer has a BOS token"
+            f"--model {cfg.model}: its tokenizer adds no leading token and has no BOS/EOS token, so --task "
+            f"{task.name} has no ROOT state; use a model whose tokenizer has a BOS token"
         )
     if is_causal(encoder.config) and cfg.word_pooling != "last":
         echo(

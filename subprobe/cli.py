@@ -29,12 +29,21 @@ def _show_default(value) -> str:
     return "none" if value is None else str(value)
 
 
+def _registry_choices() -> dict[str, tuple[str, ...]]:
+    """Fields whose values are the names of a registry (checked by it): field -> the names."""
+    from subprobe.tasks.registry import TASK_NAMES
+
+    return {"task": TASK_NAMES}
+
+
 def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
                              overrides: bool = False) -> None:
-    """One flag per field, in argument groups by the field's ``group``: choices from ``Literal`` types, the
-    default in every help line (unless the help text already says what the default is). ``overrides``: the
-    flags of sweep/reproduce that set a field for every point; they default to absent (the grid decides)."""
+    """One flag per field, in argument groups by the field's ``group``: choices from ``Literal`` types and the
+    registries, the default in every help line (unless the help text already says what the default is).
+    ``overrides``: the flags of sweep/reproduce that set a field for every point; they default to absent (the grid
+    decides)."""
     hints = typing.get_type_hints(cls)
+    named = _registry_choices()
     fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
     names = [g for g in GROUP_ORDER if any(f.metadata.get("group") == g for f in fields)]
     names += sorted({f.metadata.get("group", "other") for f in fields} - set(names))
@@ -54,8 +63,8 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[s
         if kind is bool:
             action = group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
             action.help = help_text  # set afterwards: Python < 3.13 would append its own "(default: ...)"
-        elif typing.get_origin(kind) is typing.Literal:
-            choices = ShownChoices(typing.get_args(kind))
+        elif typing.get_origin(kind) is typing.Literal or f.name in named:
+            choices = ShownChoices(named.get(f.name) or typing.get_args(kind))
             group.add_argument(flag, type=str, default=default, choices=choices, help=help_text)
         else:
             group.add_argument(flag, type=kind, default=default, metavar=f.name.upper(), help=help_text)
@@ -97,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(
-        "--tasks", nargs="+", default=None, choices=["upos", "dep", "ner"], help="tasks to run (default: all three)"
+        "--tasks", nargs="+", default=None, metavar="TASK", help="tasks to run, among the grid's (default: all of them)"
     )
 
     report = sub.add_parser(
@@ -289,8 +298,9 @@ def _check_flag_combinations(values: dict, given: set[str]) -> None:
     ``probes``, see :func:`subprobe.config.option`)."""
     from subprobe.config import scoped_settings
     from subprobe.errors import ConfigError
+    from subprobe.tasks.registry import scoped_settings as task_scopes
 
-    for name, tasks in scoped_settings("tasks").items():
+    for name, tasks in task_scopes().items():
         if name in given and values["task"] not in tasks:
             raise ConfigError(
                 f"--{name.replace('_', '-')} only applies to --task {' or '.join(tasks)}, not --task "

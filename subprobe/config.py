@@ -21,11 +21,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16"},
 }
 
-#: Per-task adjustments of a profile. NER's linear head needs a faster head lr and one more epoch in the
-#: quick budget: measured on CoNLL-2003 dev (neuron subnetwork, quiet machine), F1 0.7495 at 1e-3 and
-#: 0.7614 at 3e-3 with 3 epochs (4 min 12 s), 0.7730 at 3e-3 with 4 epochs (6 min 22 s).
-TASK_PROFILES: dict[str, dict[str, dict[str, Any]]] = {"quick": {"ner": {"head_lr": 3e-3, "epochs": 4}}}
-
 
 #: What ``on_resume`` says of a setting: ``same`` (compared with the saved run; it must not change),
 #: ``may-change`` (``--resume`` may give a new value: learning rates, cosmetics, hardware) or ``set-by-resume``
@@ -34,7 +29,7 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
-    "group": "other", "tasks": None, "probes": None, "in_key": True, "on_resume": "same", "per_point": True,
+    "group": "other", "probes": None, "in_key": True, "on_resume": "same", "per_point": True,
 }
 
 
@@ -43,7 +38,6 @@ def option(
     help: str,
     *,
     group: str,
-    tasks: tuple[str, ...] | None = None,
     probes: tuple[str, ...] | None = None,
     in_key: bool = True,
     on_resume: OnResume = "same",
@@ -51,12 +45,13 @@ def option(
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
-    ``help`` and ``group``: its ``--help`` line and section. ``tasks`` / ``probes``: the tasks and probes
-    it applies to (None: all); giving the flag for another is an error. ``in_key``: it changes a run's result,
-    so it is part of the results-store key. ``on_resume``: see :data:`OnResume`. ``per_point``: sweep and
-    reproduce offer it as an override for every point (False: they have their own flag or set it themselves).
+    ``help`` and ``group``: its ``--help`` line and section. ``probes``: the probes it applies to (None: all);
+    giving the flag for another is an error (the settings that only some tasks read are listed by the tasks).
+    ``in_key``: it changes a run's result, so it is part of the results-store key. ``on_resume``: see
+    :data:`OnResume`. ``per_point``: sweep and reproduce offer it as an override for every point (False: they have
+    their own flag or set it themselves).
     """
-    meta = {"help": help, "group": group, "tasks": tasks, "probes": probes, "in_key": in_key,
+    meta = {"help": help, "group": group, "probes": probes, "in_key": in_key,
             "on_resume": on_resume, "per_point": per_point}
     return field(default=default, metadata=meta)
 
@@ -65,7 +60,7 @@ def option(
 class ProbeConfig:
     """Everything that defines one probing run. Saved as ``config.yaml`` in the run directory."""
 
-    task: Literal["upos", "dep", "ner"] = option("upos", "what to probe for", group="task and probe")
+    task: str = option("upos", "what to probe for", group="task and probe")
     probe: Literal["subnetwork", "mlp", "linear", "finetune"] = option(
         "subnetwork", "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning",
         group="task and probe",
@@ -119,21 +114,20 @@ class ProbeConfig:
         "drop", "sentences longer than the model limit: drop them (counted) or stop with an error", group="data"
     )
     # task heads and readers
-    arc_dim: int = option(1024, "dep: size of the biaffine arc MLPs", group="task and probe", tasks=("dep",))
-    label_dim: int = option(256, "dep: size of the biaffine label MLPs", group="task and probe", tasks=("dep",))
+    arc_dim: int = option(1024, "dep: size of the biaffine arc MLPs", group="task and probe")
+    label_dim: int = option(256, "dep: size of the biaffine label MLPs", group="task and probe")
     decoder: Literal["mst", "argmax"] = option(
-        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe", tasks=("dep",)
+        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe"
     )
     deprel: Literal["full", "universal"] = option(
         "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)",
-        group="task and probe", tasks=("dep",),
+        group="task and probe",
     )
     ner_scheme: Literal["auto", "iob1", "iob2"] = option(
-        "auto", "ner: tag scheme of the files",
-        group="data", tasks=("ner",),
+        "auto", "ner: tag scheme of the files", group="data",
     )
     keep_single_token: bool = option(
-        True, "ner: keep one-token sentences (the paper's loader dropped them)", group="data", tasks=("ner",)
+        True, "ner: keep one-token sentences (the paper's loader dropped them)", group="data"
     )
     # masks
     granularity: str = option(
@@ -260,7 +254,9 @@ class ProbeConfig:
             raise ConfigError(f"--profile {self.profile!r} is not known; use one of {', '.join(PROFILES)}")
         values = dataclasses.asdict(self)
         check_types(values)
-        defaults = {**PROFILES[self.profile], **TASK_PROFILES.get(self.profile, {}).get(self.task, {})}
+        from subprobe.tasks.registry import check_task, task_profile
+
+        defaults = {**PROFILES[self.profile], **task_profile(check_task(self.task), self.profile)}
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
@@ -323,8 +319,11 @@ class ProbeConfig:
             unit += f"-p{self.target_density:g}"
         if self.probe == "subnetwork" and self.mask_source != "learnt":
             unit += f"-{self.mask_source}"
+        from subprobe.tasks.registry import path_name
+
         control = f"control{self.control_seed}" if self.control else ""
-        name = "-".join(x for x in (self.task, control, self.probe, unit, self.setting, f"s{self.seed}") if x)
+        parts = (path_name(self.task), control, self.probe, unit, self.setting, f"s{self.seed}")
+        name = "-".join(x for x in parts if x)
         return Path("runs") / name
 
     def to_yaml(self) -> str:
@@ -376,8 +375,8 @@ def settings_where(**metadata: Any) -> tuple[str, ...]:
     )
 
 
-def scoped_settings(kind: Literal["tasks", "probes"]) -> dict[str, tuple[str, ...]]:
-    """Settings that apply to some tasks (``kind="tasks"``) or probes only: name -> the ones they apply to."""
+def scoped_settings(kind: Literal["probes"]) -> dict[str, tuple[str, ...]]:
+    """Settings that apply to some probes only: name -> the ones they apply to."""
     return {f.name: f.metadata[kind] for f in dataclasses.fields(ProbeConfig) if f.metadata.get(kind)}
 
 

@@ -9,7 +9,6 @@ hard mask, so a run's dev file predicted here scores exactly what ``metrics.json
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +57,7 @@ class LoadedRun:
 
         if isinstance(self.model.features, CachedFeatures):
             self.model.features.fill(dataset, self.config.word_pooling, self.pad_id)
-        _label_placeholders(self.task, dataset)
+        self.task.label_placeholders(dataset)
         return predict_dataset(
             self.model,
             self.task,
@@ -75,27 +74,16 @@ class LoadedRun:
     def predict(self, sentences) -> list[Sentence]:
         """Tag ``sentences`` (strings split on whitespace, lists of words or :class:`Sentence` records).
 
-        Returns one new :class:`Sentence` per input with the predicted field filled: ``upos``,
-        ``heads`` + ``deprels`` (heads 1-based, 0 = root) or ``ner``. A sentence longer than the
-        model limit is returned without predictions (fields ``None``).
+        Returns one new :class:`Sentence` per input, its annotations removed and the task's predicted ones
+        filled in (``Task.with_predictions``: e.g. ``upos``, ``heads`` + ``deprels`` with heads 1-based and
+        0 = root, ``ner``). A sentence longer than the model limit is returned without predictions.
         """
-        records = [_as_sentence(s) for s in sentences]
+        records = [_as_sentence(s).without_labels() for s in sentences]
         if not records:
             return []
-        dataset = self.encode([dataclasses.replace(s, upos=None, heads=None, deprels=None, ner=None) for s in records])
-        predictions = self.predict_encoded(dataset)
-        return [self._filled(s, predictions.get(i)) for i, s in enumerate(records)]
-
-    def _filled(self, sentence: Sentence, predicted: dict | None) -> Sentence:
-        out = dataclasses.replace(sentence, upos=None, heads=None, deprels=None, ner=None)
-        if predicted is None:
-            return out
-        field = self.task.field
-        labels = self.vocabs[field].labels
-        names = [labels[int(i)] for i in predicted[field]]
-        if self.task.name == "dep":
-            return dataclasses.replace(out, heads=[int(h) for h in predicted["heads"]], deprels=names)
-        return dataclasses.replace(out, **{field: names})
+        predictions = self.predict_encoded(self.encode(records))
+        return [s if i not in predictions else self.task.with_predictions(s, predictions[i], self.vocabs)
+                for i, s in enumerate(records)]
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -127,8 +115,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     vocabs = {k: LabelVocab(tuple(v)) for k, v in run.read_vocab().items()}
     task = get_task(cfg.task)
     task.configure(cfg)
-    if "ner_scheme" in metrics:  # NER scores use the training file's tag scheme
-        task.train_scheme = metrics["ner_scheme"]
+    task.restore_facts(metrics)  # e.g. the tag scheme NER scored with
 
     encoder, tokenizer = load_encoder(cfg.model)
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
@@ -168,12 +155,3 @@ def _as_sentence(item) -> Sentence:
     if not words:
         raise ConfigError("predict: an input sentence has no words; drop empty sentences")
     return Sentence(words=words)
-
-
-def _label_placeholders(task, dataset: Dataset) -> None:
-    """Zero labels for sentences read without gold ones: the dependency task's predict step also scores
-    relations on the gold heads (an unused by-product here), which needs a value in every slot."""
-    for e in dataset.encoded:
-        if task.name == "dep" and "heads" not in e.labels:
-            e.labels["heads"] = np.zeros(e.n_words, dtype=np.int64)
-            e.labels[task.field] = np.zeros(e.n_words, dtype=np.int64)

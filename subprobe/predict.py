@@ -2,14 +2,15 @@
 
 Input formats (``--input-format``, detected by default):
 
-* ``conllu``: CoNLL-U (upos, dep). Gold UPOS, or gold heads and relations, when every sentence has them.
-* ``conll2003``: CoNLL-2003 columns, word first and NER tag last (ner); always gold.
+* ``conllu``: CoNLL-U (the UD tasks). Gold labels when every sentence has the task's (``Task.has_labels``).
+* ``conll2003``: CoNLL-2003 columns, word first and NER tag last (the tasks that read it); always gold.
 * ``text``: one sentence per line, words separated by whitespace; never gold.
 
-Output: CoNLL-U with the predicted column(s) filled in, every other column copied (upos, dep), or
-``word gold predicted`` columns (``word predicted`` without gold) for ner, the files ``--predict``
-writes. With gold labels the scores are computed by the run's own metric code on the same
-sentences, so the run's dev file gives exactly the dev scores of ``metrics.json``.
+Which formats a run reads is its task's ``input_formats``. Output: the files ``--predict`` writes, in the
+task's format (``Task.write_predictions``): CoNLL-U with the predicted column(s) filled in and every other
+column copied, or ``word gold predicted`` columns (``word predicted`` without gold) for CoNLL-2003. With
+gold labels the scores are computed by the run's own metric code on the same sentences, so the run's dev
+file gives exactly the dev scores of ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -20,31 +21,35 @@ from pathlib import Path
 
 from subprobe.data.records import Sentence
 from subprobe.errors import ConfigError
+from subprobe.tasks.base import CONLL2003, CONLLU, TEXT
 
-INPUT_FORMATS = ("auto", "conllu", "conll2003", "text")
+INPUT_FORMATS = ("auto", CONLLU, CONLL2003, TEXT)
+#: How messages name the formats.
+FORMAT_NAMES = {CONLLU: "CoNLL-U", CONLL2003: "CoNLL-2003 columns", TEXT: "plain text"}
 _CONLLU_ROW = re.compile(r"^\d+(?:[.-]\d+)?\t(?:[^\t]*\t){8}[^\t]*$")
 _NER_ROW = re.compile(r"^\S+(?:\s+\S+)*\s+(?:O|[BI]-\S+)$")
 
 
-def detect_format(path: Path, task: str) -> str:
-    """``conllu`` if the first word line is a 10-column CoNLL-U row, ``conll2003`` (ner) if it ends in a
-    tag or is ``-DOCSTART-``, else ``text``."""
+def detect_format(path: Path, task) -> str:
+    """``conllu`` if the first word line is a 10-column CoNLL-U row, ``conll2003`` (a task that reads it) if it
+    ends in a tag or is ``-DOCSTART-``, else ``text``."""
     from subprobe.data.textfile import read_text_utf8
 
     for line in read_text_utf8(str(path), "input").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         if _CONLLU_ROW.match(line):
-            return "conllu"
-        if task == "ner" and (line.startswith("-DOCSTART-") or (len(line.split()) >= 2 and _NER_ROW.match(line))):
-            return "conll2003"
-        return "text"
-    return "text"
+            return CONLLU
+        if CONLL2003 in task.input_formats and (
+            line.startswith("-DOCSTART-") or (len(line.split()) >= 2 and _NER_ROW.match(line))
+        ):
+            return CONLL2003
+        return TEXT
+    return TEXT
 
 
 def read_input(path: str | Path, task, input_format: str = "auto") -> tuple[list[Sentence], bool, str]:
     """Sentences of ``path``, whether they carry gold labels for ``task``, and the format read."""
-    from subprobe.data.conllu import read_conllu
     from subprobe.data.textfile import read_text_utf8
 
     path = Path(path)
@@ -52,20 +57,13 @@ def read_input(path: str | Path, task, input_format: str = "auto") -> tuple[list
         raise ConfigError(f"--input-format {input_format!r} is not known; use one of {', '.join(INPUT_FORMATS)}")
     if not path.is_file():
         raise ConfigError(f"--input {path}: {'is a directory, not a file' if path.is_dir() else 'no such file'}")
-    fmt = detect_format(path, task.name) if input_format == "auto" else input_format
-    if fmt == "conllu":
-        if task.name == "ner":
-            raise ConfigError("--input: a ner run reads CoNLL-2003 columns or plain text, not CoNLL-U")
-        sentences = read_conllu(path)
-        if task.name == "upos":
-            gold = all(s.upos is not None and all(t not in ("_", "") for t in s.upos) for s in sentences)
-        else:
-            gold = all(s.heads is not None and s.deprels is not None for s in sentences)
+    fmt = detect_format(path, task) if input_format == "auto" else input_format
+    if fmt != TEXT:
+        if fmt not in task.input_formats:
+            readable = " or ".join(FORMAT_NAMES[f] for f in dict.fromkeys((*task.input_formats, TEXT)))
+            raise ConfigError(f"--input: a {task.name} run reads {readable}, not {FORMAT_NAMES[fmt]}")
+        sentences, gold = task.read_input(path, fmt)
         return sentences, gold, fmt
-    if fmt == "conll2003":
-        if task.name != "ner":
-            raise ConfigError(f"--input: a {task.name} run reads CoNLL-U or plain text, not CoNLL-2003 columns")
-        return task.read(path), True, fmt
     sentences = [
         Sentence(words=line.split(), source=str(path), line=n)
         for n, line in enumerate(read_text_utf8(str(path), "text").splitlines(), start=1)

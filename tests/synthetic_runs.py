@@ -14,6 +14,7 @@ from subprobe.experiments.store import Store
 from subprobe.masking.subnetwork import MaskEntry, Subnetwork
 from subprobe.result import MaskFacts, build_metrics
 from subprobe.runs import RunDir
+from subprobe.tasks.registry import get_task
 
 #: Module names and (out, in) shapes of the tiny BERT of tests/conftest.py (hidden 32, FFN 64, 2 layers, 4 heads).
 TINY_MATRICES = (
@@ -62,7 +63,8 @@ def add_run(store: Store, values: dict, metrics: dict, subnetwork: Subnetwork | 
         masks = MaskFacts(mask_params=metrics.get("mask_params"), density=metrics.get("density"))
     full = build_metrics(
         task=config.task, probe=config.probe, setting=config.setting, model=config.model,
-        primary_metric=PRIMARY[config.task], scores={s: metrics[s] for s in ("dev", "test") if s in metrics},
+        primary_metric=get_task(config.task).primary_metric,
+        scores={s: metrics[s] for s in ("dev", "test") if s in metrics},
         masks=masks, bits=bits, probe_params=metrics.get("probe_params"),
     )
     run.write_metrics(full)

@@ -10,6 +10,11 @@ from subprobe.resume import _NOT_COMPARED, RESUME_OVERRIDES
 
 
 def _choices(name: str) -> tuple:
+    """A field's choices: its ``Literal`` values, or the names of the registry the command line offers for it."""
+    from subprobe.cli import _registry_choices
+
+    if name in _registry_choices():
+        return _registry_choices()[name]
     kind = typing.get_type_hints(ProbeConfig)[name]
     args = typing.get_args(kind)
     if typing.get_origin(kind) is not typing.Literal:  # Optional[Literal[...]]
@@ -31,7 +36,9 @@ def test_literal_choices_agree_with_the_registries():
 
 
 def test_scopes():
-    assert scoped_settings("tasks") == {
+    from subprobe.tasks.registry import scoped_settings as task_scopes
+
+    assert task_scopes() == {
         "arc_dim": ("dep",), "label_dim": ("dep",), "decoder": ("dep",), "deprel": ("dep",),
         "ner_scheme": ("ner",), "keep_single_token": ("ner",),
     }

@@ -21,6 +21,7 @@ from subprobe.experiments.grids import load_grid
 from subprobe.experiments.store import Store
 from subprobe.report.loading import load_results
 from subprobe.report.selectivity import selectivity_rows
+from subprobe.tasks.registry import get_task
 from tests.conftest import probe_argv
 from tests.synthetic_runs import add_run
 
@@ -48,7 +49,7 @@ def _raw() -> RawSplits:
 
 def test_tagging_labels_are_a_function_of_the_word_type_only_and_seeded() -> None:
     raw = _raw()
-    out = apply_control("upos", raw, seed=3)
+    out = apply_control(get_task("upos"), raw, seed=3)
     dist = Distribution(Counter(t for s in raw.label_sentences for t in s.upos))
     by_word: dict[str, set] = {}
     for s in [*out.sentences["train"], *out.sentences["dev"], *out.label_sentences]:
@@ -59,7 +60,7 @@ def test_tagging_labels_are_a_function_of_the_word_type_only_and_seeded() -> Non
     assert "zebra" in by_word  # an unseen dev word gets its own draw, from the training labels
     assert {t for s in out.sentences["dev"] for t in s.upos} <= set(dist.labels)
     assert out.sentences["train"][0].words == raw.sentences["train"][0].words  # words untouched
-    assert apply_control("upos", raw, seed=3) == out  # deterministic
+    assert apply_control(get_task("upos"), raw, seed=3) == out  # deterministic
     words = [f"w{i}" for i in range(50)]
     assert [control_label(w, 3, dist) for w in words] != [control_label(w, 4, dist) for w in words]
 
@@ -72,7 +73,7 @@ def test_dep_control_heads_and_relations() -> None:
         expected = {"root": 0, "first": 1, "last": n}[control_behaviour(word, 1)]
         assert head == (0 if expected == i else expected) and head != i
     assert {control_behaviour(w, 1) for w in words} == {"root", "first", "last"}
-    out = apply_control("dep", _raw(), seed=1)
+    out = apply_control(get_task("dep"), _raw(), seed=1)
     for s in out.sentences["dev"]:
         assert s.heads == control_heads(s.words, 1)
         assert set(s.deprels) <= {"det", "nsubj", "root", "punct"}

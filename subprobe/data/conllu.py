@@ -12,7 +12,8 @@ Reading (``read_conllu``)
     * Every sentence must be a tree: one word with HEAD 0, every other HEAD a word
       ID of the same sentence, no cycles. A sentence whose HEADs are all ``_`` is
       accepted and gets ``heads=None`` and ``deprels=None``.
-    * ``upos`` is ``None`` when every UPOS in the sentence is ``_``.
+    * ``upos`` (``xpos``) is ``None`` when every UPOS (XPOS) in the sentence is ``_``; ``feats`` holds the FEATS
+      column as written (``_``: no features).
     * Every problem raises ``DataError`` (one line) naming the file, the 1-based
       number of the offending line and what to do about it. For a sentence without a
       root that is its first word line; for a second root, a cycle or a stray ``_``
@@ -33,7 +34,7 @@ Writing (``write_conllu``)
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from conllu.exceptions import ParseException
@@ -47,7 +48,7 @@ from subprobe.errors import DataError
 __all__ = ["COLUMNS", "read_conllu", "write_conllu"]
 
 COLUMNS = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
-_ID, _FORM, _UPOS, _HEAD, _DEPREL = 0, 1, 3, 6, 7
+_ID, _FORM, _UPOS, _XPOS, _FEATS, _HEAD, _DEPREL = 0, 1, 3, 4, 5, 6, 7
 
 _FIX_COLUMNS = (
     "a word line needs the 10 columns ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC "
@@ -168,18 +169,24 @@ def _finish(block: _Block, source: str) -> Sentence:
                 "every word must reach the root (HEAD 0) by following HEADs",
             )
         deprels = [row[_DEPREL] for row in rows]
-    tags = [row[_UPOS] for row in rows]
-    upos = None if all(tag == "_" for tag in tags) else tags
     return Sentence(
         words=[row[_FORM] for row in rows],
-        upos=upos,
+        upos=_tags(rows, _UPOS),
         heads=heads,
         deprels=deprels,
         rows=rows,
         comments=block.comments,
         source=source,
         line=block.start,
+        xpos=_tags(rows, _XPOS),
+        feats=[row[_FEATS] for row in rows],
     )
+
+
+def _tags(rows: list[list[str]], column: int) -> list[str] | None:
+    """The column's tags, None when every one is ``_``."""
+    tags = [row[column] for row in rows]
+    return None if all(tag == "_" for tag in tags) else tags
 
 
 def _parse_id(text: str, source: str, lineno: int) -> int | None:
@@ -315,21 +322,15 @@ def _check_field(value: object, what: str) -> str:
     return text
 
 
-def _format_sentence(
-    sentence: Sentence,
-    index: int,
-    heads: Sequence[int] | None,
-    deprels: Sequence[str] | None,
-    upos: Sequence[str] | None,
-) -> str:
-    """Format one sentence as CoNLL-U lines ending with a blank line."""
+def _format_sentence(sentence: Sentence, index: int, columns: dict[int, Sequence | None]) -> str:
+    """Format one sentence as CoNLL-U lines ending with a blank line; ``columns``: column index -> values."""
     n = len(sentence.words)
     where = f"sentence {index}" + (f" ({sentence.source}:{sentence.line})" if sentence.source else "")
     if n == 0:
         raise ValueError(f"cannot write {where}: it has no words")
-    for name, values in (("heads", heads), ("deprels", deprels), ("upos", upos)):
+    for column, values in columns.items():
         if values is not None and len(values) != n:
-            raise ValueError(f"{name} for {where} has {len(values)} values but the sentence has {n} words")
+            raise ValueError(f"{COLUMNS[column]} for {where} has {len(values)} values but the sentence has {n} words")
     lines: list[str] = []
     for comment in sentence.comments:
         if "\n" in comment or "\r" in comment:
@@ -340,31 +341,25 @@ def _format_sentence(
             raise ValueError(f"rows of {where} must be {n} lists of 10 columns")
         rows = [list(row) for row in sentence.rows]
     else:
+        def field(values, i: int) -> str:
+            return "_" if values is None else str(values[i])
+
         rows = [
-            [
-                str(i + 1),
-                word,
-                "_",
-                sentence.upos[i] if sentence.upos is not None else "_",
-                "_",
-                "_",
-                str(sentence.heads[i]) if sentence.heads is not None else "_",
-                sentence.deprels[i] if sentence.deprels is not None else "_",
-                "_",
-                "_",
-            ]
+            [str(i + 1), word, "_", field(sentence.upos, i), field(sentence.xpos, i), field(sentence.feats, i),
+             field(sentence.heads, i), field(sentence.deprels, i), "_", "_"]
             for i, word in enumerate(sentence.words)
         ]
     for i, row in enumerate(rows):
-        if heads is not None:
-            head = int(heads[i])
-            if not 0 <= head <= n:
-                raise ValueError(f"predicted head {head} of word {i + 1} in {where} is not in 0..{n}")
-            row[_HEAD] = str(head)
-        if deprels is not None:
-            row[_DEPREL] = deprels[i]
-        if upos is not None:
-            row[_UPOS] = upos[i]
+        for column, values in columns.items():
+            if values is None:
+                continue
+            if column == _HEAD:
+                head = int(values[i])
+                if not 0 <= head <= n:
+                    raise ValueError(f"predicted head {head} of word {i + 1} in {where} is not in 0..{n}")
+                row[column] = str(head)
+            else:
+                row[column] = values[i]
         lines.append("\t".join(_check_field(value, COLUMNS[c]) for c, value in enumerate(row)))
     lines.append("")
     return "\n".join(lines) + "\n"
@@ -377,29 +372,32 @@ def write_conllu(
     heads: Sequence[Sequence[int] | None] | None = None,
     deprels: Sequence[Sequence[str] | None] | None = None,
     upos: Sequence[Sequence[str] | None] | None = None,
+    columns: Mapping[str, Sequence[Sequence[str] | None]] | None = None,
 ) -> None:
     """Write ``sentences`` to ``path`` as CoNLL-U, atomically.
 
-    ``heads``/``deprels``/``upos`` hold one list per sentence (or ``None`` for a
-    sentence to keep) that replaces that column; all other columns are copied from
-    ``Sentence.rows``, or built from the words with ``_`` when a sentence has no rows.
+    ``columns`` maps a column name of :data:`COLUMNS` (``UPOS``, ``XPOS``, ``FEATS``, ``HEAD``, ``DEPREL``, ...)
+    to one list of values per sentence (or ``None`` for a sentence to keep) that replaces that column;
+    ``heads``/``deprels``/``upos`` are the same for HEAD, DEPREL and UPOS. All other columns are copied from
+    ``Sentence.rows``, or built from the sentence's fields (``_`` where it has none) when it has no rows.
     Predicted heads must lie in 0..n; they are written as given, so decode them into a
     tree if the file must be read back or scored. Raises ValueError for inconsistent
     arguments and DataError if the file cannot be written.
     """
     sentences = list(sentences)
-    predictions = {"heads": heads, "deprels": deprels, "upos": upos}
-    for name, values in predictions.items():
+    given = dict(columns or {})
+    for column, values in ((_HEAD, heads), (_DEPREL, deprels), (_UPOS, upos)):
+        if values is not None:
+            given[COLUMNS[column]] = values
+    unknown = sorted(set(given) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"no CoNLL-U column {', '.join(unknown)}; the columns are {' '.join(COLUMNS)}")
+    for name, values in given.items():
         if values is not None and len(values) != len(sentences):
             raise ValueError(f"{name} has {len(values)} entries but there are {len(sentences)} sentences")
     chunks = [
-        _format_sentence(
-            sentence,
-            i,
-            heads[i] if heads is not None else None,
-            deprels[i] if deprels is not None else None,
-            upos[i] if upos is not None else None,
-        )
+        _format_sentence(sentence, i, {COLUMNS.index(name): values[i] for name, values in given.items()
+                                       if values is not None})
         for i, sentence in enumerate(sentences)
     ]
     write_text(path, "".join(chunks))

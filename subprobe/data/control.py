@@ -3,12 +3,14 @@
 A probe that scores well on a control task memorises word types rather than reading the property
 from the representation; **selectivity** = task metric - control metric.
 
-* tagging (``upos``, ``ner``): each word type gets one label, drawn from the training file's label
-  distribution;
-* ``dep``: each word type gets one attachment behaviour -- to ROOT, to the sentence's first word or to
-  its last word -- and one relation drawn from the training relations. A word whose behaviour points
-  at itself (the first word told to attach to the first word, the last to the last) attaches to ROOT:
-  a word cannot head itself.
+* tagging tasks: each word type gets one label, drawn from the training file's label distribution
+  (:func:`control_label`);
+* dependency parsing: each word type gets one attachment behaviour -- to ROOT, to the sentence's first
+  word or to its last word (:func:`control_heads`) -- and one relation drawn from the training relations.
+  A word whose behaviour points at itself (the first word told to attach to the first word, the last to
+  the last) attaches to ROOT: a word cannot head itself.
+
+Each task says how its labels are drawn (``Task.control``); :func:`apply_control` relabels every split.
 
 Every draw is a pure function of ``(word type, seed)`` (a SHA-256 hash, not a random generator), so a
 dev/test word unseen in training gets its own draw, the same in every run and process. The word type
@@ -17,15 +19,12 @@ is the word form as written (case-sensitive).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
 
 from subprobe.data.pipeline import RawSplits
-from subprobe.data.records import Sentence
 
-TAGGING_FIELDS = {"upos": "upos", "ner": "ner"}
 #: The dependency behaviours, in draw order.
 BEHAVIOURS = ("root", "first", "last")
 
@@ -79,22 +78,10 @@ def control_heads(words: Sequence[str], seed: int) -> list[int]:
     return heads
 
 
-def apply_control(task: str, raw: RawSplits, seed: int) -> RawSplits:
-    """``raw`` with every split's labels (and the vocabulary source's) replaced by the control task's."""
+def apply_control(task, raw: RawSplits, seed: int) -> RawSplits:
+    """``raw`` with every split's labels (and the vocabulary source's) replaced by those of ``task``'s control task
+    (``task.control``, see :class:`subprobe.tasks.base.Task`)."""
     train = raw.label_sentences or raw.sentences.get("train", [])
-    if task in TAGGING_FIELDS:
-        key = TAGGING_FIELDS[task]
-        dist = Distribution(Counter(t for s in train for t in (getattr(s, key) or [])))
-
-        def relabel(s: Sentence) -> Sentence:
-            return dataclasses.replace(s, **{key: [control_label(w, seed, dist) for w in s.words]})
-    elif task == "dep":
-        dist = Distribution(Counter(r for s in train for r in (s.deprels or [])))
-
-        def relabel(s: Sentence) -> Sentence:
-            return dataclasses.replace(s, heads=control_heads(s.words, seed),
-                                       deprels=[control_label(w, seed, dist) for w in s.words])
-    else:
-        raise ValueError(f"no control task for {task!r}")
+    relabel = task.control(train, seed)
     return RawSplits({split: [relabel(s) for s in sents] for split, sents in raw.sentences.items()},
                      [relabel(s) for s in raw.label_sentences])

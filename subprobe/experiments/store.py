@@ -12,6 +12,7 @@ from filelock import FileLock
 
 from subprobe.config import ProbeConfig, settings_where
 from subprobe.runs import RunDir, read_json, write_json
+from subprobe.tasks.registry import path_name
 
 #: Fields that do not change a run's result and are left out of its key (``in_key=False``, see
 #: :func:`subprobe.config.option`): output, cosmetics, and where and how a run computes, not what it computes.
@@ -26,7 +27,7 @@ def config_key(config: ProbeConfig) -> str:
 
 
 def run_name(config: ProbeConfig, key: str) -> str:
-    parts = [config.task, *([f"control{config.control_seed}"] if config.control else []), config.probe]
+    parts = [path_name(config.task), *([f"control{config.control_seed}"] if config.control else []), config.probe]
     if config.probe == "subnetwork":
         parts.append(config.granularity.replace(",", "x"))
         if config.lambda_max != 1.0:

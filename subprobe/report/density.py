@@ -15,7 +15,8 @@ from subprobe.report.mask_sources import mask_source, target_density
 from subprobe.report.render import Table
 from subprobe.report.selectivity import is_control
 from subprobe.report.stability import NOT_IN_POINT
-from subprobe.report.tables import SETTINGS, TASK_TITLES, mean_std
+from subprobe.report.tables import SETTINGS, mean_std
+from subprobe.tasks.registry import task_order
 
 #: Settings that do not make another line: the point's own axis and what never changes a result.
 NOT_IN_LINE = NOT_IN_POINT | {"target_density"}
@@ -80,10 +81,9 @@ def density_report(results: list[dict], split: str = "dev") -> list[dict]:
             continue
         key = (m["task"], str(m.get("series", m.get("model", ""))))
         groups.setdefault(key, {}).setdefault(_line_key(m), {}).setdefault(target_density(m), []).append(m)
-    order = {t: i for i, t in enumerate(TASK_TITLES)}
     settings = {s: i for i, s in enumerate(SETTINGS)}
     report = []
-    for (task, model), lines in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0])):
+    for (task, model), lines in sorted(groups.items(), key=lambda kv: (task_order(kv[0][0]), kv[0])):
         entry_lines = []
         varying = _varying(list(lines))
         for by_target in lines.values():

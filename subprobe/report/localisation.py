@@ -216,12 +216,12 @@ def select_lambda(results: list[dict], split: str = "dev", tolerance: float = 0.
         elif m["probe"] == "finetune":
             finetune[(m["task"], m.get("series", m.get("model", "")), m["setting"])].append(m)
     out = []
-    from subprobe.report.tables import SETTINGS, TASK_TITLES
+    from subprobe.report.tables import SETTINGS
+    from subprobe.tasks.registry import task_order
 
-    task_order = {t: i for i, t in enumerate(TASK_TITLES)}
     setting_order = {s: i for i, s in enumerate(SETTINGS)}
     for (task, model, setting), by_lambda in sorted(
-        subnets.items(), key=lambda kv: (task_order.get(kv[0][0], 99), kv[0][1], setting_order.get(kv[0][2], 99))
+        subnets.items(), key=lambda kv: (task_order(kv[0][0]), kv[0][1], setting_order.get(kv[0][2], 99))
     ):
         ref_setting = setting if finetune.get((task, model, setting)) else "pretrained"
         ref_runs = finetune.get((task, model, ref_setting))

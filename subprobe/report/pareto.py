@@ -186,12 +186,11 @@ def analyse(curves: dict[str, list[dict]]) -> dict:
 
 def pareto_report(results: list[dict], split: str = "dev") -> list[dict]:
     """One analysis per (task, model) with pretrained subnetwork or MLP-1 runs, tasks in the paper's order."""
-    from subprobe.report.tables import TASK_TITLES
+    from subprobe.tasks.registry import task_order
 
-    order = {t: i for i, t in enumerate(TASK_TITLES)}
     out = []
     for (task, model), curves in sorted(curve_points(results, split).items(),
-                                        key=lambda kv: (order.get(kv[0][0], 99), kv[0])):
+                                        key=lambda kv: (task_order(kv[0][0]), kv[0])):
         out.append({"task": task, "model": model, "split": split, **analyse(curves)})
     return out
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from subprobe.report.tables import metric_title
+
 FORMATS = ("png", "svg")
 SETTING_COLOURS = {"pretrained": "#1f77b4", "reset-encoder": "#ff7f0e", "reset-all": "#7f7f7f"}
-#: The y axis name of each task's primary metric.
-METRIC_NAMES = {"upos": "accuracy", "dep": "LAS", "ner": "entity F1"}
 
 
 def _pyplot():
@@ -73,7 +73,7 @@ def pareto_plot(entry: dict, stem: Path) -> list[Path]:
                 ax.annotate(p["label"].replace("paper-", "p"), (p["ln_bits"], p["accuracy"] * 100), fontsize=6,
                             textcoords="offset points", xytext=(3, -8), color=style["color"])
     ax.set_xlabel("complexity, ln(bits)")
-    metric = METRIC_NAMES.get(entry["task"], "accuracy")
+    metric = metric_title(entry["task"])
     ax.set_ylabel(f"{entry['split']} {metric} (%)")
     ax.set_title(f"{entry['task']}: accuracy vs complexity ({Path(entry['model']).name})", fontsize=9)
     ax.grid(alpha=0.3)
@@ -164,7 +164,7 @@ def density_plot(entry: dict, stem: Path) -> list[Path]:
     ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=7)
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("achieved density (fraction of masked weights kept, log scale; ticks at the targets)")
-    metric = METRIC_NAMES.get(entry["task"], "accuracy")
+    metric = metric_title(entry["task"])
     ax.set_ylabel(f"{entry['split']} {metric} (%)")
     ax.set_title(f"{entry['task']}: accuracy vs density ({Path(entry['model']).name})", fontsize=9)
     ax.grid(alpha=0.3, which="both")

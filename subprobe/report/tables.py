@@ -4,39 +4,60 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from functools import cache
 
 from subprobe.report import render
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
+from subprobe.tasks.base import Task
+from subprobe.tasks.registry import find_task, task_order
 
-TASK_TITLES = {"upos": "Part-of-speech tagging", "dep": "Dependency parsing", "ner": "Named entity recognition"}
 SETTINGS = ("pretrained", "reset-encoder", "reset-all")
 SETTING_TITLES = {"pretrained": "Pre-trained ↑", "reset-encoder": "Reset encoder ↓", "reset-all": "Reset all ↓"}
 PROBE_TITLES = {"subnetwork": "Subnetworks", "mlp": "MLP-1", "finetune": "Fine-tuning", "linear": "Linear"}
 
-#: Cao et al. (2021), Table 1 (bert-base-uncased; pretrained, reset encoder, reset all; in %).
-PAPER_TABLE1 = {
-    ("upos", "subnetwork"): (93.39, 87.53, 71.53),
-    ("upos", "mlp"): (90.25, 86.53, 69.16),
-    ("upos", "finetune"): (95.69, 86.47, 84.42),
-    ("dep", "subnetwork"): (86.86, 54.31, 39.84),
-    ("dep", "mlp"): (76.65, 54.09, 42.81),
-    ("dep", "finetune"): (89.93, 79.10, 74.48),
-    ("ner", "subnetwork"): (87.94, 68.09, 30.83),
-    ("ner", "mlp"): (84.80, 69.35, 53.25),
-    ("ner", "finetune"): (93.68, 81.80, 70.08),
-}
-#: Cao et al. (2021), Table 2: subnetworks by lambda_max (pretrained, reset encoder, reset all; in %).
-PAPER_TABLE2 = {
-    "upos": {1: (93.39, 87.53, 71.53), 5: (92.41, 87.20, 70.45), 25: (90.66, 86.23, 68.65), 125: (84.86, 86.10, 66.39)},
-    "dep": {1: (86.86, 54.31, 39.84), 5: (85.99, 54.93, 43.36), 25: (83.12, 54.41, 41.43), 125: (74.49, 53.70, 43.07)},
-    "ner": {1: (87.94, 68.09, 30.83), 5: (84.48, 65.18, 22.92), 25: (72.26, 57.82, 3.41), 125: (50.67, 57.56, 2.04)},
-}
+
+@cache
+def task_facts(name: str) -> Task | None:
+    """What the report shows of the task ``name`` (its title, metrics, the paper's numbers); None when this version
+    has no such task."""
+    return find_task(name)
 
 
-#: The value the paper reports, per task: sentence-macro accuracy, LAS with argmax heads and labels from the gold
-#: head (sentence-macro), entity F1; all with the soft (deterministic) mask.
-PAPER_METRIC = {"upos": "accuracy_macro", "dep": "paper_las", "ner": "f1"}
+def task_title(name: str) -> str:
+    facts = task_facts(name)
+    return facts.title if facts is not None else name
+
+
+def metric_title(name: str) -> str:
+    """How plots name the task's primary metric."""
+    facts = task_facts(name)
+    return facts.metric_title if facts is not None else "accuracy"
+
+
+def paper_metric(task: str, primary: str) -> str:
+    """The ``metrics.json`` key of the value the paper reports for ``task`` (the primary metric if it has none)."""
+    facts = task_facts(task)
+    return (facts.paper_metric if facts is not None else None) or primary
+
+
+def paper_row(task: str, title: str) -> tuple[float, float, float] | None:
+    """The paper's Table 1 numbers of ``task`` for the probe the paper calls ``title`` (None: not in the paper)."""
+    facts = task_facts(task)
+    return None if facts is None else facts.paper_table1.get(title)
+
+
+def paper_lambda_row(task: str, lam: float) -> tuple[float, float, float] | None:
+    """The paper's Table 2 numbers of ``task`` for neuron subnetworks at lambda_max ``lam``."""
+    facts = task_facts(task)
+    return None if facts is None or lam != int(lam) else facts.paper_table2.get(int(lam))
+
+
+def tasks_in(cells: dict) -> list[str]:
+    """The tasks of ``cells`` (keyed by task first) in the registry's order."""
+    return sorted({k[0] for k in cells}, key=task_order)
+
+
 #: What each kind of value is, for table notes and the claims file.
 VALUE_KINDS = {
     "paper_comparable": "the paper's metric (UPOS sentence-macro accuracy, dep LAS with argmax heads and labels "
@@ -47,9 +68,9 @@ VALUE_KINDS = {
 
 
 def paper_comparable(m: dict, split: str) -> float | None:
-    """The run's value measured as the paper measured it (soft mask for subnetworks; see :data:`PAPER_METRIC`)."""
+    """The run's value measured as the paper measured it (soft mask for subnetworks; see :func:`paper_metric`)."""
     scores = m.get(f"{split}_soft") or m.get(split) or {}
-    return scores.get(PAPER_METRIC.get(m["task"], m["primary_metric"]))
+    return scores.get(paper_metric(m["task"], m["primary_metric"]))
 
 
 def _row_key(m: dict) -> str | None:
@@ -134,17 +155,16 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     groups = by_series(results, model)
     for i, (series, group) in enumerate(groups):
         cells = collect(group, split)
-        tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
         block = []
-        for task in tasks:
+        for task in tasks_in(cells):
             for row in rows:
                 probe = row.split("@")[0]
-                ref = PAPER_TABLE1.get((task, probe))
+                ref = paper_row(task, PROBE_TITLES[probe])
                 vals = []
                 for j, s in enumerate(SETTINGS):
                     key = (task, row, s)
                     vals += [_cell(cells, key, "paper"), f"{ref[j]:.2f}" if ref else "–", _cell(cells, key)]
-                block.append([TASK_TITLES[task], PROBE_TITLES[probe], *vals])
+                block.append([task_title(task), PROBE_TITLES[probe], *vals])
                 data_rows.append([task, PROBE_TITLES[probe], *vals, split, series])
         last = i == len(groups) - 1
         notes = [
@@ -179,21 +199,20 @@ def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     groups = by_series(results, model)
     for i, (series, group) in enumerate(groups):
         cells = collect(group, split)
-        tasks = [t for t in TASK_TITLES if any(k[0] == t for k in cells)]
         block = []
-        for task in tasks:
+        for task in tasks_in(cells):
             lambdas = sorted(
                 {float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith("subnetwork@")}
             )
-            entries = [(f"subnetwork@{lam:g}", f"Subnetworks λmax={lam:g}", PAPER_TABLE2.get(task, {}).get(int(lam)))
+            entries = [(f"subnetwork@{lam:g}", f"Subnetworks λmax={lam:g}", paper_lambda_row(task, lam))
                        for lam in lambdas]
-            entries += [(row, PROBE_TITLES[row], PAPER_TABLE1.get((task, row))) for row in ("mlp", "finetune")]
+            entries += [(row, PROBE_TITLES[row], paper_row(task, PROBE_TITLES[row])) for row in ("mlp", "finetune")]
             for row, label, ref in entries:
                 comparable = [_cell(cells, (task, row, s), "paper") for s in order]
                 headline = [_cell(cells, (task, row, s)) for s in order]
                 paper = [f"{v:.2f}" for v in reversed(ref)] if ref else ["–"] * 3
                 dens = _cell(cells, (task, row, "pretrained"), "density", scale=1.0) if row.startswith("sub") else ""
-                block.append([TASK_TITLES[task], label, *comparable, " / ".join(paper), " / ".join(headline), dens])
+                block.append([task_title(task), label, *comparable, " / ".join(paper), " / ".join(headline), dens])
                 data_rows.append([task, label, *comparable, *paper, *headline, dens, split, series])
         last = i == len(groups) - 1
         notes = [
@@ -225,7 +244,7 @@ def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:
     out = {}
     for series, group in groups:
         cells = collect(group, split)
-        for task in TASK_TITLES:
+        for task in tasks_in(cells):
             found = {kind: _claims_on(cells, task, key) for kind, key in (("headline", "values"),
                                                                           ("paper_comparable", "paper"))}
             if found["headline"] is None and found["paper_comparable"] is None:

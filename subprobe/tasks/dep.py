@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +13,14 @@ from torch import nn
 
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu, write_conllu
+from subprobe.data.control import Distribution, control_heads, control_label
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
 from subprobe.heads.biaffine import BiaffineHead
 from subprobe.metrics.dep import attachment_scores, universal_relation
 from subprobe.tasks.base import Task, _source
+from subprobe.tasks.ud import EWT_FILES, EWT_FOLDER
 
 DECODERS = ("mst", "argmax")
 #: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
@@ -42,10 +47,22 @@ class DepTask(Task):
     """
 
     name = "dep"
+    title = "Dependency parsing"
     primary_metric = "las"
-    data_folder = "ud-english-ewt"
-    data_files = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+    metric_title = "LAS"
+    paper_metric = "paper_las"  # argmax heads, relations from the gold head, averaged over sentences
+    paper_table1 = {
+        "Subnetworks": (86.86, 54.31, 39.84),
+        "MLP-1": (76.65, 54.09, 42.81),
+        "Fine-tuning": (89.93, 79.10, 74.48),
+    }
+    paper_table2 = {1: (86.86, 54.31, 39.84), 5: (85.99, 54.93, 43.36), 25: (83.12, 54.41, 41.43),
+                    125: (74.49, 53.70, 43.07)}
+    settings = ("arc_dim", "label_dim", "decoder", "deprel")
+    data_folder = EWT_FOLDER
+    data_files = EWT_FILES
     prediction_suffix = ".conllu"
+    needs_root = True
     field = "rels"
 
     def __init__(self) -> None:
@@ -74,6 +91,9 @@ class DepTask(Task):
                 s.deprels = [universal_relation(r) for r in s.deprels]
         return sentences
 
+    def has_labels(self, sentence: Sentence) -> bool:
+        return sentence.heads is not None and sentence.deprels is not None
+
     def build_vocabs(self, train: list[Sentence]) -> dict[str, LabelVocab]:
         return {self.field: LabelVocab.build(r for s in train for r in s.deprels)}
 
@@ -83,6 +103,21 @@ class DepTask(Task):
         for e, s, seq in zip(dataset.encoded, sentences, rels):
             e.labels["heads"] = np.asarray(s.heads, dtype=np.int64)
             e.labels[self.field] = np.asarray(seq, dtype=np.int64)
+
+    def label_placeholders(self, dataset: Dataset) -> None:
+        """Zero heads and relations for sentences read without gold ones: :meth:`predict` also scores relations
+        on the gold heads (an unused by-product then), which needs a value in every slot."""
+        for e in dataset.encoded:
+            if "heads" not in e.labels:
+                e.labels["heads"] = np.zeros(e.n_words, dtype=np.int64)
+                e.labels[self.field] = np.zeros(e.n_words, dtype=np.int64)
+
+    def control(self, train: list[Sentence], seed: int) -> Callable[[Sentence], Sentence]:
+        """Each word type one attachment behaviour (ROOT, first or last word) and one relation drawn from the
+        training relations."""
+        dist = Distribution(Counter(r for s in train for r in (s.deprels or [])))
+        return lambda s: dataclasses.replace(s, heads=control_heads(s.words, seed),
+                                             deprels=[control_label(w, seed, dist) for w in s.words])
 
     # model
 
@@ -160,6 +195,12 @@ class DepTask(Task):
         out["paper_uas"], out["paper_las"] = paper["paper_uas"], paper["paper_las"]
         return {k: float(v) for k, v in out.items()}
 
+    def with_predictions(self, sentence: Sentence, predicted: dict[str, np.ndarray], vocabs) -> Sentence:
+        """Heads 1-based (0 = root) and relation names."""
+        labels = vocabs[self.field].labels
+        return dataclasses.replace(sentence, heads=[int(h) for h in predicted["heads"]],
+                                   deprels=[labels[int(r)] for r in predicted[self.field]])
+
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
         labels = vocabs[self.field].labels
         sentences, heads, rels = [], [], []
@@ -175,3 +216,6 @@ def _check_decoder(value: str) -> str:
     if value not in DECODERS:
         raise ConfigError(f"--decoder {value!r} is not known; use one of {', '.join(DECODERS)}")
     return value
+
+
+TASK = DepTask

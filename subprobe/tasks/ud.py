@@ -1,0 +1,46 @@
+"""What the word-tagging tasks on Universal Dependencies treebanks share: the CoNLL-U files (English EWT by
+default), a check that every sentence carries the labels, and prediction files with the predicted column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from subprobe.data.conllu import COLUMNS, read_conllu, write_conllu
+from subprobe.data.records import Sentence
+from subprobe.errors import DataError
+from subprobe.tasks.base import TaggingTask
+
+#: The UD English Web Treebank: the folder under the data root and its files.
+EWT_FOLDER = "ud-english-ewt"
+EWT_FILES = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+
+
+class UDTaggingTask(TaggingTask):
+    """A tag per word read from one CoNLL-U column (``column``, a name of :data:`COLUMNS`)."""
+
+    column: str = ""
+    data_folder = EWT_FOLDER
+    data_files = EWT_FILES
+    prediction_suffix = ".conllu"
+
+    def read(self, path: str | Path) -> list[Sentence]:
+        sentences = read_conllu(path)
+        for s in sentences:
+            if not self.has_labels(s):
+                raise DataError(
+                    str(path), s.line,
+                    f"sentence has no {self.column} tags (column {COLUMNS.index(self.column) + 1} is '_')",
+                    f"use a file with {self.column}",
+                )
+        return sentences
+
+    def column_values(self, sentence: Sentence) -> list[str]:
+        """The values of :attr:`column` for a sentence with this task's labels."""
+        return list(self.labels_of(sentence))
+
+    def write_predictions(self, dataset, predictions, vocabs, path: Path) -> None:
+        """CoNLL-U with the predicted tags in :attr:`column`; every other column copied from the input."""
+        sentences = [dataset.sentences[e.index] for e in dataset.encoded]
+        values = [self.column_values(self.with_predictions(s, predictions[e.index], vocabs))
+                  for s, e in zip(sentences, dataset.encoded)]
+        write_conllu(sentences, path, columns={self.column: values})
