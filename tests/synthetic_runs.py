@@ -65,6 +65,7 @@ def add_run(store: Store, values: dict, metrics: dict, subnetwork: Subnetwork | 
         task=config.task, probe=config.probe, setting=config.setting, model=config.model,
         primary_metric=get_task(config.task).primary_metric,
         scores={s: metrics[s] for s in ("dev", "test") if s in metrics},
+        task_facts={"control": True, "control_seed": config.control_seed} if config.control else None,
         masks=masks, bits=bits, probe_params=metrics.get("probe_params"),
     )
     run.write_metrics(full)

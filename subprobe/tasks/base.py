@@ -66,6 +66,18 @@ class Task(ABC):
     prediction_suffix: str = ".txt"
     #: slot 0 must be a token of its own (the dependency ROOT): a model without a leading token needs a BOS
     needs_root: bool = False
+    #: the metric a task run and its control-task run are compared on (selectivity); "": the primary metric
+    selectivity_metric: str = ""
+
+    @classmethod
+    def defaults(cls, profile: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Settings this task gives a run that leaves them unset (None), given the run's other ``values``: by
+        default its adjustments of the budget ``profile`` (:attr:`profiles`)."""
+        return dict(cls.profiles.get(profile, {}))
+
+    @classmethod  # noqa: B027 (optional hook)
+    def check_settings(cls, config) -> None:
+        """Refuse settings this task cannot run with (one ConfigError line), once the configuration is resolved."""
 
     def configure(self, config) -> None:  # noqa: B027 (optional hook)
         """Take task options (reader settings) from the run configuration."""

@@ -23,6 +23,8 @@ from subprobe.tasks.base import Task, _source
 from subprobe.tasks.ud import EWT_FILES, EWT_FOLDER
 
 DECODERS = ("mst", "argmax")
+#: How dependency control-task runs decode heads (``--control``): per word, not as a tree.
+CONTROL_DECODER = "argmax"
 #: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
 DEPRELS = ("full", "universal")
 
@@ -64,13 +66,30 @@ class DepTask(Task):
     prediction_suffix = ".conllu"
     needs_root = True
     field = "rels"
+    #: selectivity compares heads decoded per word on both sides: control runs decode with argmax (their trees are
+    #: not single-rooted) and every run scores argmax heads too
+    selectivity_metric = "las_argmax"
+
+    @classmethod
+    def defaults(cls, profile: str, values: dict) -> dict:
+        """The control task's trees are not single-rooted: its runs decode per word (:data:`CONTROL_DECODER`)."""
+        return {**super().defaults(profile, values), **({"decoder": CONTROL_DECODER} if values["control"] else {})}
+
+    @classmethod
+    def check_settings(cls, config) -> None:
+        if config.control and config.decoder != CONTROL_DECODER:
+            raise ConfigError(
+                f"--decoder {config.decoder} cannot score the dependency control task: its heads attach about a third "
+                "of the words to ROOT and make 2-cycles, which no single-rooted tree holds (a perfect probe would "
+                "score about 0.7); drop --decoder (control runs decode each word's best head, argmax)"
+            )
 
     def __init__(self) -> None:
         self.decoder = "mst"
         self.deprel = "full"
 
     def configure(self, config) -> None:
-        self.decoder = _check_decoder(getattr(config, "decoder", "mst"))
+        self.decoder = _check_decoder(getattr(config, "decoder", None) or "mst")
         self.deprel = getattr(config, "deprel", "full")
         if self.deprel not in DEPRELS:
             raise ConfigError(f"--deprel {self.deprel!r} is not known; use one of {', '.join(DEPRELS)}")
@@ -127,7 +146,7 @@ class DepTask(Task):
         options = {
             "arc_dim": int(getattr(config, "arc_dim", 1024)),
             "label_dim": int(getattr(config, "label_dim", 256)),
-            "decoder": _check_decoder(getattr(config, "decoder", "mst")),
+            "decoder": _check_decoder(getattr(config, "decoder", None) or "mst"),
         }
         if getattr(config, "precision", None) == "bf16":
             options["compute_dtype"] = "bf16"

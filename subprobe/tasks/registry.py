@@ -101,11 +101,6 @@ def scoped_settings() -> dict[str, tuple[str, ...]]:
     return scopes
 
 
-def task_profile(name: str, profile: str) -> dict:
-    """The task's adjustments of the budget ``profile`` (setting -> value)."""
-    return dict(task_class(name).profiles.get(profile, {}))
-
-
 def check_data(data_dir: str | None) -> list[dict]:
     """Rows describing what datasets are found for each task, with sentence and word counts (parametrised tasks
     read the files of another task and are left out)."""
