@@ -132,6 +132,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
 
         subnetwork = Subnetwork.from_modules(built.masked, cfg.granularity, cfg.model)
     from subprobe.models.loading import num_attention_heads
+    from subprobe.probes.registry import probe_family
 
     metrics = build_metrics(
         task=cfg.task,
@@ -152,11 +153,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         reset_params=reset_params,
         probe_params=built.probe_params,
         bits=built.bits(),
-        bits_note=(
-            "task-head parameters are shared by all probes and not counted"
-            if cfg.probe != "linear"
-            else "the linear probe is the task head: its parameters are counted"
-        ),
+        bits_note=probe_family(cfg.probe).bits_note,
         head_params=sum(p.numel() for p in head.parameters()),
         sentences={k: len(v.encoded) for k, v in data.splits.items()},
         dropped_long={k: v.dropped for k, v in data.splits.items()},
@@ -217,8 +214,10 @@ def build(cfg: ProbeConfig, task, data: Prepared, device: torch.device):
 
 def _source_run(cfg: ProbeConfig) -> RunDir | None:
     """The run that --random-mask-like / --complement-of names (None for a learnt mask)."""
+    from subprobe.probes.registry import probe_family
+
     path = cfg.random_mask_like or cfg.complement_of
-    if cfg.probe != "subnetwork" or not path:
+    if not probe_family(cfg.probe).masks or not path:
         return None
     run = RunDir(path)
     if not (run.finished and run.has_masks and run.has_config):

@@ -31,9 +31,10 @@ def _show_default(value) -> str:
 
 def _registry_choices() -> dict[str, tuple[str, ...]]:
     """Fields whose values are the names of a registry (checked by it): field -> the names."""
+    from subprobe.probes.registry import PROBE_NAMES
     from subprobe.tasks.registry import TASK_NAMES
 
-    return {"task": TASK_NAMES}
+    return {"task": TASK_NAMES, "probe": PROBE_NAMES}
 
 
 def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (),
@@ -294,19 +295,20 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _check_flag_combinations(values: dict, given: set[str]) -> None:
-    """Refuse flags given explicitly that contradict each other or cannot apply (a setting's ``tasks`` and
-    ``probes``, see :func:`subprobe.config.option`)."""
-    from subprobe.config import scoped_settings
+    """Refuse flags given explicitly that contradict each other or cannot apply (the settings only some tasks or
+    probe families read: their ``settings``)."""
     from subprobe.errors import ConfigError
+    from subprobe.probes.registry import scoped_settings as probe_scopes
+    from subprobe.tasks.registry import entry_of
     from subprobe.tasks.registry import scoped_settings as task_scopes
 
     for name, tasks in task_scopes().items():
-        if name in given and values["task"] not in tasks:
+        if name in given and entry_of(values["task"]) not in tasks:
             raise ConfigError(
                 f"--{name.replace('_', '-')} only applies to --task {' or '.join(tasks)}, not --task "
                 f"{values['task']}; drop it or use --task {tasks[0]}"
             )
-    for name, probes in scoped_settings("probes").items():
+    for name, probes in probe_scopes().items():
         if name in given and values["probe"] not in probes:
             raise ConfigError(
                 f"--{name.replace('_', '-')} only applies to --probe {' or '.join(probes)}, not --probe "

@@ -29,7 +29,7 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
-    "group": "other", "probes": None, "in_key": True, "on_resume": "same", "per_point": True, "replica": False,
+    "group": "other", "in_key": True, "on_resume": "same", "per_point": True, "replica": False,
 }
 
 
@@ -38,7 +38,6 @@ def option(
     help: str,
     *,
     group: str,
-    probes: tuple[str, ...] | None = None,
     in_key: bool = True,
     on_resume: OnResume = "same",
     per_point: bool = True,
@@ -46,15 +45,14 @@ def option(
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
-    ``help`` and ``group``: its ``--help`` line and section. ``probes``: the probes it applies to (None: all);
-    giving the flag for another is an error (the settings that only some tasks read are listed by the tasks).
-    ``in_key``: it changes a run's result, so it is part of the results-store key. ``on_resume``: see
-    :data:`OnResume`. ``per_point``: sweep and reproduce offer it as an override for every point (False: they have
-    their own flag or set it themselves). ``replica``: it varies only between replicas of one experimental point (a
-    seed): runs that differ only in replica settings are grouped into one point by every table, figure and
-    statistic of the report.
+    ``help`` and ``group``: its ``--help`` line and section (the settings that only some tasks or probes read
+    are listed by those tasks and probe families: giving one for another is an error). ``in_key``: it changes a
+    run's result, so it is part of the results-store key. ``on_resume``: see :data:`OnResume`. ``per_point``:
+    sweep and reproduce offer it as an override for every point (False: they have their own flag or set it
+    themselves). ``replica``: it varies only between replicas of one experimental point (a seed): runs that differ
+    only in replica settings are grouped into one point by every table, figure and statistic of the report.
     """
-    meta = {"help": help, "group": group, "probes": probes, "in_key": in_key,
+    meta = {"help": help, "group": group, "in_key": in_key,
             "on_resume": on_resume, "per_point": per_point, "replica": replica}
     return field(default=default, metadata=meta)
 
@@ -64,7 +62,7 @@ class ProbeConfig:
     """Everything that defines one probing run. Saved as ``config.yaml`` in the run directory."""
 
     task: str = option("upos", "what to probe for", group="task and probe")
-    probe: Literal["subnetwork", "mlp", "linear", "finetune"] = option(
+    probe: str = option(
         "subnetwork", "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning",
         group="task and probe",
     )
@@ -89,14 +87,14 @@ class ProbeConfig:
         group="model",
     )
     reset_seed: int = option(0, "seed of the random re-initialisation", group="model", replica=True)
-    rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe", probes=("mlp",))
+    rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe")
     cache_features: bool = option(
         True, "mlp/linear: compute frozen features once (no encoder dropout)",
-        group="task and probe", probes=("mlp", "linear"),
+        group="task and probe",
     )
     finetune_lr: float = option(
         5e-5, "finetune: learning rate of the encoder weights",
-        group="task and probe", probes=("finetune",), on_resume="may-change",
+        group="task and probe", on_resume="may-change",
     )
     profile: Literal["quick", "paper"] = option(
         "quick", "budget profile: quick (CPU-friendly) or paper (the paper's settings)",
@@ -140,17 +138,17 @@ class ProbeConfig:
     granularity: str = option(
         "neuron", "mask unit: weight | neuron | matrix | head (one mask per attention head and FFN neuron) | layer "
         "(one per block's attention and FFN) | paper-1 .. paper-9 | ROWS,COLS (a block size)",
-        group="masks", probes=("subnetwork",),
+        group="masks",
     )
     layout: Literal["strided", "contiguous"] = option(
         "strided", "block layout: strided (the paper's) or contiguous (true tiles)",
-        group="masks", probes=("subnetwork",),
+        group="masks",
     )
     penalty: Literal["matrix-mean", "param-mean"] = option(
         "matrix-mean", "L0 normalisation: mean per matrix then over matrices (the paper's) or over all masks",
-        group="masks", probes=("subnetwork",),
+        group="masks",
     )
-    lambda_max: float = option(1.0, "final weight of the L0 penalty", group="masks", probes=("subnetwork",))
+    lambda_max: float = option(1.0, "final weight of the L0 penalty", group="masks")
     lambda_start: float = option(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
     lambda_end: float = option(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
     target_density: float | None = option(
@@ -158,28 +156,28 @@ class ProbeConfig:
         "ramped from the initial density to this value over --lambda-start .. --lambda-end, instead of a penalty "
         "weight (excludes --lambda-max); after the ramp it is held exactly: every step rounds the hard mask to the "
         "closest kept count by flipping the units nearest the threshold",
-        group="masks", probes=("subnetwork",),
+        group="masks",
     )
     random_mask_like: str | None = option(
         None, "a control: freeze a random hard mask keeping as many units in every matrix as RUN_DIR's mask "
         "(same granularity and layout; seeded by --mask-seed) and train only the head",
-        group="masks", probes=("subnetwork",),
+        group="masks",
     )
     complement_of: str | None = option(
         None, "a control: freeze the mask that keeps exactly the units RUN_DIR's hard mask drops and train only "
-        "the head", group="masks", probes=("subnetwork",),
+        "the head", group="masks",
     )
     mask_seed: int | None = option(
-        None, "seed of the --random-mask-like draw (default: --seed)", group="masks", probes=("subnetwork",),
+        None, "seed of the --random-mask-like draw (default: --seed)", group="masks",
         replica=True,
     )
     target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
-        "ffn_in ffn_out other)", group="masks", probes=("subnetwork",)
+        "ffn_in ffn_out other)", group="masks"
     )
     allow_partial: bool = option(
         False, "train even when some block lacks a masked Q/K/V/O/FFN-in/FFN-out matrix",
-        group="masks", probes=("subnetwork",),
+        group="masks",
     )
     # hardware
     device: str = option(
@@ -195,11 +193,11 @@ class ProbeConfig:
     batch_size: int = option(32, "sentences per batch", group="training")
     mask_lr: float = option(
         0.2, "learning rate of the mask logits",
-        group="training", probes=("subnetwork",), on_resume="may-change",
+        group="training", on_resume="may-change",
     )
     multiplier_lr: float = option(
         1.0, "--target-density: learning rate of the Lagrange multipliers (gradient ascent)",
-        group="training", probes=("subnetwork",), on_resume="may-change",
+        group="training", on_resume="may-change",
     )
     head_lr: float | None = option(
         None, "learning rate of the head (default from the profile)",
@@ -262,8 +260,10 @@ class ProbeConfig:
             raise ConfigError(f"--profile {self.profile!r} is not known; use one of {', '.join(PROFILES)}")
         values = dataclasses.asdict(self)
         check_types(values)
+        from subprobe.probes.registry import probe_family
         from subprobe.tasks.registry import task_class
 
+        probe_family(self.probe)  # an unknown probe is one error line
         task = task_class(self.task)
         defaults = {**PROFILES[self.profile], **task.defaults(self.profile, values)}
         for key, value in defaults.items():
@@ -326,17 +326,21 @@ class ProbeConfig:
         return "random-like" if self.random_mask_like else "complement" if self.complement_of else "learnt"
 
     def default_out(self) -> Path:
-        unit = {"subnetwork": self.granularity.replace(",", "x"), "mlp": f"r{self.rank}"}.get(self.probe, "")
-        if self.probe == "subnetwork" and self.target_density is not None:
-            unit += f"-p{self.target_density:g}"
-        if self.probe == "subnetwork" and self.mask_source != "learnt":
-            unit += f"-{self.mask_source}"
+        from subprobe.probes.registry import probe_family
         from subprobe.tasks.registry import path_name
 
+        unit = probe_family(self.probe).run_dir_unit(self)
         control = f"control{self.control_seed}" if self.control else ""
         parts = (path_name(self.task), control, self.probe, unit, self.setting, f"s{self.seed}")
         name = "-".join(x for x in parts if x)
         return Path("runs") / name
+
+    @staticmethod
+    def from_recorded(values: dict[str, Any]) -> ProbeConfig:
+        """The settings a run recorded (its config.yaml, a store's grid point) as typed values: every setting it does
+        not record takes its default here, the one place defaults are spelt; keys of other versions are ignored."""
+        known = {f.name for f in dataclasses.fields(ProbeConfig)}
+        return ProbeConfig(**{k: v for k, v in values.items() if k in known})
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
@@ -385,11 +389,6 @@ def settings_where(**metadata: Any) -> tuple[str, ...]:
         f.name for f in dataclasses.fields(ProbeConfig)
         if all(f.metadata.get(k, SETTING_DEFAULTS[k]) == v for k, v in metadata.items())
     )
-
-
-def scoped_settings(kind: Literal["probes"]) -> dict[str, tuple[str, ...]]:
-    """Settings that apply to some probes only: name -> the ones they apply to."""
-    return {f.name: f.metadata[kind] for f in dataclasses.fields(ProbeConfig) if f.metadata.get(kind)}
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

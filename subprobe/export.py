@@ -28,6 +28,7 @@ def export_run(
     import subprobe
     from subprobe.models.loading import load_encoder, quiet_transformers
     from subprobe.models.reset import apply_setting
+    from subprobe.probes.registry import families, probe_family
     from subprobe.runs import RunDir, prepare_run_dir
 
     run, out = RunDir(run_dir), Path(out)
@@ -35,9 +36,10 @@ def export_run(
     if not run.finished or not run.has_config:
         raise ConfigError(f"{run_dir}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG})")
     cfg = run.read_config().resolved()
-    if cfg.probe != "subnetwork" or not run.has_masks:
+    if not probe_family(cfg.probe).exports or not run.has_masks:
+        exportable = " or ".join(f.name for f in families() if f.exports)
         raise ConfigError(
-            f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a subnetwork run"
+            f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a {exportable} run"
         )
     if out.resolve() == run_dir.resolve():
         raise ConfigError(f"--out {out}: is the run directory itself; choose another --out")

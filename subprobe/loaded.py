@@ -90,7 +90,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     """Load a finished run directory (any probe whose weights the directory holds; see the module doc)."""
     from subprobe.models.loading import load_encoder
     from subprobe.models.reset import apply_setting
-    from subprobe.probes.registry import build_probe
+    from subprobe.probes.registry import build_probe, families, probe_family
     from subprobe.tasks.registry import get_task
 
     run = RunDir(run_dir)
@@ -106,10 +106,12 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         )
         raise ConfigError(f"{run_dir}: not a finished subprobe run (no {', '.join(missing)}); {hint}")
     cfg = run.read_config().resolved()
-    if cfg.probe == "finetune":
+    family = probe_family(cfg.probe)
+    if not family.loads:
+        loadable = ", ".join(f.name for f in families() if f.loads)
         raise ConfigError(
-            f"{run_dir}: a finetune run does not save its fine-tuned encoder weights, so it cannot be loaded or "
-            "used to predict; use a subnetwork, mlp or linear run"
+            f"{run_dir}: {family.not_loadable}, so it cannot be loaded or used to predict; use a run of --probe "
+            f"{loadable}"
         )
     metrics = run.read_metrics()
     vocabs = {k: LabelVocab(tuple(v)) for k, v in run.read_vocab().items()}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typing
 
-from subprobe.config import ProbeConfig, scoped_settings, settings_where
+from subprobe.config import ProbeConfig, settings_where
 from subprobe.experiments.store import NON_RESULT_FIELDS
+from subprobe.probes.registry import scoped_settings as probe_scopes
 from subprobe.resume import _NOT_COMPARED, RESUME_OVERRIDES
 
 
@@ -42,7 +43,7 @@ def test_scopes():
         "arc_dim": ("dep",), "label_dim": ("dep",), "decoder": ("dep",), "deprel": ("dep",),
         "ner_scheme": ("ner",), "keep_single_token": ("ner",),
     }
-    assert scoped_settings("probes") == {
+    assert probe_scopes() == {
         "rank": ("mlp",), "cache_features": ("mlp", "linear"), "finetune_lr": ("finetune",),
         "granularity": ("subnetwork",), "layout": ("subnetwork",), "penalty": ("subnetwork",),
         "lambda_max": ("subnetwork",), "target_density": ("subnetwork",), "random_mask_like": ("subnetwork",),

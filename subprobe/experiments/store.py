@@ -11,6 +11,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from subprobe.config import ProbeConfig, settings_where
+from subprobe.probes.registry import probe_family
 from subprobe.runs import RunDir, read_json, write_json
 from subprobe.tasks.registry import path_name
 
@@ -28,12 +29,7 @@ def config_key(config: ProbeConfig) -> str:
 
 def run_name(config: ProbeConfig, key: str) -> str:
     parts = [path_name(config.task), *([f"control{config.control_seed}"] if config.control else []), config.probe]
-    if config.probe == "subnetwork":
-        parts.append(config.granularity.replace(",", "x"))
-        if config.lambda_max != 1.0:
-            parts.append(f"lam{config.lambda_max:g}")
-    elif config.probe == "mlp":
-        parts.append(f"r{config.rank}")
+    parts += probe_family(config.probe).store_units(config)
     parts += [config.setting, f"s{config.seed}", key]
     return "-".join(parts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
+from subprobe.probes.family import ProbeFamily
 
 
 def build_finetune_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
@@ -19,3 +20,20 @@ def build_finetune_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltPr
     ]
     n_params = sum(p.numel() for p in encoder.parameters())
     return BuiltProbe(model=model, param_groups=groups, probe_params=n_params, bits_per_param=(1.0, 32.0))
+
+
+class FinetuneFamily(ProbeFamily):
+    """Fine-tuning every encoder weight with the head (the paper's upper reference)."""
+
+    name = "finetune"
+    title = "Fine-tuning"
+    settings = ("finetune_lr",)
+    trains_encoder = True
+    loads = False
+    not_loadable = "a finetune run does not save its fine-tuned encoder weights"
+
+    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+        return build_finetune_probe(config, encoder, head)
+
+
+FAMILY = FinetuneFamily()

@@ -1,4 +1,5 @@
-"""Probes on a frozen encoder: MLP-1 (rank r) and the linear probe (the head alone)."""
+"""Probes on a frozen encoder's features (computed once with ``--cache-features``): what the MLP-1 and linear
+families (:mod:`subprobe.probes.mlp`, :mod:`subprobe.probes.linear`) share."""
 
 from __future__ import annotations
 
@@ -34,20 +35,17 @@ def parse_rank(rank: str | int, d: int) -> int:
     return value
 
 
-def build_frozen_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
-    """MLP-1 (``--probe mlp --rank R``) or linear (``--probe linear``) on frozen features."""
+def build_frozen_probe(config, encoder: nn.Module, head: nn.Module, adapter: nn.Module | None = None) -> BuiltProbe:
+    """The head (and ``adapter`` between the features and the head, if any) on frozen features; complexity counts
+    the adapter's parameters, or the head's when there is none (the head is then the probe)."""
     if config.precision == "bf16":
         encoder.to(torch.bfloat16)
     features: nn.Module = EncoderFeatures(encoder, config.word_pooling)
     if config.cache_features:
         features = CachedFeatures(features)
-    adapter = None
-    if config.probe == "mlp":
-        adapter = MLP1(encoder.config.hidden_size, parse_rank(config.rank, encoder.config.hidden_size))
     model = ProbeModel(features, head, adapter, train_bf16=config.precision == "bf16")
     trainable = list(head.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
     groups = [{"params": trainable, "lr": config.head_lr, "name": "probe"}]
-    # complexity: MLP-1 counts its own parameters; the linear probe is the head itself
     counted = adapter if adapter is not None else head
     n_params = sum(p.numel() for p in counted.parameters())
     return BuiltProbe(model=model, param_groups=groups, probe_params=n_params, bits_per_param=(1.0, 32.0))

@@ -1,28 +1,63 @@
-"""Probe names -> builders."""
+"""Probe family names -> families. Every family is one module of this package (its ``FAMILY``), registered here
+by name; the command line's choices, the configuration's check, the run directory, loading, export and the report
+ask this registry.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+import difflib
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from subprobe.errors import ConfigError
-from subprobe.probes.base import BuiltProbe
 
-PROBE_NAMES = ("subnetwork", "mlp", "linear", "finetune")
+if TYPE_CHECKING:  # the registry itself imports no family (listing the names stays cheap)
+    from torch import nn
+
+    from subprobe.probes.base import BuiltProbe
+    from subprobe.probes.family import ProbeFamily
+
+#: Every family's ``--probe`` name -> its module in this package, in the order tables list them.
+PROBE_MODULES = {"subnetwork": "subnetwork_probe", "mlp": "mlp", "linear": "linear", "finetune": "finetune"}
+PROBE_NAMES = tuple(PROBE_MODULES)
+#: The probe of a run that names none.
+DEFAULT_PROBE = PROBE_NAMES[0]
+
+
+def probe_family(name: str) -> ProbeFamily:
+    """The family ``name``; one ConfigError line (with the closest name) when there is none."""
+    if name not in PROBE_MODULES:
+        close = difflib.get_close_matches(str(name), PROBE_NAMES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"--probe {name!r} is not known{hint}; use one of {', '.join(PROBE_NAMES)}")
+    return import_module(f"{__package__}.{PROBE_MODULES[name]}").FAMILY
+
+
+def find_family(name: str) -> ProbeFamily | None:
+    """The family ``name``, or None when this version has none (e.g. a run of a newer one)."""
+    return probe_family(name) if name in PROBE_MODULES else None
+
+
+def families() -> list[ProbeFamily]:
+    """Every family, in the registry's order."""
+    return [probe_family(name) for name in PROBE_NAMES]
+
+
+def titled(title: str) -> ProbeFamily:
+    """The family the paper calls ``title`` (e.g. "MLP-1")."""
+    return next(f for f in families() if f.title == title)
 
 
 def build_probe(config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
     """Build the probe named by ``config.probe``; ``fixed_masks`` (a Subnetwork): a subnetwork probe with these
     masks frozen (--random-mask-like, --complement-of) instead of learnt ones."""
-    if config.probe == "subnetwork":
-        from subprobe.probes.subnetwork_probe import build_subnetwork_probe
+    return probe_family(config.probe).build(config, encoder, head, fixed_masks)
 
-        return build_subnetwork_probe(config, encoder, head, fixed_masks)
-    if config.probe in ("mlp", "linear"):
-        from subprobe.probes.frozen import build_frozen_probe
 
-        return build_frozen_probe(config, encoder, head)
-    if config.probe == "finetune":
-        from subprobe.probes.finetune import build_finetune_probe
-
-        return build_finetune_probe(config, encoder, head)
-    raise ConfigError(f"--probe {config.probe!r} is not known; use one of {', '.join(PROBE_NAMES)}")
+def scoped_settings() -> dict[str, tuple[str, ...]]:
+    """Configuration fields that only some families read (a family's ``settings``) -> those families' names."""
+    scopes: dict[str, tuple[str, ...]] = {}
+    for family in families():
+        for setting in family.settings:
+            scopes[setting] = (*scopes.get(setting, ()), family.name)
+    return scopes

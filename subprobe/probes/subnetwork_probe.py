@@ -20,6 +20,7 @@ from subprobe.masking.subnetwork import (
 )
 from subprobe.models.targets import discover
 from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
+from subprobe.probes.family import ProbeFamily
 
 
 def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork | None = None) -> BuiltProbe:
@@ -96,3 +97,45 @@ def _fixed_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork,
         bits_per_param=(1.0, 1.0),
         coverage=found.coverage_dict(),
     )
+
+
+class SubnetworkFamily(ProbeFamily):
+    """Subnetwork probing (Cao et al. 2021): a hard-concrete mask over the frozen weights, one bit per mask unit."""
+
+    name = "subnetwork"
+    title = "Subnetworks"
+    settings = ("granularity", "layout", "penalty", "lambda_max", "target_density", "random_mask_like",
+                "complement_of", "mask_seed", "target_modules", "allow_partial", "mask_lr", "multiplier_lr")
+    masks = True
+    exports = True
+
+    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+        return build_subnetwork_probe(config, encoder, head, fixed_masks)
+
+    def unit_label(self, config) -> str:
+        return str(config.granularity)
+
+    def run_label(self, config) -> str:
+        return f"{config.granularity}, λmax={float(config.lambda_max):g}"
+
+    def run_dir_unit(self, config) -> str:
+        unit = config.granularity.replace(",", "x")
+        if config.target_density is not None:
+            unit += f"-p{config.target_density:g}"
+        if config.mask_source != "learnt":
+            unit += f"-{config.mask_source}"
+        return unit
+
+    def store_units(self, config) -> list[str]:
+        return [config.granularity.replace(",", "x"), *([f"lam{config.lambda_max:g}"] if config.lambda_max != 1.0
+                                                       else [])]
+
+    def table_row(self, config) -> str | None:
+        """Neuron masks, by lambda_max (the paper's Tables 1 and 2; Figure 1's granularity sweep is not)."""
+        return f"{self.name}@{float(config.lambda_max):g}" if str(config.granularity) == "neuron" else None
+
+    def paper_row(self) -> str:
+        return f"{self.name}@1"
+
+
+FAMILY = SubnetworkFamily()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 
+from subprobe.report.loading import has_masks, settings
 from subprobe.report.mask_sources import mask_source, target_density
 from subprobe.report.render import Table
 from subprobe.report.selectivity import is_control
@@ -29,7 +30,7 @@ HEADER = ["task", "model", "setting", "granularity", "target density", "achieved
 
 def is_density_run(m: dict) -> bool:
     """A learnt subnetwork run with ``--target-density`` (not a control task)."""
-    return (m.get("probe") == "subnetwork" and mask_source(m) == "learnt" and target_density(m) is not None
+    return (has_masks(m) and mask_source(m) == "learnt" and target_density(m) is not None
             and not is_control(m))
 
 
@@ -81,7 +82,7 @@ def density_report(results: list[dict], split: str = "dev") -> list[dict]:
             continue
         key = (m["task"], str(m.get("series", m.get("model", ""))))
         groups.setdefault(key, {}).setdefault(_line_key(m), {}).setdefault(target_density(m), []).append(m)
-    settings = {s: i for i, s in enumerate(SETTINGS)}
+    setting_order = {s: i for i, s in enumerate(SETTINGS)}
     report = []
     for (task, model), lines in sorted(groups.items(), key=lambda kv: (task_order(kv[0][0]), kv[0])):
         entry_lines = []
@@ -91,11 +92,11 @@ def density_report(results: list[dict], split: str = "dev") -> list[dict]:
             config = first.get("config", {})
             entry_lines.append({
                 "setting": first.get("setting", ""),
-                "granularity": str(config.get("granularity", "neuron")),
+                "granularity": str(settings(first).granularity),
                 "variant": ", ".join(f"{n}={config.get(n, '–')}" for n in varying),
                 "points": [_point(t, runs, split) for t, runs in sorted(by_target.items())],
             })
-        entry_lines.sort(key=lambda line: (settings.get(line["setting"], 99), line["setting"], line["granularity"],
+        entry_lines.sort(key=lambda line: (setting_order.get(line["setting"], 99), line["setting"], line["granularity"],
                                            line["variant"]))
         metric = next(iter(next(iter(lines.values())).values()))[0]["primary_metric"]
         report.append({"task": task, "model": model, "split": split, "metric": metric, "lines": entry_lines})

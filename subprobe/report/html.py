@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from subprobe.report import figures, localisation, pareto, render, selectivity, stability, tables
-from subprobe.report.loading import load_results
+from subprobe.report.loading import load_results, run_label
 from subprobe.report.mask_sources import controls_table
 from subprobe.report.render import Table
 from subprobe.runs import RunDir, write_text
@@ -204,15 +204,6 @@ def _localisation_html(fig2: dict, out: Path) -> list[str]:
     return parts
 
 
-def _unit(m: dict) -> str:
-    cfg = m.get("config", {})
-    if m["probe"] == "subnetwork":
-        return f"{cfg.get('granularity', 'neuron')}, λmax={float(cfg.get('lambda_max', 1.0)):g}"
-    if m["probe"] == "mlp":
-        return f"rank {cfg.get('rank', 'd')}"
-    return ""
-
-
 def _runs_html(results: list[dict], out: Path) -> list[str]:
     rows = []
     for m in results:
@@ -224,7 +215,7 @@ def _runs_html(results: list[dict], out: Path) -> list[str]:
         key = m["primary_metric"]
         bits = m.get("bits") or {}
         rows.append([
-            link, html.escape(m["task"]), html.escape(m["probe"]), html.escape(m["setting"]), html.escape(_unit(m)),
+            link, html.escape(m["task"]), html.escape(m["probe"]), html.escape(m["setting"]), html.escape(run_label(m)),
             html.escape(key), _pct((m.get("dev") or {}).get(key)), _pct((m.get("test") or {}).get(key)),
             "–" if m.get("density") is None else f"{m['density']:.4f}",
             "–" if bits.get("lower") is None else f"{bits['lower']:,.0f}",
@@ -272,7 +263,7 @@ def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: d
         key = m["primary_metric"]
         dens = "–" if m.get("density") is None else f"{m['density']:.4f}"
         bits = (m.get("bits") or {}).get("lower")
-        rows.append([Path(m["run_dir"]).name, m["task"], m["probe"], m["setting"], _unit(m), key,
+        rows.append([Path(m["run_dir"]).name, m["task"], m["probe"], m["setting"], run_label(m), key,
                      _pct((m.get("dev") or {}).get(key)), dens, "–" if bits is None else f"{bits:,.0f}"])
     runs = Table("runs", "", ["run", "task", "probe", "setting", "unit", "metric", "dev", "density", "bits (lower)"],
                  rows)

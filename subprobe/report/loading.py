@@ -1,4 +1,9 @@
-"""Finished runs for the report: from a results store (index.json) or any directory of run directories."""
+"""Finished runs for the report: from a results store (index.json) or any directory of run directories.
+
+A result is its ``metrics.json`` plus ``run_dir``, ``config`` (what the run recorded) and ``series``; the report
+reads a run's settings through :func:`settings` (typed, every default from :class:`subprobe.config.ProbeConfig`)
+and what its probe is through :func:`family` (the probe registry).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from subprobe.config import ProbeConfig
 from subprobe.errors import SubprobeError
+from subprobe.probes.family import ProbeFamily
+from subprobe.probes.registry import find_family
 from subprobe.runs import RunDir, read_json
 
 #: metrics.json keys a finished probing run has (a dry run writes none of these).
@@ -47,6 +55,34 @@ def load_results(root: str | Path) -> list[dict]:
         results.append(metrics)
     label_series(results)
     return results
+
+
+def settings(result: dict) -> ProbeConfig:
+    """The run's settings, typed: its recorded ``config`` with :class:`ProbeConfig`'s defaults for the rest."""
+    return ProbeConfig.from_recorded(result.get("config") or {})
+
+
+def family(result: dict) -> ProbeFamily | None:
+    """The run's probe family (None for a probe this version does not know)."""
+    return find_family(str(result.get("probe", "")))
+
+
+def has_masks(result: dict) -> bool:
+    """The run's probe learns or freezes masks over the encoder's weights (its run directory holds them)."""
+    found = family(result)
+    return found is not None and found.masks
+
+
+def unit_label(result: dict) -> str:
+    """The run's probe unit as tables show it (``neuron``, ``r=25``; "" for a probe without one)."""
+    found = family(result)
+    return "" if found is None else found.unit_label(settings(result))
+
+
+def run_label(result: dict) -> str:
+    """The run's unit and the settings that tell it apart from other runs of its probe (the list of runs)."""
+    found = family(result)
+    return "" if found is None else found.run_label(settings(result))
 
 
 #: Configuration fields that set how much a run trained and was scored on (its budget).

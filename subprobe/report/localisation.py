@@ -36,6 +36,7 @@ from subprobe.masking import hard_concrete as hc
 from subprobe.models.loading import num_attention_heads
 from subprobe.models.targets import ROLES
 from subprobe.report import render
+from subprobe.report.loading import family, settings
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 from subprobe.runs import RunDir
@@ -190,7 +191,7 @@ def num_heads_for(result: dict, override: int | None = None) -> tuple[int | None
 
 
 def _lambda(m: dict) -> float:
-    return float(m.get("config", {}).get("lambda_max", 1.0))
+    return float(settings(m).lambda_max)
 
 
 def _mean_acc(runs: list[dict], split: str) -> float:
@@ -210,10 +211,10 @@ def select_lambda(results: list[dict], split: str = "dev", tolerance: float = 0.
     for m in results:
         if not m.get(split):
             continue
-        cfg = m.get("config", {})
-        if is_lambda_subnetwork(m) and str(cfg.get("granularity", "neuron")) == "neuron":
+        found = family(m)
+        if is_lambda_subnetwork(m) and settings(m).granularity == "neuron":
             subnets[(m["task"], m.get("series", m.get("model", "")), m["setting"])][_lambda(m)].append(m)
-        elif m["probe"] == "finetune":
+        elif found is not None and found.trains_encoder:
             finetune[(m["task"], m.get("series", m.get("model", "")), m["setting"])].append(m)
     out = []
     from subprobe.report.tables import SETTINGS

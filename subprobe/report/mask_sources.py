@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from subprobe.report.loading import has_masks, settings
 from subprobe.report.render import Table
 
 
@@ -17,19 +18,18 @@ def mask_source(m: dict) -> str:
     """``learnt``, ``random-like`` or ``complement`` (from metrics.json, else from the run's config)."""
     if m.get("mask_source"):
         return str(m["mask_source"])
-    cfg = m.get("config", {})
-    return "random-like" if cfg.get("random_mask_like") else "complement" if cfg.get("complement_of") else "learnt"
+    return settings(m).mask_source
 
 
 def target_density(m: dict) -> float | None:
     """The run's ``--target-density`` (None: a penalty weight)."""
-    value = m.get("target_density", m.get("config", {}).get("target_density"))
+    value = m.get("target_density", settings(m).target_density)
     return None if value is None else float(value)
 
 
 def is_lambda_subnetwork(m: dict) -> bool:
     """A subnetwork run whose mask was learnt with the penalty weight lambda_max (the paper's kind)."""
-    return m.get("probe") == "subnetwork" and mask_source(m) == "learnt" and target_density(m) is None
+    return has_masks(m) and mask_source(m) == "learnt" and target_density(m) is None
 
 
 def _same_run(path: str, run_dir: str) -> bool:
@@ -53,10 +53,10 @@ def _mean(values: list[float]) -> str:
 
 def controls_rows(results: list[dict], split: str = "dev") -> list[list]:
     """One row per learnt subnetwork run that has a random-like or complement control (see :func:`controls_table`)."""
-    controls = [m for m in results if m.get("probe") == "subnetwork" and mask_source(m) != "learnt" and m.get(split)]
+    controls = [m for m in results if has_masks(m) and mask_source(m) != "learnt" and m.get(split)]
     rows = []
     for src in results:
-        if src.get("probe") != "subnetwork" or mask_source(src) != "learnt" or not src.get(split):
+        if not has_masks(src) or mask_source(src) != "learnt" or not src.get(split):
             continue
         mine = [c for c in controls if _same_run(str(c.get("mask_source_run", "")), str(src.get("run_dir", "")))]
         if not mine:

@@ -27,17 +27,31 @@ import statistics
 from collections import defaultdict
 
 from subprobe.report import render
+from subprobe.report.loading import settings, unit_label
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 
-#: The curves of one task: the subnetwork and the two MLP-1 complexity bounds.
-CURVES = ("subnetwork", "mlp_lower", "mlp_upper")
-#: Comparisons for which an AUC is computed: the curves sharing one common range.
-COMPARISONS = {
-    "lower": ("subnetwork", "mlp_lower"),
-    "upper": ("subnetwork", "mlp_upper"),
-    "all": ("subnetwork", "mlp_lower", "mlp_upper"),
-}
+
+def _names() -> tuple[str, str]:
+    """The two probe families of Figure 1 (Cao et al.): the one that learns masks and the one with an adapter
+    (MLP-1), by their names (curves and verdicts are named after them)."""
+    from subprobe.report.tables import _paper_pair
+
+    masks, adapter = _paper_pair()
+    return masks.name, adapter.name
+
+
+def curves() -> tuple[str, str, str]:
+    """The curves of one task: the subnetwork and the two MLP-1 complexity bounds (``subnetwork``, ``mlp_lower``,
+    ``mlp_upper``)."""
+    sub, mlp = _names()
+    return sub, f"{mlp}_lower", f"{mlp}_upper"
+
+
+def comparisons() -> dict[str, tuple[str, ...]]:
+    """Comparisons for which an AUC is computed: the curves sharing one common range."""
+    sub, lower, upper = curves()
+    return {"lower": (sub, lower), "upper": (sub, upper), "all": (sub, lower, upper)}
 
 
 def frontier(points: list[dict]) -> list[dict]:
@@ -87,15 +101,16 @@ def step_auc(front: list[dict], lo: float, hi: float) -> float | None:
 
 def dominance(sub_front: list[dict], mlp_points: list[dict]) -> list[dict]:
     """One verdict per MLP-1 point: the subnetwork frontier at that complexity against its accuracy."""
+    sub_name, mlp_name = _names()
     out = []
     for m in sorted(mlp_points, key=lambda p: p["bits"]):
         sub = frontier_value(sub_front, m["bits"])
         if sub is None:
-            verdict = "no-subnetwork"
+            verdict = f"no-{sub_name}"
         elif sub > m["accuracy"]:
-            verdict = "subnetwork"
+            verdict = sub_name
         elif sub < m["accuracy"]:
-            verdict = "mlp"
+            verdict = mlp_name
         else:
             verdict = "tie"
         out.append({"label": m["label"], "bits": m["bits"], "ln_bits": math.log(m["bits"]),
@@ -110,20 +125,21 @@ def curve_points(results: list[dict], split: str = "dev") -> dict[tuple[str, str
     --target-density runs) and MLP-1 (any rank).
     Runs repeated over seeds are averaged into one point.
     """
+    sub_name, mlp_name = _names()
+    sub_curve, lower_curve, upper_curve = curves()
     groups: dict = defaultdict(lambda: defaultdict(lambda: {"acc": [], "bits": None, "runs": []}))
     for m in results:
         scores = m.get(split)
         if m.get("setting") != "pretrained" or not scores:
             continue
-        cfg = m.get("config", {})
         acc = scores[m["primary_metric"]]
         key = (m["task"], m.get("series", m.get("model", "")))
-        if is_lambda_subnetwork(m) and float(cfg.get("lambda_max", 1.0)) == 1.0:
+        if m.get("probe") == sub_name and is_lambda_subnetwork(m) and float(settings(m).lambda_max) == 1.0:
             bits = m.get("mask_params") or (m.get("bits") or {}).get("lower")
-            entries = [("subnetwork", str(cfg.get("granularity", "neuron")), bits)]
-        elif m["probe"] == "mlp":
-            label = f"r={cfg.get('rank', 'd')}"
-            entries = [("mlp_lower", label, m["bits"]["lower"]), ("mlp_upper", label, m["bits"]["upper"])]
+            entries = [(sub_curve, unit_label(m), bits)]
+        elif m.get("probe") == mlp_name:
+            label = unit_label(m)
+            entries = [(lower_curve, label, m["bits"]["lower"]), (upper_curve, label, m["bits"]["upper"])]
         else:
             continue
         for curve, label, bits in entries:
@@ -135,48 +151,49 @@ def curve_points(results: list[dict], split: str = "dev") -> dict[tuple[str, str
             slot["runs"].append(m.get("run_dir", ""))
     out: dict = {}
     for key, slots in groups.items():
-        curves: dict[str, list[dict]] = {c: [] for c in CURVES}
+        found: dict[str, list[dict]] = {c: [] for c in curves()}
         for (curve, label), slot in slots.items():
-            curves[curve].append({
+            found[curve].append({
                 "label": label, "bits": slot["bits"], "ln_bits": math.log(slot["bits"]),
                 "accuracy": statistics.fmean(slot["acc"]), "n": len(slot["acc"]), "runs": slot["runs"],
             })
-        for pts in curves.values():
+        for pts in found.values():
             pts.sort(key=lambda p: p["bits"])
-        out[key] = curves
+        out[key] = found
     return out
 
 
-def analyse(curves: dict[str, list[dict]]) -> dict:
-    """Frontiers, dominance verdicts against both bounds and AUCs for one task's curves."""
-    fronts = {name: frontier(pts) for name, pts in curves.items()}
-    for name, pts in curves.items():
+def analyse(points: dict[str, list[dict]]) -> dict:
+    """Frontiers, dominance verdicts against both bounds and AUCs for one task's curves (:func:`curve_points`)."""
+    sub, mlp = _names()
+    fronts = {name: frontier(pts) for name, pts in points.items()}
+    for name, pts in points.items():
         on = {id(p) for p in fronts[name]}
         for p in pts:
             p["on_frontier"] = id(p) in on
     verdicts = {}
     for bound in ("lower", "upper"):
-        rows = dominance(fronts["subnetwork"], curves[f"mlp_{bound}"])
-        counts = {v: sum(r["verdict"] == v for r in rows) for v in ("subnetwork", "mlp", "tie", "no-subnetwork")}
+        rows = dominance(fronts[sub], points[f"{mlp}_{bound}"])
+        counts = {v: sum(r["verdict"] == v for r in rows) for v in (sub, mlp, "tie", f"no-{sub}")}
         verdicts[bound] = {
             "points": rows,
             "counts": counts,
-            "dominates": counts["subnetwork"] == len(rows) if rows and fronts["subnetwork"] else None,
+            "dominates": counts[sub] == len(rows) if rows and fronts[sub] else None,
         }
     aucs = {}
-    for comparison, names in COMPARISONS.items():
+    for comparison, names in comparisons().items():
         present = [n for n in names if fronts[n]]
         if len(present) < len(names):
             aucs[comparison] = {"range": None, "auc": {n: None for n in names}, "note": "a curve has no points"}
             continue
         lo = max(math.log(fronts[n][0]["bits"]) for n in names)
-        hi = min(math.log(max(p["bits"] for p in curves[n])) for n in names)
+        hi = min(math.log(max(p["bits"] for p in points[n])) for n in names)
         if hi < lo:
             aucs[comparison] = {"range": [lo, hi], "auc": {n: None for n in names}, "note": "the curves do not overlap"}
             continue
         aucs[comparison] = {"range": [lo, hi], "auc": {n: step_auc(fronts[n], lo, hi) for n in names}}
     return {
-        "points": curves,
+        "points": points,
         "frontier": {n: [{"label": p["label"], "bits": p["bits"], "accuracy": p["accuracy"]} for p in f]
                      for n, f in fronts.items()},
         "dominance": verdicts,
@@ -189,9 +206,9 @@ def pareto_report(results: list[dict], split: str = "dev") -> list[dict]:
     from subprobe.tasks.registry import task_order
 
     out = []
-    for (task, model), curves in sorted(curve_points(results, split).items(),
+    for (task, model), points in sorted(curve_points(results, split).items(),
                                         key=lambda kv: (task_order(kv[0][0]), kv[0])):
-        out.append({"task": task, "model": model, "split": split, **analyse(curves)})
+        out.append({"task": task, "model": model, "split": split, **analyse(points)})
     return out
 
 
@@ -221,7 +238,7 @@ def dominance_table(report: list[dict]) -> Table:
                 sub = "" if p["subnetwork_accuracy"] is None else f"{p['subnetwork_accuracy']:.6f}"
                 rows.append([r["task"], r["model"], bound, p["label"], f"{p['bits']:.0f}", f"{p['ln_bits']:.4f}",
                              f"{p['mlp_accuracy']:.6f}", sub, p["verdict"]])
-    header = ["task", "model", "bound", "mlp", "bits", "ln_bits", "mlp_accuracy", "subnetwork_frontier_accuracy",
+    header = ["task", "model", "bound", _names()[1], "bits", "ln_bits", "mlp_accuracy", "subnetwork_frontier_accuracy",
               "verdict"]
     return Table("pareto-dominance", "", header, rows)
 
@@ -235,6 +252,7 @@ def summary_table(report: list[dict]) -> Table:
     """Per task: dominance against both bounds and AUCs, then the frontiers (id ``pareto-summary``)."""
     header = ["task", "model", "dominates MLP-1 (1 bit/param)", "dominates MLP-1 (32 bits/param)",
               "AUC subnetwork / MLP-1 lower [ln range]", "AUC subnetwork / MLP-1 upper [ln range]"]
+    sub = _names()[0]
     rows = []
     for r in report:
         cells = [r["task"], r["model"]]
@@ -242,10 +260,10 @@ def summary_table(report: list[dict]) -> Table:
             d = r["dominance"][bound]
             n = len(d["points"])
             cells.append("–" if d["dominates"] is None or not n else
-                         f"{'yes' if d['dominates'] else 'no'} ({d['counts']['subnetwork']}/{n})")
+                         f"{'yes' if d['dominates'] else 'no'} ({d['counts'][sub]}/{n})")
         for bound in ("lower", "upper"):
             a = r["auc"][bound]
-            vals = [a["auc"][n] for n in COMPARISONS[bound]]
+            vals = [a["auc"][n] for n in comparisons()[bound]]
             if a["range"] is None or None in vals:
                 cells.append("–")
             else:
@@ -256,7 +274,7 @@ def summary_table(report: list[dict]) -> Table:
             "over the common ln(bits) range.")
     bullets = []
     for r in report:
-        for curve in CURVES:
+        for curve in curves():
             pts = r["frontier"][curve]
             if pts:
                 text = ", ".join(f"{p['label']} ({math.log(p['bits']):.2f}, {p['accuracy'] * 100:.2f})" for p in pts)
@@ -273,8 +291,13 @@ def summary_markdown(report: list[dict]) -> str:
 #: How the page names the AUC comparisons and the dominance verdicts.
 AUC_TITLES = {"lower": "subnetwork vs MLP-1 lower bound", "upper": "subnetwork vs MLP-1 upper bound",
               "all": "all three curves"}
-VERDICT_TEXT = {"subnetwork": "subnetwork higher", "mlp": "MLP-1 higher", "tie": "tie",
-                "no-subnetwork": "no subnetwork that small"}
+
+
+def verdict_text(verdict: str | None) -> str:
+    """How the page names a dominance verdict."""
+    sub, mlp = _names()
+    return {sub: "subnetwork higher", mlp: "MLP-1 higher", "tie": "tie",
+            f"no-{sub}": "no subnetwork that small"}.get(verdict, "–")
 
 
 def _pct(value) -> str:
@@ -295,8 +318,8 @@ def entry_tables(entry: dict, key: str) -> list[Table]:
     for p in lower:
         u = upper.get(p["label"], {})
         rows.append([p["label"], _pct(p["mlp_accuracy"]), f"{p['ln_bits']:.2f}", _pct(p["subnetwork_accuracy"]),
-                     VERDICT_TEXT[p["verdict"]], f"{u.get('ln_bits', 0):.2f}",
-                     _pct(u.get("subnetwork_accuracy")), VERDICT_TEXT.get(u.get("verdict"), "–")])
+                     verdict_text(p["verdict"]), f"{u.get('ln_bits', 0):.2f}",
+                     _pct(u.get("subnetwork_accuracy")), verdict_text(u.get("verdict"))])
     dominance = Table(f"pareto-dominance-{key}", "", ["MLP-1", "MLP-1 accuracy (%)", "ln bits (1/param)",
                                                       "subnetwork frontier (%)", "verdict", "ln bits (32/param)",
                                                       "subnetwork frontier (%)", "verdict"], rows)
@@ -304,7 +327,7 @@ def entry_tables(entry: dict, key: str) -> list[Table]:
     for comparison, a in entry["auc"].items():
         rng = "–" if not a["range"] else f"[{a['range'][0]:.2f}, {a['range'][1]:.2f}]"
         rows.append([AUC_TITLES[comparison], rng] + [_pct(a["auc"][n]) if n in a["auc"] else ""
-                                                     for n in ("subnetwork", "mlp_lower", "mlp_upper")]
+                                                     for n in curves()]
                     + [a.get("note", "")])
     auc = Table(f"pareto-auc-{key}", "", ["curves compared", "common ln(bits) range", "AUC subnetwork (%)",
                                           "AUC MLP-1, 1 bit/param (%)", "AUC MLP-1, 32 bits/param (%)", "note"], rows)

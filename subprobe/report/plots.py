@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from subprobe.report.pareto import curves
 from subprobe.report.tables import metric_title
 
 FORMATS = ("png", "svg")
@@ -51,10 +52,11 @@ def pareto_plot(entry: dict, stem: Path) -> list[Path]:
     """Accuracy against ln(bits): subnetwork points and MLP-1 at 1 and 32 bits per parameter, frontiers in bold."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    sub, lower, upper = curves()
     styles = {
-        "subnetwork": dict(color="#d62728", marker="o", label="subnetwork (1 bit / mask)"),
-        "mlp_lower": dict(color="#1f77b4", marker="s", label="MLP-1, 1 bit / param (lower bound)"),
-        "mlp_upper": dict(color="#17becf", marker="^", label="MLP-1, 32 bits / param (upper bound)"),
+        sub: dict(color="#d62728", marker="o", label="subnetwork (1 bit / mask)"),
+        lower: dict(color="#1f77b4", marker="s", label="MLP-1, 1 bit / param (lower bound)"),
+        upper: dict(color="#17becf", marker="^", label="MLP-1, 32 bits / param (upper bound)"),
     }
     all_x = [p["ln_bits"] for pts in entry["points"].values() for p in pts]
     x_max = max(all_x) if all_x else 1.0
@@ -68,7 +70,7 @@ def pareto_plot(entry: dict, stem: Path) -> list[Path]:
         ax.scatter(xs, ys, s=28, marker=style["marker"], color=style["color"], label=style["label"], zorder=3)
         fx, fy = _steps(entry["frontier"][curve], x_max)
         ax.plot(fx, fy, color=style["color"], linewidth=2.4, alpha=0.85, zorder=2)
-        if curve == "subnetwork":
+        if curve == sub:
             for p in pts:
                 ax.annotate(p["label"].replace("paper-", "p"), (p["ln_bits"], p["accuracy"] * 100), fontsize=6,
                             textcoords="offset points", xytext=(3, -8), color=style["color"])

@@ -10,6 +10,7 @@ with argmax. Control runs are left out of every other table and figure.
 
 from __future__ import annotations
 
+from subprobe.report.loading import unit_label
 from subprobe.report.render import Table
 from subprobe.report.stability import NOT_IN_POINT
 
@@ -35,15 +36,6 @@ def selectivity_metric(result: dict) -> str:
     return get_task(result["task"]).selectivity_metric or result["primary_metric"]
 
 
-def _unit(result: dict) -> str:
-    config = result.get("config", {})
-    if result.get("probe") == "subnetwork":
-        return str(config.get("granularity", ""))
-    if result.get("probe") == "mlp":
-        return f"r={config.get('rank', 'd')}"
-    return ""
-
-
 def selectivity_rows(results: list[dict], split: str = "dev") -> list[list]:
     """One row per probe point that has both task and control runs scored on ``split``."""
     sides: dict[tuple, tuple[list[dict], list[dict]]] = {}
@@ -61,7 +53,7 @@ def selectivity_rows(results: list[dict], split: str = "dev") -> list[list]:
         t = sum(r[split][metric] for r in task_runs) / len(task_runs)
         c = sum(r[split][metric] for r in control_runs) / len(control_runs)
         first = task_runs[0]
-        rows.append([series, task, first["probe"], _unit(first), first["setting"], metric, f"{100 * t:.2f}",
+        rows.append([series, task, first["probe"], unit_label(first), first["setting"], metric, f"{100 * t:.2f}",
                      f"{100 * c:.2f}", f"{100 * (t - c):.2f}", len(task_runs), len(control_runs)])
     return rows
 

@@ -8,8 +8,9 @@ of replicas and the mean weight-level agreement (:mod:`subprobe.masking.compare`
 
 from __future__ import annotations
 
-from subprobe.config import settings_where
+from subprobe.config import ProbeConfig, settings_where
 from subprobe.masking.compare import compare
+from subprobe.report.loading import has_masks, settings
 from subprobe.report.render import Table
 from subprobe.runs import RunDir
 
@@ -32,7 +33,7 @@ def stability_rows(results: list[dict]) -> list[list]:
     """One row per point with two or more seeds of a subnetwork probe (see :data:`HEADER`)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        if r.get("probe") == "subnetwork" and RunDir(r["run_dir"]).has_masks:
+        if has_masks(r) and RunDir(r["run_dir"]).has_masks:
             groups.setdefault(_point(r), []).append(r)
     rows = []
     for (series, task, _), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))):
@@ -42,9 +43,9 @@ def stability_rows(results: list[dict]) -> list[list]:
         subs = [RunDir(r["run_dir"]).read_masks() for r in runs]
         pairs = [compare(a, b).overall for i, a in enumerate(subs) for b in subs[i + 1:]]
         ious = [p.iou for p in pairs]
-        config = runs[0].get("config", {})
+        config = settings(runs[0])
         rows.append([
-            series, task, runs[0].get("setting", ""), config.get("granularity", ""), _strength(config),
+            series, task, runs[0].get("setting", ""), config.granularity, _strength(config),
             len(runs), f"{sum(ious) / len(ious):.4f}", f"{min(ious):.4f}", f"{max(ious):.4f}",
             f"{sum(p.agreement for p in pairs) / len(pairs):.4f}",
             f"{sum(s.density() for s in subs) / len(subs):.4f}",
@@ -52,16 +53,16 @@ def stability_rows(results: list[dict]) -> list[list]:
     return rows
 
 
-def _strength(config: dict) -> object:
+def _strength(config: ProbeConfig) -> object:
     """The λmax cell: the penalty weight, or ``p=...`` for a run held at a --target-density (no λ then)."""
-    target = config.get("target_density")
-    return f"p={target:g}" if target is not None else config.get("lambda_max", "")
+    target = config.target_density
+    return f"p={target:g}" if target is not None else config.lambda_max
 
 
 def replica_of(result: dict) -> tuple:
     """Which replica of its point a run is: its replica settings (the seeds)."""
-    config = result.get("config", {})
-    return tuple(repr(config.get(name)) for name in REPLICA_FIELDS)
+    config = settings(result)
+    return tuple(repr(getattr(config, name)) for name in REPLICA_FIELDS)
 
 
 def _one_per_seed(runs: list[dict]) -> list[dict]:

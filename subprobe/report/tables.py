@@ -6,7 +6,10 @@ import statistics
 from collections import defaultdict
 from functools import cache
 
+from subprobe.probes.family import ProbeFamily
+from subprobe.probes.registry import families
 from subprobe.report import render
+from subprobe.report.loading import family, settings
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 from subprobe.tasks.base import Task
@@ -14,7 +17,6 @@ from subprobe.tasks.registry import find_task, task_order
 
 SETTINGS = ("pretrained", "reset-encoder", "reset-all")
 SETTING_TITLES = {"pretrained": "Pre-trained ↑", "reset-encoder": "Reset encoder ↓", "reset-all": "Reset all ↓"}
-PROBE_TITLES = {"subnetwork": "Subnetworks", "mlp": "MLP-1", "finetune": "Fine-tuning", "linear": "Linear"}
 
 
 @cache
@@ -73,18 +75,24 @@ def paper_comparable(m: dict, split: str) -> float | None:
     return scores.get(paper_metric(m["task"], m["primary_metric"]))
 
 
+def paper_families() -> list[ProbeFamily]:
+    """The probe families of the paper's Tables 1 and 2, in the registry's order."""
+    return [f for f in families() if f.in_paper_tables]
+
+
+def _paper_pair() -> tuple[ProbeFamily, ProbeFamily]:
+    """The two probes the paper's claims compare: the one that learns masks and the one with an adapter (MLP-1)."""
+    paper = paper_families()
+    return next(f for f in paper if f.masks), next(f for f in paper if f.adapter)
+
+
 def _row_key(m: dict) -> str | None:
-    probe = m["probe"]
-    cfg = m.get("config", {})
-    if probe == "subnetwork":
-        if not is_lambda_subnetwork(m):
-            return None  # controls (random-like, complement) and --target-density runs are other experiments
-        if str(cfg.get("granularity", "neuron")) != "neuron":
-            return None  # the tables are about neuron subnetworks (Figure 1's granularity sweep is not)
-        return f"subnetwork@{float(cfg.get('lambda_max', 1.0)):g}"
-    if probe == "mlp" and str(cfg.get("rank", "d")) != "d":
-        return None  # only the full-rank MLP-1 belongs to the tables
-    return probe
+    """The run's row of Tables 1 and 2 (its family's ``table_row``: e.g. neuron masks by lambda_max, full-rank
+    MLP-1), None when it is not one: other units, and masks that are controls or held at a --target-density."""
+    found = family(m)
+    if found is None or (found.masks and not is_lambda_subnetwork(m)):
+        return None
+    return found.table_row(settings(m))
 
 
 def collect(results: list[dict], split: str = "dev") -> dict:
@@ -145,7 +153,7 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     Per setting three columns: ours measured as the paper measured (:func:`paper_comparable`), the paper's
     bert-base number, and our headline (primary metric, hard mask).
     """
-    rows = ("subnetwork@1", "mlp", "finetune")
+    rows = [(f, f.paper_row()) for f in paper_families()]
     columns = []
     for s in SETTINGS:
         columns += [f"{SETTING_TITLES[s]} ours (paper's metric)", "paper", "ours (headline)"]
@@ -157,15 +165,14 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
         cells = collect(group, split)
         block = []
         for task in tasks_in(cells):
-            for row in rows:
-                probe = row.split("@")[0]
-                ref = paper_row(task, PROBE_TITLES[probe])
+            for probe, row in rows:
+                ref = paper_row(task, probe.title)
                 vals = []
                 for j, s in enumerate(SETTINGS):
                     key = (task, row, s)
                     vals += [_cell(cells, key, "paper"), f"{ref[j]:.2f}" if ref else "–", _cell(cells, key)]
-                block.append([task_title(task), PROBE_TITLES[probe], *vals])
-                data_rows.append([task, PROBE_TITLES[probe], *vals, split, series])
+                block.append([task_title(task), probe.title, *vals])
+                data_rows.append([task, probe.title, *vals, split, series])
         last = i == len(groups) - 1
         notes = [
             "Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the "
@@ -201,17 +208,20 @@ def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> t
         cells = collect(group, split)
         block = []
         for task in tasks_in(cells):
-            lambdas = sorted(
-                {float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith("subnetwork@")}
-            )
-            entries = [(f"subnetwork@{lam:g}", f"Subnetworks λmax={lam:g}", paper_lambda_row(task, lam))
-                       for lam in lambdas]
-            entries += [(row, PROBE_TITLES[row], paper_row(task, PROBE_TITLES[row])) for row in ("mlp", "finetune")]
-            for row, label, ref in entries:
+            entries = []
+            for probe in paper_families():
+                if not probe.masks:
+                    entries.append((probe.paper_row(), probe.title, paper_row(task, probe.title), False))
+                    continue
+                lambdas = sorted({float(k[1].split("@")[1]) for k in cells
+                                  if k[0] == task and k[1].startswith(f"{probe.name}@")})
+                entries += [(f"{probe.name}@{lam:g}", f"{probe.title} λmax={lam:g}", paper_lambda_row(task, lam), True)
+                            for lam in lambdas]
+            for row, label, ref, masks in entries:
                 comparable = [_cell(cells, (task, row, s), "paper") for s in order]
                 headline = [_cell(cells, (task, row, s)) for s in order]
                 paper = [f"{v:.2f}" for v in reversed(ref)] if ref else ["–"] * 3
-                dens = _cell(cells, (task, row, "pretrained"), "density", scale=1.0) if row.startswith("sub") else ""
+                dens = _cell(cells, (task, row, "pretrained"), "density", scale=1.0) if masks else ""
                 block.append([task_title(task), label, *comparable, " / ".join(paper), " / ".join(headline), dens])
                 data_rows.append([task, label, *comparable, *paper, *headline, dens, split, series])
         last = i == len(groups) - 1
@@ -259,10 +269,11 @@ def _claims_on(cells: dict, task: str, kind: str) -> dict[str, bool | None] | No
         c = cells.get((task, row, setting))
         return statistics.fmean(c[kind]) if c and c[kind] else None
 
-    pre = (mean("subnetwork@1", "pretrained"), mean("mlp", "pretrained"))
+    subnetwork, mlp = (f.paper_row() for f in _paper_pair())
+    pre = (mean(subnetwork, "pretrained"), mean(mlp, "pretrained"))
     if pre == (None, None):
         return None
-    resets = [(mean("subnetwork@1", s), mean("mlp", s)) for s in ("reset-encoder", "reset-all")]
+    resets = [(mean(subnetwork, s), mean(mlp, s)) for s in ("reset-encoder", "reset-all")]
     return {
         "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
         "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),

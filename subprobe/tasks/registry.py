@@ -28,7 +28,7 @@ def _base(name: str) -> str:
     return name.partition(":")[0]
 
 
-def _entry(name: str) -> str | None:
+def entry_of(name: str) -> str | None:
     """The :data:`TASK_NAMES` entry that ``name`` is an instance of (None: unknown)."""
     base, colon, parameter = name.partition(":")
     for entry in TASK_NAMES:
@@ -40,7 +40,7 @@ def _entry(name: str) -> str | None:
 
 def task_class(name: str) -> type[Task]:
     """The class of the task ``name`` (``feats:Number`` -> the ``feats`` class); ConfigError if unknown."""
-    if _entry(name) is None:
+    if entry_of(name) is None:
         raise ConfigError(unknown_task(name))
     return import_module(f"{__package__}.{_base(name)}").TASK
 
@@ -88,7 +88,7 @@ def path_name(name: str) -> str:
 
 def task_order(name: str) -> tuple[int, str]:
     """Sort key of a task name: the order of :data:`TASK_NAMES` (tasks of another version last), then the name."""
-    entry = _entry(name)
+    entry = entry_of(name)
     return (TASK_NAMES.index(entry) if entry is not None else len(TASK_NAMES), name)
 
 

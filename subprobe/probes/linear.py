@@ -1,0 +1,25 @@
+"""The linear probe: the task head alone on frozen features (``--probe linear``)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from subprobe.probes.base import BuiltProbe
+from subprobe.probes.family import ProbeFamily
+from subprobe.probes.frozen import build_frozen_probe
+
+
+class LinearFamily(ProbeFamily):
+    """The head on frozen features: the head is the probe, so its parameters are counted."""
+
+    name = "linear"
+    title = "Linear"
+    settings = ("cache_features",)
+    in_paper_tables = False
+    bits_note = "the linear probe is the task head: its parameters are counted"
+
+    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+        return build_frozen_probe(config, encoder, head)
+
+
+FAMILY = LinearFamily()
