@@ -93,17 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(a finished run is only reported; default: none, a new run)",
     )
 
+    from subprobe.experiments.grids import builtin_grids, load_grid
+
     sweep = sub.add_parser("sweep", help="run a grid of probes (YAML: axes and profiles) into a resumable store")
-    sweep.add_argument(
-        "grid", help="grid YAML file, or a built-in grid name (table1, table2, figure1, figure2, selectivity, density)"
-    )
+    sweep.add_argument("grid", help=f"grid YAML file, or a built-in grid name ({', '.join(builtin_grids())})")
     _add_grid_arguments(sweep)
 
-    reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments and write its table")
+    reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments (or another built-in grid) and "
+                               "write its tables or figures")
     reproduce.add_argument(
-        "what", choices=["table1", "table2", "figure1", "figure2", "selectivity", "density"],
-        help="which experiment (selectivity: task and control-task runs of the subnetwork and MLP-1 probes; "
-        "density: neuron subnetworks at target densities 0.02 .. 0.7, accuracy against density)",
+        "what", choices=builtin_grids(), metavar="EXPERIMENT",
+        help="which experiment: " + "; ".join(f"{name}: {load_grid(name).description}" for name in builtin_grids()),
     )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(

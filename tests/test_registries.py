@@ -60,3 +60,19 @@ def test_every_task_says_what_the_report_and_predict_need():
     paper = {name: get_task(name).paper_table1 for name in ("upos", "dep", "ner")}
     assert {title for rows in paper.values() for title in rows} == {"Subnetworks", "MLP-1", "Fine-tuning"}
     assert paper["dep"]["MLP-1"] == (76.65, 54.09, 42.81)  # Cao et al. 2021, Table 1
+
+
+def test_every_built_in_experiment_has_a_writer_and_names_known_tasks_and_probes():
+    from subprobe.experiments.grids import builtin_grids, load_grid
+    from subprobe.experiments.writers import WRITERS
+    from subprobe.probes.registry import probe_family
+
+    assert builtin_grids() == ("density", "figure1", "figure2", "morphology", "selectivity", "table1", "table2")
+    for name in builtin_grids():
+        grid = load_grid(name)
+        assert grid.name == name and grid.writer in WRITERS, name
+        for point in grid.points("quick"):
+            get_task(point["task"])
+            probe_family(point["probe"])
+    assert {p["task"] for p in load_grid("morphology").points()} == {
+        "feats:Number", "feats:VerbForm", "feats:Person", "feats:Tense", "feats:Mood"}

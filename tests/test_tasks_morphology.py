@@ -182,3 +182,30 @@ def test_report_tables_list_the_new_tasks(tiny_bert, tmp_path):
     assert "feats:Number,MLP-1,90.00,–,90.00" in csv_text
     index = write_report(store.root, tmp_path / "report", echo=lambda *a, **k: None)
     assert "Morphology: Number" in index.read_text()
+
+
+def test_reproduce_morphology_runs_the_grid_and_writes_its_table(tiny_bert, morph_ud, tmp_path):
+    """``reproduce morphology --tasks feats:Number`` on a tiny data root: four runs (two settings x two probes), and
+    every cell of its table is the run's dev accuracy from metrics.json."""
+    from subprobe.experiments.reproduce import reproduce
+
+    root = tmp_path / "data" / "ud-english-ewt"
+    root.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (root / f"en_ewt-ud-{split}.conllu").write_text(morph_ud[split].read_text(), encoding="utf-8")
+    out = tmp_path / "store"
+    overrides = {"epochs": 1, "batch_size": 8, "eval_every": 3, "precision": "fp32", "max_train_samples": 16}
+    result = reproduce("morphology", model=str(tiny_bert), tasks=["feats:Number"], data_dir=str(tmp_path / "data"),
+                       out=str(out), overrides=overrides, echo=lambda *a: None)
+    assert result["counts"] == {"done": 4, "skipped": 0, "failed": 0}
+    runs = [json.loads(p.read_text()) for p in (out / "runs").glob("*/metrics.json")]
+    by = {(m["probe"], m["setting"]): f"{100 * m['dev']['accuracy']:.2f}" for m in runs}
+    assert {m["task"] for m in runs} == {"feats:Number"} and len(by) == 4
+    assert result["rows"] == [
+        ["feats:Number", "Subnetworks (neuron, λmax=1)", by[("subnetwork", "pretrained")],
+         by[("subnetwork", "reset-encoder")], "dev", str(tiny_bert)],
+        ["feats:Number", "MLP-1 (r=d)", by[("mlp", "pretrained")], by[("mlp", "reset-encoder")], "dev",
+         str(tiny_bert)],
+    ]
+    assert "| Morphology: Number | MLP-1 (r=d) |" in (out / "morphology.md").read_text()
+    assert (out / "morphology.csv").read_text().splitlines()[0] == "task,probe,pretrained,reset-encoder,split,series"

@@ -1,4 +1,9 @@
-"""Experiment grids are data: a YAML file of axes (cartesian product) plus per-profile settings."""
+"""Experiment grids are data: a YAML file of axes (cartesian product) plus per-profile settings.
+
+The built-in experiments are the grid files of ``subprobe/experiments/grids/`` (found there, listed nowhere
+else); each names the writer of its tables or figures (``writer:``, one of
+:data:`subprobe.experiments.writers.WRITERS`), which ``subprobe reproduce NAME`` runs after the grid.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,14 @@ import yaml
 
 from subprobe.errors import ConfigError
 
-BUILTIN_GRIDS = ("table1", "table2", "figure1", "figure2", "selectivity", "density")
+#: The folder of the built-in grids (package data).
+GRIDS_FOLDER = "grids"
+
+
+def builtin_grids() -> tuple[str, ...]:
+    """The names of the built-in grids (their files' names without ``.yaml``), sorted."""
+    folder = resources.files("subprobe.experiments").joinpath(GRIDS_FOLDER)
+    return tuple(sorted(f.name[: -len(".yaml")] for f in folder.iterdir() if f.name.endswith(".yaml")))
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,8 @@ class Grid:
     description: str
     axes: dict
     profiles: dict
+    #: what ``subprobe reproduce`` writes after running the grid (a name of the writers' registry; "" for none)
+    writer: str = ""
 
     def points(self, profile: str | None = None, **restrict: list) -> list[dict]:
         """Config overrides for every point; ``restrict`` keeps only the given values of an axis."""
@@ -68,13 +82,13 @@ def _label(value) -> object:
 
 def load_grid(name_or_path: str) -> Grid:
     """A built-in grid by name or a grid YAML file by path."""
-    if name_or_path in BUILTIN_GRIDS:
-        text = resources.files("subprobe.experiments").joinpath("grids", f"{name_or_path}.yaml").read_text()
+    if name_or_path in builtin_grids():
+        text = resources.files("subprobe.experiments").joinpath(GRIDS_FOLDER, f"{name_or_path}.yaml").read_text()
         source = name_or_path
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ConfigError(f"{name_or_path}: no such grid file (built-in grids: {', '.join(BUILTIN_GRIDS)})")
+            raise ConfigError(f"{name_or_path}: no such grid file (built-in grids: {', '.join(builtin_grids())})")
         text = path.read_text(encoding="utf-8")
         source = str(path)
     try:
@@ -87,5 +101,6 @@ def load_grid(name_or_path: str) -> Grid:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: axis {key!r} must be a non-empty list")
     return Grid(
-        data.get("name", Path(source).stem), data.get("description", ""), data["axes"], data.get("profiles", {})
+        data.get("name", Path(source).stem), data.get("description", ""), data["axes"], data.get("profiles", {}),
+        str(data.get("writer", "")),
     )

@@ -9,7 +9,7 @@ from functools import cache
 from subprobe.probes.family import ProbeFamily
 from subprobe.probes.registry import families
 from subprobe.report import render
-from subprobe.report.loading import family, settings
+from subprobe.report.loading import family, run_label, settings
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 from subprobe.tasks.base import Task
@@ -241,6 +241,36 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
     """Markdown and CSV of Table 2 (see :func:`table2_tables`)."""
     shown, data = table2_tables(results, split, model)
     return render.markdown(shown), render.to_csv(data)
+
+
+def tasks_tables(results: list[dict], split: str = "dev", model: str = "", name: str = "tasks"
+                 ) -> tuple[list[Table], Table]:
+    """The runs of any grid by task: one row per task and probe (the family's title and unit), one column per model
+    setting, the primary metric (hard mask) in %, mean ± std over runs; a display table per series (ids
+    ``NAME-SPLIT``, ``NAME-SPLIT-2``, ...) and one data table (the CSV). Control tasks, mask controls and
+    --target-density runs are other experiments and left out."""
+    kept = [m for m in results if m.get(split) and not m.get("control") and family(m) is not None
+            and (not family(m).masks or is_lambda_subnetwork(m))]
+    settings_seen = sorted({m["setting"] for m in kept}, key=lambda s: (SETTINGS.index(s) if s in SETTINGS else 99, s))
+    order = {f.name: i for i, f in enumerate(families())}
+    shown: list[Table] = []
+    data_rows: list[list] = []
+    groups = by_series(kept, model)
+    for i, (series, group) in enumerate(groups):
+        cells: dict = defaultdict(lambda: defaultdict(list))
+        for m in group:
+            label = family(m).title + (f" ({run_label(m)})" if run_label(m) else "")
+            cells[(m["task"], order[m["probe"]], label)][m["setting"]].append(m[split][m["primary_metric"]])
+        block = []
+        for key in sorted(cells, key=lambda k: (task_order(k[0]), k[1], k[2])):
+            task, _, label = key
+            values = [mean_std(cells[key][s]) for s in settings_seen]
+            block.append([task_title(task), label, *values])
+            data_rows.append([task, label, *values, split, series])
+        title = f"Ours ({series or 'model'}, {split}, primary metric in %)"
+        notes = ["Hard mask; mean ± standard deviation over runs (seeds)."] if i == len(groups) - 1 else []
+        shown.append(Table(_series_id(f"{name}-{split}", i), title, ["task", "probe", *settings_seen], block, notes))
+    return shown, Table(f"{name}-{split}-data", "", ["task", "probe", *settings_seen, "split", "series"], data_rows)
 
 
 def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:
