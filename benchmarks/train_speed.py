@@ -56,6 +56,7 @@ from subprobe.data.batching import Dataset, bucketed_batches  # noqa: E402
 from subprobe.data.pipeline import prepare_splits, read_splits  # noqa: E402
 from subprobe.models.loading import DEFAULT_MODEL, load_encoder  # noqa: E402
 from subprobe.probes.registry import build_probe  # noqa: E402
+from subprobe.resolve import resolve  # noqa: E402
 from subprobe.tasks.registry import get_task  # noqa: E402
 from subprobe.training.evaluate import evaluate  # noqa: E402
 from subprobe.training.step import TrainStep  # noqa: E402
@@ -104,7 +105,7 @@ def words_and_labels(dataset: Dataset, field: str = "upos") -> tuple[list[list[s
 def probe_config(precision: str, granularity: str = "neuron", **kw) -> ProbeConfig:
     kw.setdefault("probe", "subnetwork")
     kw.setdefault("task", "upos")
-    return ProbeConfig(granularity=granularity, precision=precision, **kw).resolved()
+    return resolve(ProbeConfig(granularity=granularity, precision=precision, **kw))
 
 
 def task_ratios(train_stats: dict[str, dict], reference: str) -> dict[str, float | None]:
@@ -347,7 +348,7 @@ def run(args) -> dict:
     torch.manual_seed(0)
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    default_precision = ProbeConfig().resolved().precision
+    default_precision = resolve(ProbeConfig()).precision
     encoder, tokenizer = load_encoder(args.model)
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
     task, train_set, dev_set, vocabs = load_upos(root, tokenizer, max_length, n_train, n_dev_read)

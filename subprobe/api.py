@@ -18,9 +18,10 @@ import torch
 from subprobe.config import ProbeConfig
 from subprobe.data.pipeline import RawSplits, read_splits
 from subprobe.errors import ConfigError
+from subprobe.resolve import resolve
 from subprobe.result import MaskFacts, Result, TrainFacts, build_metrics, finished
 from subprobe.resume import check_same_config, open_run_dir, record_resume, resume_config
-from subprobe.runs import RunDir
+from subprobe.runs import RunDir, default_out
 
 __all__ = ["Result", "dry_run", "probe", "resume", "set_seed"]
 
@@ -44,7 +45,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     from subprobe.tracking import check_available as check_trackers
     from subprobe.training import distributed
 
-    cfg = with_source_masks(config.resolved())  # controls take the source run's granularity and layout
+    cfg = with_source_masks(resolve(config))  # controls take the source run's granularity and layout
     task = get_task(cfg.task)
     task.configure(cfg)
     if cfg.predict and not task.writes_predictions():  # refused before anything trains
@@ -52,7 +53,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     check_trackers(cfg.report_to)  # a missing tracker extra is refused before anything trains
     if cfg.dry_run:
         return dry_run(cfg, echo=echo)
-    out = Path(cfg.out) if cfg.out else cfg.default_out()
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
     ranks = distributed.from_env()  # torchrun / accelerate launch: one of several processes of this run
     if not ranks.main:
         echo = _silent  # rank 0 reports

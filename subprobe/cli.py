@@ -296,23 +296,26 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _check_flag_combinations(values: dict, given: set[str]) -> None:
     """Refuse flags given explicitly that contradict each other or cannot apply (the settings only some tasks or
-    probe families read: their ``settings``)."""
+    probe families read: their ``settings``), for the run's task and probe (defaults included)."""
+    from subprobe.config import ProbeConfig
     from subprobe.errors import ConfigError
     from subprobe.probes.registry import scoped_settings as probe_scopes
+    from subprobe.resolve import resolve
     from subprobe.tasks.registry import entry_of
     from subprobe.tasks.registry import scoped_settings as task_scopes
 
+    cfg = resolve(ProbeConfig(**values))
     for name, tasks in task_scopes().items():
-        if name in given and entry_of(values["task"]) not in tasks:
+        if name in given and entry_of(cfg.task) not in tasks:
             raise ConfigError(
                 f"--{name.replace('_', '-')} only applies to --task {' or '.join(tasks)}, not --task "
-                f"{values['task']}; drop it or use --task {tasks[0]}"
+                f"{cfg.task}; drop it or use --task {tasks[0]}"
             )
     for name, probes in probe_scopes().items():
-        if name in given and values["probe"] not in probes:
+        if name in given and cfg.probe not in probes:
             raise ConfigError(
                 f"--{name.replace('_', '-')} only applies to --probe {' or '.join(probes)}, not --probe "
-                f"{values['probe']}; drop it or use --probe {probes[0]}"
+                f"{cfg.probe}; drop it or use --probe {probes[0]}"
             )
     if values.get("dry_run") and "overwrite" in given and values.get("overwrite"):
         raise ConfigError("--dry-run writes no run directory, so --overwrite contradicts it; drop one of them")

@@ -1,4 +1,9 @@
-"""Run configuration: one typed dataclass that is also the command line (help from field docs)."""
+"""Run configuration: one typed dataclass that is also the command line (help from field docs).
+
+This module sits below the tasks, probes and training that read it, so it names none of them: ``task`` and
+``probe`` are names their registries check, and a run's configuration is completed by
+:func:`subprobe.resolve.resolve` (the default task and probe, the budget profile with the task's adjustments).
+"""
 
 from __future__ import annotations
 
@@ -61,10 +66,12 @@ def option(
 class ProbeConfig:
     """Everything that defines one probing run. Saved as ``config.yaml`` in the run directory."""
 
-    task: str = option("upos", "what to probe for", group="task and probe")
-    probe: str = option(
-        "subnetwork", "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning",
-        group="task and probe",
+    task: str | None = option(
+        None, "what to probe for (a task of subprobe.tasks.registry; default: its first)", group="task and probe"
+    )
+    probe: str | None = option(
+        None, "the probe: a mask over the frozen weights, MLP-1 of --rank, the head alone, or fine-tuning (a family "
+        "of subprobe.probes.registry; default: its first)", group="task and probe",
     )
     control: bool = option(
         False, "train and score on the task's control task (Hewitt & Liang 2019): labels a seeded function of the "
@@ -254,31 +261,26 @@ class ProbeConfig:
         if isinstance(self.rank, int) and not isinstance(self.rank, bool):  # YAML grids write ranks as numbers
             self.rank = str(self.rank)
 
-    def resolved(self) -> ProbeConfig:
-        """A copy with profile defaults filled in and values checked."""
+    def filled(self, defaults: dict[str, Any]) -> ProbeConfig:
+        """A copy with every unset (None) setting that ``defaults`` names filled in, then the budget profile's
+        settings and the decoder's default, and values checked (:func:`subprobe.resolve.resolve` gives the defaults
+        of the run's task and probe)."""
         if self.profile not in PROFILES:
             raise ConfigError(f"--profile {self.profile!r} is not known; use one of {', '.join(PROFILES)}")
         values = dataclasses.asdict(self)
         check_types(values)
-        from subprobe.probes.registry import probe_family
-        from subprobe.tasks.registry import task_class
-
-        probe_family(self.probe)  # an unknown probe is one error line
-        task = task_class(self.task)
-        defaults = {**PROFILES[self.profile], **task.defaults(self.profile, values)}
-        for key, value in defaults.items():
+        for key, value in {**PROFILES[self.profile], **defaults}.items():
             if values.get(key) is None:
                 values[key] = value
         if values.get("decoder") is None:
             values["decoder"] = "mst"
         cfg = ProbeConfig(**values)
         cfg.check()
-        task.check_settings(cfg)
         return cfg
 
     def check(self) -> None:
         """Reject impossible values with a message naming the flag (the choices of every ``Literal`` setting
-        are checked by :func:`check_types`, which :meth:`resolved` runs first)."""
+        are checked by :func:`check_types`, which :meth:`filled` runs first)."""
         positive = {"batch_size": self.batch_size, "epochs": self.epochs, "eval_every": self.eval_every}
         positive["checkpoint_every"] = self.checkpoint_every
         for name, value in positive.items():
@@ -324,16 +326,6 @@ class ProbeConfig:
     def mask_source(self) -> str:
         """Where a subnetwork's mask comes from: ``learnt``, ``random-like`` or ``complement``."""
         return "random-like" if self.random_mask_like else "complement" if self.complement_of else "learnt"
-
-    def default_out(self) -> Path:
-        from subprobe.probes.registry import probe_family
-        from subprobe.tasks.registry import path_name
-
-        unit = probe_family(self.probe).run_dir_unit(self)
-        control = f"control{self.control_seed}" if self.control else ""
-        parts = (path_name(self.task), control, self.probe, unit, self.setting, f"s{self.seed}")
-        name = "-".join(x for x in parts if x)
-        return Path("runs") / name
 
     @staticmethod
     def from_recorded(values: dict[str, Any]) -> ProbeConfig:

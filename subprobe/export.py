@@ -16,6 +16,7 @@ import yaml
 
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
+from subprobe.resolve import resolve
 
 #: Settings that do not change what a run computes (left out of the reproducing command).
 _NOT_IN_COMMAND = ("out", "overwrite", "progress", "dry_run", "predict", "report_to", "checkpoint_every")
@@ -35,7 +36,7 @@ def export_run(
     run_dir = run.path
     if not run.finished or not run.has_config:
         raise ConfigError(f"{run_dir}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG})")
-    cfg = run.read_config().resolved()
+    cfg = resolve(run.read_config())
     if not probe_family(cfg.probe).exports or not run.has_masks:
         exportable = " or ".join(f.name for f in families() if f.exports)
         raise ConfigError(
@@ -65,7 +66,7 @@ def export_run(
 
 def probe_command(cfg: ProbeConfig) -> str:
     """A ``subprobe probe`` command line that defines the same run (every non-default setting)."""
-    default = ProbeConfig()
+    default = resolve(ProbeConfig())
     parts = ["subprobe", "probe"]
     for f in dataclasses.fields(ProbeConfig):
         value = getattr(cfg, f.name)

@@ -20,6 +20,7 @@ from subprobe.data.batching import Dataset, encode_dataset
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError
+from subprobe.resolve import resolve
 from subprobe.runs import RunDir
 
 #: Files of a run directory that loading needs (besides the per-probe weight files).
@@ -105,7 +106,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             else "give the --out directory of a finished run"
         )
         raise ConfigError(f"{run_dir}: not a finished subprobe run (no {', '.join(missing)}); {hint}")
-    cfg = run.read_config().resolved()
+    cfg = resolve(run.read_config())
     family = probe_family(cfg.probe)
     if not family.loads:
         loadable = ", ".join(f.name for f in families() if f.loads)

@@ -20,7 +20,10 @@ from subprobe.atomic import read_json, write_json, write_text
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 
-__all__ = ["RunDir", "config_differences", "prepare_run_dir", "read_json", "run_status", "write_json", "write_text"]
+__all__ = [
+    "RunDir", "config_differences", "default_out", "prepare_run_dir", "read_json", "run_status", "write_json",
+    "write_text",
+]
 
 
 class RunDir:
@@ -230,6 +233,20 @@ def _save_module(module, path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
+
+
+def default_out(cfg: ProbeConfig) -> Path:
+    """The run directory of a run without ``--out``: ``runs/<task>[-control<seed>]-<probe>[-<unit>]-<setting>-s<seed>``
+    (the unit part is the probe family's, e.g. ``neuron``, ``2x1-p0.1``, ``r25``)."""
+    from subprobe.probes.registry import probe_family
+    from subprobe.resolve import resolve
+    from subprobe.tasks.registry import path_name
+
+    cfg = resolve(cfg)
+    control = f"control{cfg.control_seed}" if cfg.control else ""
+    unit = probe_family(cfg.probe).run_dir_unit(cfg)
+    parts = (path_name(cfg.task), control, cfg.probe, unit, cfg.setting, f"s{cfg.seed}")
+    return Path("runs") / "-".join(x for x in parts if x)
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:

@@ -120,7 +120,7 @@ class Trackers:
 
 def open_tracker(config, run_dir: Path) -> Trackers:
     """The trackers of ``config.report_to`` for the run in ``run_dir``, with the configuration logged."""
-    names = check_available(getattr(config, "report_to", None))
+    names = check_available(config.report_to)
     run_dir = Path(run_dir)
     made: list[Tracker] = []
     try:

@@ -12,6 +12,7 @@ import torch
 from subprobe.config import ProbeConfig
 from subprobe.experiments.store import Store
 from subprobe.masking.subnetwork import MaskEntry, Subnetwork
+from subprobe.resolve import resolve
 from subprobe.result import MaskFacts, build_metrics
 from subprobe.runs import RunDir
 from subprobe.tasks.registry import get_task
@@ -48,7 +49,7 @@ def add_run(store: Store, values: dict, metrics: dict, subnetwork: Subnetwork | 
     key, run_dir = store.run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(run_dir)
-    resolved = dataclasses.replace(config.resolved(), out=str(run_dir))
+    resolved = dataclasses.replace(resolve(config), out=str(run_dir))
     run.write_config(resolved)
     # metrics.json through the API's own builder: a renamed key breaks the report tests too
     unknown = set(metrics) - {"dev", "test", "mask_params", "density", "bits", "probe_params"}

@@ -14,6 +14,7 @@ from subprobe.probes.base import EncoderFeatures
 from subprobe.probes.cached import CachedFeatures
 from subprobe.probes.frozen import MLP1, parse_rank
 from subprobe.probes.registry import build_probe
+from subprobe.resolve import resolve
 from tests import oracle
 
 
@@ -32,13 +33,13 @@ def test_mlp1_parameter_count_and_shape():
 def test_bits_bounds_for_each_probe(tiny_bert):
     assert oracle.mlp1_params(32, 5) == 32 * 5 + 5 + 5 * 32 + 32 + 64
     for probe, expected in (("mlp", oracle.mlp1_params(32, 5)), ("linear", 32 * 17 + 17), ("finetune", None)):
-        cfg = ProbeConfig(model=str(tiny_bert), probe=probe, rank="5", precision="fp32").resolved()
+        cfg = resolve(ProbeConfig(model=str(tiny_bert), probe=probe, rank="5", precision="fp32"))
         encoder, _ = load_encoder(str(tiny_bert))
         built = build_probe(cfg, encoder, TaggerHead(32, 17))
         n = expected if expected is not None else sum(p.numel() for p in encoder.parameters())
         assert built.probe_params == n
         assert built.bits() == oracle.bits_dense(n)
-    cfg = ProbeConfig(model=str(tiny_bert), probe="subnetwork", granularity="neuron", precision="fp32").resolved()
+    cfg = resolve(ProbeConfig(model=str(tiny_bert), probe="subnetwork", granularity="neuron", precision="fp32"))
     built = build_probe(cfg, load_encoder(str(tiny_bert))[0], TaggerHead(32, 17))
     assert built.bits() == oracle.bits_subnetwork(2 * (4 * 32 + 64 + 64))  # one bit per mask parameter
 
@@ -133,9 +134,9 @@ def test_model_initialiser_replaces_loaded_weights(far_from_init_bert, setting):
 
 def test_unknown_setting_and_init():
     with pytest.raises(ConfigError, match="--setting"):
-        ProbeConfig(setting="shuffled").resolved()
+        resolve(ProbeConfig(setting="shuffled"))
     with pytest.raises(ConfigError, match="--init"):
-        ProbeConfig(init="xavier").resolved()
+        resolve(ProbeConfig(init="xavier"))
 
 
 def test_cached_features_equal_fresh_features_in_eval(tiny_bert, tiny_ud):
@@ -160,7 +161,7 @@ def test_one_optimiser_step_moves_encoder_weights_only_when_fine_tuning(tiny_ber
     encoder matrix (embeddings included); MLP-1 and linear probes leave every encoder tensor as it was."""
     import numpy as np
 
-    cfg = ProbeConfig(model=str(tiny_bert), probe=probe, rank="5", precision="fp32", cache_features=False).resolved()
+    cfg = resolve(ProbeConfig(model=str(tiny_bert), probe=probe, rank="5", precision="fp32", cache_features=False))
     enc, tok = load_encoder(str(tiny_bert))
     head = TaggerHead(32, 17)
     built = build_probe(cfg, enc, head)

@@ -3,14 +3,14 @@ fp32 parameters and loss, no MST decoding in training."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from subprobe.config import ProbeConfig
 from subprobe.heads import biaffine
 from subprobe.heads.biaffine import BiaffineHead
+from subprobe.resolve import resolve
 from subprobe.tasks.dep import DepTask
 from tests.test_heads_biaffine import make_batch
 
@@ -123,12 +123,13 @@ def test_bf16_training_matmuls_keep_fp32_parameters_and_loss():
 
 def test_dep_task_runs_the_head_in_bf16_with_a_bf16_encoder():
     task = DepTask()
-    options = task.head_options(SimpleNamespace(precision="bf16"))
+    options = task.head_options(resolve(ProbeConfig(task="dep", precision="bf16")))
     assert options["compute_dtype"] == "bf16"
-    assert "compute_dtype" not in task.head_options(SimpleNamespace(precision="fp32"))
+    assert "compute_dtype" not in task.head_options(resolve(ProbeConfig(task="dep", precision="fp32")))
     vocabs = {"rels": ["a", "b"]}  # build_head only needs the number of relations
     assert task.build_head(8, vocabs, **options).compute_dtype == torch.bfloat16
-    assert task.build_head(8, vocabs, **task.head_options(SimpleNamespace())).compute_dtype is None
+    unset = ProbeConfig(task="dep", decoder="mst")  # precision not given
+    assert task.build_head(8, vocabs, **task.head_options(unset)).compute_dtype is None
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

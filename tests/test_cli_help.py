@@ -14,6 +14,7 @@ import subprobe
 from subprobe.cli import GROUP_ORDER, build_parser, main
 from subprobe.config import PROFILES, ProbeConfig
 from subprobe.errors import ConfigError
+from subprobe.runs import default_out
 
 
 def _probe_help() -> str:
@@ -63,11 +64,11 @@ def test_help_groups_flags_and_says_the_right_defaults():
     out = _flag_line(text, "--out")
     assert "runs/<task>-<probe>[-<granularity>|-r<rank>]-<setting>-s<seed>" in out
     # the pattern is what default_out() does
-    assert ProbeConfig(task="dep", granularity="2,1", setting="reset-all", seed=3).default_out() == Path(
+    assert default_out(ProbeConfig(task="dep", granularity="2,1", setting="reset-all", seed=3)) == Path(
         "runs/dep-subnetwork-2x1-reset-all-s3"
     )
-    assert ProbeConfig(probe="mlp", rank="25").default_out() == Path("runs/upos-mlp-r25-pretrained-s0")
-    assert ProbeConfig(probe="linear", task="ner").default_out() == Path("runs/ner-linear-pretrained-s0")
+    assert default_out(ProbeConfig(probe="mlp", rank="25")) == Path("runs/upos-mlp-r25-pretrained-s0")
+    assert default_out(ProbeConfig(probe="linear", task="ner")) == Path("runs/ner-linear-pretrained-s0")
 
 
 def test_literal_choices_are_the_registries():

@@ -23,6 +23,8 @@ from subprobe.experiments.grids import load_grid
 from subprobe.experiments.store import Store
 from subprobe.report.loading import load_results
 from subprobe.report.selectivity import selectivity_rows
+from subprobe.resolve import resolve
+from subprobe.runs import default_out
 from subprobe.tasks.registry import get_task
 from tests.conftest import probe_argv
 from tests.synthetic_runs import add_run
@@ -90,7 +92,7 @@ def test_probe_control_records_it_and_names_the_run(tiny_bert, tiny_ud, tmp_path
     assert metrics["control"] is True and metrics["control_seed"] == 3
     from subprobe.config import ProbeConfig
 
-    name = ProbeConfig(control=True, control_seed=3).default_out().name
+    name = default_out(ProbeConfig(control=True, control_seed=3)).name
     assert name == "upos-control3-subnetwork-neuron-pretrained-s0"
 
 
@@ -130,11 +132,11 @@ def test_dep_control_runs_decode_each_word_and_refuse_mst() -> None:
     from subprobe.config import ProbeConfig
     from subprobe.errors import ConfigError
 
-    assert ProbeConfig(task="dep", control=True).resolved().decoder == "argmax"
-    assert ProbeConfig(task="dep").resolved().decoder == "mst"
-    assert ProbeConfig(task="dep", decoder="argmax").resolved().decoder == "argmax"
+    assert resolve(ProbeConfig(task="dep", control=True)).decoder == "argmax"
+    assert resolve(ProbeConfig(task="dep")).decoder == "mst"
+    assert resolve(ProbeConfig(task="dep", decoder="argmax")).decoder == "argmax"
     with pytest.raises(ConfigError, match="--decoder mst cannot score the dependency control task"):
-        ProbeConfig(task="dep", control=True, decoder="mst").resolved()
+        resolve(ProbeConfig(task="dep", control=True, decoder="mst"))
 
 
 def test_a_perfect_memoriser_of_the_dep_control_task_scores_one() -> None:
@@ -154,7 +156,7 @@ def test_a_perfect_memoriser_of_the_dep_control_task_scores_one() -> None:
     sentences = [[rng.choice(vocab) for _ in range(rng.randint(2, 20))] for _ in range(500)]
     gold = [control_heads(words, 0) for words in sentences]
     task = get_task("dep")
-    task.configure(ProbeConfig(task="dep", control=True).resolved())
+    task.configure(resolve(ProbeConfig(task="dep", control=True)))
     width = 1 + max(map(len, sentences))
     arc = torch.full((len(sentences), width, width), -1e4)
     mask = torch.zeros(len(sentences), width, dtype=torch.bool)

@@ -5,11 +5,10 @@ The tiny train file has 24 sentences: batches of 4 give 6 steps per epoch, 24 st
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 import subprobe
+from subprobe.config import ProbeConfig
 from subprobe.training.schedules import ramp_end_step
 from subprobe.training.trainer import _converged
 from tests import oracle
@@ -58,7 +57,7 @@ def _history(*checks):
 
 
 def _config(patience, tolerance=0.01):
-    return SimpleNamespace(patience=patience, tolerance=tolerance)
+    return ProbeConfig(patience=patience, tolerance=tolerance)
 
 
 def test_convergence_window_is_the_last_patience_checks_after_the_ramp():

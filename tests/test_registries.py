@@ -8,6 +8,7 @@ import pytest
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 from subprobe.probes.registry import PROBE_NAMES, families, probe_family
+from subprobe.runs import default_out
 from subprobe.tasks.registry import TASK_NAMES, get_task, path_name, task_order
 
 
@@ -49,7 +50,7 @@ def test_task_names_order_and_file_names():
     names = ["feats:Tense", "ner", "feats:Number", "srl", "upos", "xpos", "dep"]
     assert sorted(names, key=task_order) == ["upos", "dep", "ner", "xpos", "feats:Number", "feats:Tense", "srl"]
     assert path_name("feats:Number") == "feats-Number" and path_name("upos") == "upos"
-    assert ProbeConfig(task="feats:Number").default_out().name == "feats-Number-subnetwork-neuron-pretrained-s0"
+    assert default_out(ProbeConfig(task="feats:Number")).name == "feats-Number-subnetwork-neuron-pretrained-s0"
 
 
 def test_every_task_says_what_the_report_and_predict_need():

@@ -1,5 +1,6 @@
 import pytest
 
+from subprobe.resolve import resolve
 from subprobe.training.schedules import lambda_at, warmup_factor
 
 
@@ -33,13 +34,13 @@ def test_warmup_linear_then_flat():
 def test_quick_profile_task_adjustment_and_explicit_flag_wins():
     from subprobe.config import ProbeConfig
 
-    assert ProbeConfig(task="ner").resolved().head_lr == 3e-3
-    assert ProbeConfig(task="ner").resolved().epochs == 4
-    assert ProbeConfig(task="upos").resolved().epochs == 3
-    assert ProbeConfig(task="ner", epochs=2).resolved().epochs == 2
-    assert ProbeConfig(task="upos").resolved().head_lr == 1e-3
-    assert ProbeConfig(task="ner", head_lr=5e-4).resolved().head_lr == 5e-4
-    assert ProbeConfig(task="ner", profile="paper").resolved().head_lr == 5e-5
+    assert resolve(ProbeConfig(task="ner")).head_lr == 3e-3
+    assert resolve(ProbeConfig(task="ner")).epochs == 4
+    assert resolve(ProbeConfig(task="upos")).epochs == 3
+    assert resolve(ProbeConfig(task="ner", epochs=2)).epochs == 2
+    assert resolve(ProbeConfig(task="upos")).head_lr == 1e-3
+    assert resolve(ProbeConfig(task="ner", head_lr=5e-4)).head_lr == 5e-4
+    assert resolve(ProbeConfig(task="ner", profile="paper")).head_lr == 5e-5
 
 
 @pytest.mark.parametrize("end", [0.0, 0.25, 0.3, 0.5, 0.7, 0.75, 0.9, 1.0])

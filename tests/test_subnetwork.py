@@ -15,6 +15,7 @@ from subprobe.masking.masked_linear import MaskedLinear
 from subprobe.masking.subnetwork import MaskEntry, Subnetwork, l0_penalty
 from subprobe.models.loading import load_encoder
 from subprobe.probes.registry import build_probe
+from subprobe.resolve import resolve
 from tests import oracle
 
 #: log-alpha at which P(z > 0) = 1/2: la = beta * log(-gamma / zeta) = -(2/3) ln 11
@@ -60,7 +61,7 @@ def test_unknown_penalty_is_a_config_error() -> None:
 
 
 def _subnetwork_probe(tiny_bert, **values):
-    cfg = ProbeConfig(model=str(tiny_bert), probe="subnetwork", precision="fp32", **values).resolved()
+    cfg = resolve(ProbeConfig(model=str(tiny_bert), probe="subnetwork", precision="fp32", **values))
     encoder, _ = load_encoder(str(tiny_bert))
     return build_probe(cfg, encoder, TaggerHead(32, 5))
 

@@ -15,6 +15,7 @@ from subprobe.errors import ConfigError
 from subprobe.masking import counting
 from subprobe.masking import hard_concrete as hc
 from subprobe.masking.constraint import DensityLagrangian, controlled_density, expected_density, project_to_density
+from subprobe.resolve import resolve
 from subprobe.training.schedules import constraint_ramp
 from tests.conftest import probe_argv
 from tests.test_subnetwork import HALF, _masked
@@ -167,7 +168,7 @@ def test_constraint_ramp_follows_the_lambda_ramp() -> None:
 )
 def test_flag_combinations_are_refused(values, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        ProbeConfig(**values).resolved()
+        resolve(ProbeConfig(**values))
 
 
 def test_cli_refuses_target_density_with_lambda_max_in_one_line(tiny_bert, tiny_ud, tmp_path, capsys) -> None:

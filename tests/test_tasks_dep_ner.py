@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from subprobe.data.conllu import read_conllu
 from subprobe.data.pipeline import prepare_splits, read_splits
 from subprobe.errors import ConfigError, DataError
 from subprobe.metrics.mst import is_single_rooted_tree
+from subprobe.resolve import resolve
 from subprobe.tasks.dep import DepTask
 from subprobe.tasks.ner import NerTask
 from subprobe.tasks.registry import get_task
@@ -76,14 +77,15 @@ def test_dep_rejects_sentences_without_heads(tmp_path) -> None:
 
 def test_dep_options_from_config() -> None:
     task = DepTask()
-    assert task.head_options(SimpleNamespace()) == {"arc_dim": 1024, "label_dim": 256, "decoder": "mst"}
-    cfg = SimpleNamespace(arc_dim=64, label_dim=16, decoder="argmax")
+    defaults = resolve(ProbeConfig(task="dep", precision="fp32"))
+    assert task.head_options(defaults) == {"arc_dim": 1024, "label_dim": 256, "decoder": "mst"}
+    cfg = ProbeConfig(task="dep", arc_dim=64, label_dim=16, decoder="argmax")
     task.configure(cfg)
     assert task.decoder == "argmax"
     head = DepTask().build_head(8, {"rels": _vocab(["a", "b"])}, **task.head_options(cfg))
     assert head.arc_weight.shape == (65, 64) and head.rel_weight.shape == (2, 17, 17)
     with pytest.raises(ConfigError, match="--decoder"):
-        task.configure(SimpleNamespace(decoder="greedy"))
+        task.configure(ProbeConfig(task="dep", decoder="greedy"))
 
 
 def _vocab(labels):
@@ -256,11 +258,11 @@ def test_deprel_universal_reads_relations_without_subtypes(tmp_path) -> None:
     gold = tmp_path / "gold.conllu"
     gold.write_text(UD_SUBTYPES, encoding="utf-8")
     task = DepTask()
-    task.configure(ProbeConfig(task="dep", deprel="universal"))
+    task.configure(resolve(ProbeConfig(task="dep", deprel="universal")))
     assert [s.deprels for s in task.read(gold)] == [["nmod", "amod", "root"], ["nsubj", "root", "obl"]]
     assert task.run_facts() == {"decoder": "mst", "deprel": "universal"}
     with pytest.raises(ConfigError, match="--deprel"):
-        task.configure(ProbeConfig(task="dep", deprel="basic"))
+        task.configure(dataclasses.replace(resolve(ProbeConfig(task="dep")), deprel="basic"))
 
 
 def test_dep_write_predictions_reads_back(tiny_ud, tokenizer, tmp_path) -> None:
@@ -310,9 +312,9 @@ def test_ner_labels_scheme_and_options(tiny_ner, tokenizer) -> None:
     assert len(dev.encoded) == 8  # one-token sentences kept by default
 
     task = NerTask()
-    task.configure(SimpleNamespace(ner_scheme="iob1", keep_single_token=False))
+    task.configure(ProbeConfig(task="ner", ner_scheme="iob1", keep_single_token=False))
     assert len(task.read(tiny_ner["dev"])) == 6
-    task.configure(SimpleNamespace(ner_scheme="iob2", keep_single_token=True))
+    task.configure(ProbeConfig(task="ner", ner_scheme="iob2", keep_single_token=True))
     with pytest.raises(DataError, match="IOB2"):
         task.read(tiny_ner["dev"])
 

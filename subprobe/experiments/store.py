@@ -12,6 +12,7 @@ from filelock import FileLock
 
 from subprobe.config import ProbeConfig, settings_where
 from subprobe.probes.registry import probe_family
+from subprobe.resolve import resolve as resolve_config
 from subprobe.runs import RunDir, read_json, write_json
 from subprobe.tasks.registry import path_name
 
@@ -22,7 +23,7 @@ NON_RESULT_FIELDS = settings_where(in_key=False)
 
 def config_key(config: ProbeConfig) -> str:
     """A short stable hash of everything that determines the result of a run."""
-    values = {k: v for k, v in dataclasses.asdict(config.resolved()).items() if k not in NON_RESULT_FIELDS}
+    values = {k: v for k, v in dataclasses.asdict(resolve_config(config)).items() if k not in NON_RESULT_FIELDS}
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -65,7 +66,7 @@ class Store:
 
     def run_dir(self, config: ProbeConfig) -> tuple[str, Path]:
         key = config_key(config)
-        return key, self.runs / run_name(config.resolved(), key)
+        return key, self.runs / run_name(resolve_config(config), key)
 
     def relative(self, run_dir: Path) -> str:
         """How the index records a run directory: relative to the store root (the store can move)."""

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 
 #: How ``bits_note`` reads when the task head is not part of what the probe counts.
@@ -43,27 +44,27 @@ class ProbeFamily(ABC):
     bits_note: str = HEAD_NOT_COUNTED
 
     @abstractmethod
-    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+    def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         """The probe of ``config`` over ``encoder`` and ``head``; ``fixed_masks`` (a Subnetwork, families with
         :attr:`masks`): these masks frozen instead of learnt ones."""
 
-    def unit_label(self, config) -> str:
+    def unit_label(self, config: ProbeConfig) -> str:
         """The probe's unit as tables show it (``neuron``, ``r=25``; "" for a family without one)."""
         return ""
 
-    def run_label(self, config) -> str:
+    def run_label(self, config: ProbeConfig) -> str:
         """The unit and the other settings that tell runs of this family apart in a list of runs."""
         return self.unit_label(config)
 
-    def run_dir_unit(self, config) -> str:
+    def run_dir_unit(self, config: ProbeConfig) -> str:
         """The unit part of the default run directory name (``neuron``, ``2x1-p0.1``, ``r25``; "" for none)."""
         return ""
 
-    def store_units(self, config) -> list[str]:
+    def store_units(self, config: ProbeConfig) -> list[str]:
         """The unit parts of a results-store run directory name (``["neuron", "lam5"]``, ``["r25"]``)."""
         return []
 
-    def table_row(self, config) -> str | None:
+    def table_row(self, config: ProbeConfig) -> str | None:
         """The run's row in the paper's Tables 1 and 2 (``subnetwork@1`` for a neuron subnetwork at lambda_max 1),
         None when the run is not of the tables' kind (another unit, a control mask, ...)."""
         return self.name if self.in_paper_tables else None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
 from subprobe.probes.family import ProbeFamily
 
 
-def build_finetune_probe(config, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
+def build_finetune_probe(config: ProbeConfig, encoder: nn.Module, head: nn.Module) -> BuiltProbe:
     """Fine-tuning: every encoder weight trains (``--finetune-lr``) with the head; fp32 weights."""
     for p in encoder.parameters():
         p.requires_grad_(True)
@@ -32,7 +33,7 @@ class FinetuneFamily(ProbeFamily):
     loads = False
     not_loadable = "a finetune run does not save its fine-tuned encoder weights"
 
-    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+    def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         return build_finetune_probe(config, encoder, head)
 
 

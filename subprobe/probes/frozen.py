@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
 from subprobe.probes.cached import CachedFeatures
@@ -35,7 +36,9 @@ def parse_rank(rank: str | int, d: int) -> int:
     return value
 
 
-def build_frozen_probe(config, encoder: nn.Module, head: nn.Module, adapter: nn.Module | None = None) -> BuiltProbe:
+def build_frozen_probe(
+    config: ProbeConfig, encoder: nn.Module, head: nn.Module, adapter: nn.Module | None = None
+) -> BuiltProbe:
     """The head (and ``adapter`` between the features and the head, if any) on frozen features; complexity counts
     the adapter's parameters, or the head's when there is none (the head is then the probe)."""
     if config.precision == "bf16":

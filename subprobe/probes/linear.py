@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
 from subprobe.probes.frozen import build_frozen_probe
@@ -18,7 +19,7 @@ class LinearFamily(ProbeFamily):
     in_paper_tables = False
     bits_note = "the linear probe is the task head: its parameters are counted"
 
-    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+    def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         return build_frozen_probe(config, encoder, head)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
 from subprobe.probes.frozen import MLP1, build_frozen_probe, parse_rank
@@ -17,20 +18,20 @@ class MlpFamily(ProbeFamily):
     settings = ("rank", "cache_features")
     adapter = True
 
-    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+    def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         width = encoder.config.hidden_size
         return build_frozen_probe(config, encoder, head, MLP1(width, parse_rank(config.rank, width)))
 
-    def unit_label(self, config) -> str:
+    def unit_label(self, config: ProbeConfig) -> str:
         return f"r={config.rank}"
 
-    def run_dir_unit(self, config) -> str:
+    def run_dir_unit(self, config: ProbeConfig) -> str:
         return f"r{config.rank}"
 
-    def store_units(self, config) -> list[str]:
+    def store_units(self, config: ProbeConfig) -> list[str]:
         return [f"r{config.rank}"]
 
-    def table_row(self, config) -> str | None:
+    def table_row(self, config: ProbeConfig) -> str | None:
         """Full rank only (the paper's Tables 1 and 2)."""
         return self.name if str(config.rank) == "d" else None
 

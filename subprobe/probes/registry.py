@@ -14,6 +14,7 @@ from subprobe.errors import ConfigError
 if TYPE_CHECKING:  # the registry itself imports no family (listing the names stays cheap)
     from torch import nn
 
+    from subprobe.config import ProbeConfig
     from subprobe.probes.base import BuiltProbe
     from subprobe.probes.family import ProbeFamily
 
@@ -48,7 +49,7 @@ def titled(title: str) -> ProbeFamily:
     return next(f for f in families() if f.title == title)
 
 
-def build_probe(config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+def build_probe(config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
     """Build the probe named by ``config.probe``; ``fixed_masks`` (a Subnetwork): a subnetwork probe with these
     masks frozen (--random-mask-like, --complement-of) instead of learnt ones."""
     return probe_family(config.probe).build(config, encoder, head, fixed_masks)

@@ -7,6 +7,7 @@ import sys
 import torch
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 from subprobe.masking.constraint import DensityLagrangian, controlled_density
 from subprobe.masking.layouts import Granularity
@@ -23,7 +24,9 @@ from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
 from subprobe.probes.family import ProbeFamily
 
 
-def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork | None = None) -> BuiltProbe:
+def build_subnetwork_probe(
+    config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed: Subnetwork | None = None
+) -> BuiltProbe:
     """Install masks on the encoder; train mask logits (``mask_lr``) and the head (``head_lr``).
 
     ``config.target_density``: the penalty is the (hard) density and a :class:`DensityLagrangian` holds it at
@@ -32,12 +35,7 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: S
     """
     if config.precision == "bf16":  # frozen weights stored in bf16; mask logits and head stay fp32
         encoder.to(torch.bfloat16)
-    found = discover(
-        encoder,
-        getattr(encoder.config, "model_type", ""),
-        getattr(config, "target_modules", None),
-        getattr(config, "allow_partial", False),
-    )
+    found = discover(encoder, getattr(encoder.config, "model_type", ""), config.target_modules, config.allow_partial)
     for note in found.notes:
         print(f"subprobe: {note}", file=sys.stderr)
     if fixed is not None:
@@ -53,7 +51,7 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: S
         {"params": list(head.parameters()), "lr": config.head_lr, "name": "head"},
     ]
     penalty = lambda: l0_penalty(masked, config.penalty)  # noqa: E731
-    constraint, target = None, getattr(config, "target_density", None)
+    constraint, target = None, config.target_density
     if target is not None:
         constraint = DensityLagrangian(target).to(masked[0].log_alpha.device if masked else "cpu")
         model.add_module("constraint", constraint)  # checkpointed with the other trained parameters
@@ -75,7 +73,7 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: S
     )
 
 
-def _fixed_probe(config, encoder: nn.Module, head: nn.Module, fixed: Subnetwork, found) -> BuiltProbe:
+def _fixed_probe(config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed: Subnetwork, found) -> BuiltProbe:
     """Frozen ``fixed`` masks (hard in training and evaluation); only the head trains."""
     ours = {t.name: tuple(t.shape) for t in found.targets}
     theirs = {e.name: tuple(e.shape) for e in fixed.entries}
@@ -109,16 +107,16 @@ class SubnetworkFamily(ProbeFamily):
     masks = True
     exports = True
 
-    def build(self, config, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
+    def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         return build_subnetwork_probe(config, encoder, head, fixed_masks)
 
-    def unit_label(self, config) -> str:
+    def unit_label(self, config: ProbeConfig) -> str:
         return str(config.granularity)
 
-    def run_label(self, config) -> str:
+    def run_label(self, config: ProbeConfig) -> str:
         return f"{config.granularity}, λmax={float(config.lambda_max):g}"
 
-    def run_dir_unit(self, config) -> str:
+    def run_dir_unit(self, config: ProbeConfig) -> str:
         unit = config.granularity.replace(",", "x")
         if config.target_density is not None:
             unit += f"-p{config.target_density:g}"
@@ -126,11 +124,11 @@ class SubnetworkFamily(ProbeFamily):
             unit += f"-{config.mask_source}"
         return unit
 
-    def store_units(self, config) -> list[str]:
+    def store_units(self, config: ProbeConfig) -> list[str]:
         return [config.granularity.replace(",", "x"), *([f"lam{config.lambda_max:g}"] if config.lambda_max != 1.0
                                                        else [])]
 
-    def table_row(self, config) -> str | None:
+    def table_row(self, config: ProbeConfig) -> str | None:
         """Neuron masks, by lambda_max (the paper's Tables 1 and 2; Figure 1's granularity sweep is not)."""
         return f"{self.name}@{float(config.lambda_max):g}" if str(config.granularity) == "neuron" else None
 

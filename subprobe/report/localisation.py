@@ -245,7 +245,7 @@ def select_lambda(results: list[dict], split: str = "dev", tolerance: float = 0.
             rule_met = None if threshold is None else False
             note = ("no fine-tuning run: the smallest lambda_max is shown" if threshold is None else
                     "no lambda_max is within the tolerance of fine-tuning: the smallest is shown")
-        runs = sorted(by_lambda[chosen], key=lambda r: (r.get("config", {}).get("seed", 0), r.get("run_dir", "")))
+        runs = sorted(by_lambda[chosen], key=lambda r: (settings(r).seed, r.get("run_dir", "")))
         out.append({
             "task": task, "model": model, "setting": setting,
             "reference": None if reference is None else {"setting": ref_setting, "accuracy": reference},

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu
 from subprobe.data.control import Distribution, control_label
@@ -76,10 +77,10 @@ class Task(ABC):
         return dict(cls.profiles.get(profile, {}))
 
     @classmethod  # noqa: B027 (optional hook)
-    def check_settings(cls, config) -> None:
+    def check_settings(cls, config: ProbeConfig) -> None:
         """Refuse settings this task cannot run with (one ConfigError line), once the configuration is resolved."""
 
-    def configure(self, config) -> None:  # noqa: B027 (optional hook)
+    def configure(self, config: ProbeConfig) -> None:  # noqa: B027 (optional hook)
         """Take task options (reader settings) from the run configuration."""
 
     @abstractmethod
@@ -140,7 +141,7 @@ class Task(ABC):
         """True if this task implements :meth:`write_predictions` (checked before a run starts)."""
         return type(self).write_predictions is not Task.write_predictions
 
-    def head_options(self, config) -> dict:
+    def head_options(self, config: ProbeConfig) -> dict:
         """Head options taken from the run configuration."""
         return {}
 

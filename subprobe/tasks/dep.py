@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from subprobe.config import ProbeConfig
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu, write_conllu
 from subprobe.data.control import Distribution, control_heads, control_label
@@ -76,7 +77,7 @@ class DepTask(Task):
         return {**super().defaults(profile, values), **({"decoder": CONTROL_DECODER} if values["control"] else {})}
 
     @classmethod
-    def check_settings(cls, config) -> None:
+    def check_settings(cls, config: ProbeConfig) -> None:
         if config.control and config.decoder != CONTROL_DECODER:
             raise ConfigError(
                 f"--decoder {config.decoder} cannot score the dependency control task: its heads attach about a third "
@@ -88,9 +89,9 @@ class DepTask(Task):
         self.decoder = "mst"
         self.deprel = "full"
 
-    def configure(self, config) -> None:
-        self.decoder = _check_decoder(getattr(config, "decoder", None) or "mst")
-        self.deprel = getattr(config, "deprel", "full")
+    def configure(self, config: ProbeConfig) -> None:
+        self.decoder = _check_decoder(config.decoder)
+        self.deprel = config.deprel
         if self.deprel not in DEPRELS:
             raise ConfigError(f"--deprel {self.deprel!r} is not known; use one of {', '.join(DEPRELS)}")
 
@@ -140,15 +141,15 @@ class DepTask(Task):
 
     # model
 
-    def head_options(self, config) -> dict:
+    def head_options(self, config: ProbeConfig) -> dict:
         """Head sizes and decoder; with ``--precision bf16`` (the encoder runs bf16) the head's training
         matmuls run bf16 too (``compute_dtype``; fp32 parameters and loss, see :class:`BiaffineHead`)."""
         options = {
-            "arc_dim": int(getattr(config, "arc_dim", 1024)),
-            "label_dim": int(getattr(config, "label_dim", 256)),
-            "decoder": _check_decoder(getattr(config, "decoder", None) or "mst"),
+            "arc_dim": int(config.arc_dim),
+            "label_dim": int(config.label_dim),
+            "decoder": _check_decoder(config.decoder),
         }
-        if getattr(config, "precision", None) == "bf16":
+        if config.precision == "bf16":
             options["compute_dtype"] = "bf16"
         return options
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from subprobe.atomic import write_text
+from subprobe.config import ProbeConfig
 from subprobe.data.batching import Dataset
 from subprobe.data.conll2003 import read_conll2003
 from subprobe.data.records import Sentence
@@ -49,9 +50,9 @@ class NerTask(TaggingTask):
         #: scheme of the training file (set by build_vocabs); used for scoring
         self.train_scheme: str | None = None
 
-    def configure(self, config) -> None:
-        self.scheme_option = getattr(config, "ner_scheme", "auto")
-        self.keep_single_token = bool(getattr(config, "keep_single_token", True))
+    def configure(self, config: ProbeConfig) -> None:
+        self.scheme_option = config.ner_scheme
+        self.keep_single_token = bool(config.keep_single_token)
 
     def read(self, path: str | Path) -> list[Sentence]:
         sentences, scheme = read_conll2003(path, scheme=self.scheme_option, keep_single_token=self.keep_single_token)

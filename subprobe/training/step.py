@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from subprobe.config import ProbeConfig
 from subprobe.data.batching import Dataset, collate
 from subprobe.device import module_device
 from subprobe.probes.base import BuiltProbe
@@ -39,7 +40,7 @@ class StepOutcome:
 class TrainStep:
     """Adam over ``probe``'s parameter groups, stepped with the paper's warm-up and lambda ramp."""
 
-    def __init__(self, probe: BuiltProbe, task: Task, train_set: Dataset, config, *, pad_id: int,
+    def __init__(self, probe: BuiltProbe, task: Task, train_set: Dataset, config: ProbeConfig, *, pad_id: int,
                  total_steps: int, ranks=None):
         self.probe, self.task, self.train_set, self.config = probe, task, train_set, config
         self.pad_id, self.total_steps = pad_id, total_steps

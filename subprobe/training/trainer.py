@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from subprobe.config import ProbeConfig
 from subprobe.data.batching import Dataset, bucketed_batches
 from subprobe.device import module_device
 from subprobe.errors import SubprobeError
@@ -50,7 +51,7 @@ def train(
     train_set: Dataset,
     dev_set: Dataset | None,
     vocabs,
-    config,
+    config: ProbeConfig,
     *,
     pad_id: int,
     log_path: Path | None = None,
@@ -84,7 +85,7 @@ def train(
     optimizer = train_step.optimizer
     ramp_done = ramp_end_step(total, config.lambda_end)
     eval_kwargs = dict(pooling=config.word_pooling, pad_id=pad_id, mask_mode="hard")
-    every = getattr(config, "checkpoint_every", None) or config.eval_every
+    every = config.checkpoint_every or config.eval_every
     shape = dict(total_steps=total, per_epoch=per_epoch, train_size=len(train_set.encoded))
     p = Progress()
     last_good: int | None = None  # step of the last checkpoint written (or resumed from)
@@ -186,7 +187,9 @@ def train(
     return TrainOutcome(p.step, total, p.stopped, seconds, p.words / max(seconds, 1e-9), history, projection)
 
 
-def _check_finite(probe: BuiltProbe, step: int, loss: float, penalty: float, config, checkpoint_path, last_good):
+def _check_finite(
+    probe: BuiltProbe, step: int, loss: float, penalty: float, config: ProbeConfig, checkpoint_path, last_good
+):
     """Raise SubprobeError if the loss, the penalty or a trainable parameter is not finite."""
     what = None
     if not math.isfinite(loss):
@@ -205,11 +208,8 @@ def _check_finite(probe: BuiltProbe, step: int, loss: float, penalty: float, con
                     break
     if what is None:
         return
-    lrs = []
-    for flag in ("mask_lr", "head_lr"):
-        value = getattr(config, flag, None)
-        if value:
-            lrs.append(f"--{flag.replace('_', '-')} {value / 4:g}")
+    lrs = [f"--{flag} {value / 4:g}" for flag, value in (("mask-lr", config.mask_lr), ("head-lr", config.head_lr))
+           if value]
     lower = " ".join(lrs) or "a lower learning rate"
     if checkpoint_path is not None:
         run = Path(checkpoint_path).parent
@@ -224,7 +224,7 @@ def _check_finite(probe: BuiltProbe, step: int, loss: float, penalty: float, con
     raise SubprobeError(f"training diverged at step {step}: {what}; start again with a lower learning rate ({lower})")
 
 
-def _converged(history: list[dict], metric: str, config, ramp_done: int) -> bool:
+def _converged(history: list[dict], metric: str, config: ProbeConfig, ramp_done: int) -> bool:
     after_ramp = [h for h in history if "dev" in h and h["step"] >= ramp_done]
     # the last max(2, patience) checks: patience 1 compares two checks (a single check cannot change)
     window = after_ramp[-max(2, config.patience) :] if config.patience else []
@@ -232,7 +232,7 @@ def _converged(history: list[dict], metric: str, config, ramp_done: int) -> bool
         return False
     values = [h["dev"][metric] for h in window]
     dens = [h.get("density", 0.0) for h in window]
-    target = getattr(config, "target_density", None)
+    target = config.target_density
     if target is not None and abs(dens[-1] - target) >= config.tolerance:
         return False  # --target-density: not converged while the hard density is off target
     return max(values) - min(values) < config.tolerance and max(dens) - min(dens) < config.tolerance
