@@ -235,6 +235,7 @@ def with_source_masks(cfg: ProbeConfig) -> ProbeConfig:
     if run is None:
         return cfg
     source = run.read_config()
+    _check_same_weights(cfg, source, run)
     defaults = {f.name: f.default for f in dataclasses.fields(ProbeConfig)}
     for name in ("granularity", "layout"):
         ours, theirs = getattr(cfg, name), getattr(source, name)
@@ -242,6 +243,23 @@ def with_source_masks(cfg: ProbeConfig) -> ProbeConfig:
             raise ConfigError(f"--{name} {ours}: the source run {run.path} has --{name} {theirs}, and a control keeps "
                               f"its mask units; drop --{name}")
     return dataclasses.replace(cfg, granularity=source.granularity, layout=source.layout)
+
+
+def _check_same_weights(cfg: ProbeConfig, source: ProbeConfig, run: RunDir) -> None:
+    """A mask control runs on the weights its source mask was found in: the same model (same files), the same
+    setting and, for a reset model, the same initialiser and reset seed. Else one ConfigError line."""
+    from subprobe.models.loading import same_model
+
+    flag = "--random-mask-like" if cfg.random_mask_like else "--complement-of"
+    names = ["setting"] + (["init", "reset_seed"] if "pretrained" not in (cfg.setting, source.setting) else [])
+    differ = [n for n in names if getattr(cfg, n) != getattr(source, n)]
+    if not same_model(cfg.model, source.model):
+        differ.insert(0, "model")
+    if differ:
+        theirs = " ".join(f"--{n.replace('_', '-')} {getattr(source, n)}" for n in differ)
+        ours = " ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in differ)
+        raise ConfigError(f"{flag} {run.path}: the source mask was found with {theirs}, this run has {ours}; a "
+                          f"control keeps the weights of its source run: give {theirs} or another source run")
 
 
 def fixed_masks(cfg: ProbeConfig):

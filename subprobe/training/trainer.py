@@ -160,17 +160,18 @@ def train(
                         if density is not None:
                             shown["density"] = f"{density:.3f}"
                         bar.set_postfix(shown)
-                    if step >= ramp_done and _converged(history, task.primary_metric, config, ramp_done):
-                        p.stopped = True
+                    converged = step >= ramp_done and _converged(history, task.primary_metric, config, ramp_done)
+                    p.stopped = distributed.rank0_decides(converged, ranks, device)  # one decision for all
                 p.finished = last or p.stopped
-                if checkpoint_path is not None and (step % every == 0 or p.finished):
+                if step % every == 0 or p.finished:  # every process checks; rank 0 writes the checkpoint
                     if p.since_log:
                         loss_now = float(p.running_loss) / p.since_log
                         pen_now = float(p.running_pen) / p.since_log
                         _check_finite(probe, step, loss_now, pen_now, config, checkpoint_path, last_good)
-                    p.seconds = time.perf_counter() - start
-                    save_checkpoint(checkpoint_path, make_payload(model, optimizer, p, **shape))
-                    last_good = step
+                    if checkpoint_path is not None:
+                        p.seconds = time.perf_counter() - start
+                        save_checkpoint(checkpoint_path, make_payload(model, optimizer, p, **shape))
+                        last_good = step
                 if p.finished:
                     break
     finally:
