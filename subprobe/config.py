@@ -21,9 +21,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16"},
 }
 
-#: How dependency control-task runs decode heads (``--control --task dep``): per word, not as a tree.
-CONTROL_DECODER = "argmax"
-
 #: Per-task adjustments of a profile. NER's linear head needs a faster head lr and one more epoch in the
 #: quick budget: measured on CoNLL-2003 dev (neuron subnetwork, quiet machine), F1 0.7495 at 1e-3 and
 #: 0.7614 at 3e-3 with 3 epochs (4 min 12 s), 0.7730 at 3e-3 with 4 epochs (6 min 22 s).
@@ -276,8 +273,10 @@ class ProbeConfig:
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
-        if values.get("decoder") is None:  # the dep control task's trees are not single-rooted: decode per word
-            values["decoder"] = CONTROL_DECODER if values["control"] and values["task"] == "dep" else "mst"
+        if values.get("decoder") is None:
+            from subprobe.tasks.dep import default_decoder
+
+            values["decoder"] = default_decoder(values["task"], values["control"])
         cfg = ProbeConfig(**values)
         cfg.check()
         return cfg
@@ -300,7 +299,7 @@ class ProbeConfig:
             raise ConfigError(f"--warmup must be in [0, 1), got {self.warmup}")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
-        if self.control and self.task == "dep" and self.decoder not in (None, CONTROL_DECODER):
+        if self.control and self.task == "dep" and self.decoder not in (None, "argmax"):
             raise ConfigError(
                 f"--decoder {self.decoder} cannot score the dependency control task: its heads attach about a third of "
                 "the words to ROOT and make 2-cycles, which no single-rooted tree holds (a perfect probe would score "

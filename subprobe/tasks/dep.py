@@ -18,6 +18,9 @@ from subprobe.metrics.dep import attachment_scores, universal_relation
 from subprobe.tasks.base import Task, _source
 
 DECODERS = ("mst", "argmax")
+#: How dependency control-task runs decode heads (``--control --task dep``): per word, not as a tree (the control
+#: heads attach about a third of the words to ROOT and make 2-cycles, which no single-rooted tree holds).
+CONTROL_DECODER = "argmax"
 #: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
 DEPRELS = ("full", "universal")
 
@@ -56,7 +59,7 @@ class DepTask(Task):
         self.deprel = "full"
 
     def configure(self, config) -> None:
-        self.decoder = _check_decoder(getattr(config, "decoder", "mst"))
+        self.decoder = _decoder_of(config)
         self.deprel = getattr(config, "deprel", "full")
         if self.deprel not in DEPRELS:
             raise ConfigError(f"--deprel {self.deprel!r} is not known; use one of {', '.join(DEPRELS)}")
@@ -95,7 +98,7 @@ class DepTask(Task):
         options = {
             "arc_dim": int(getattr(config, "arc_dim", 1024)),
             "label_dim": int(getattr(config, "label_dim", 256)),
-            "decoder": _check_decoder(getattr(config, "decoder", "mst")),
+            "decoder": _decoder_of(config),
         }
         if getattr(config, "precision", None) == "bf16":
             options["compute_dtype"] = "bf16"
@@ -172,6 +175,18 @@ class DepTask(Task):
             heads.append([int(h) for h in p["heads"]])
             rels.append([labels[int(r)] for r in p[self.field]])
         write_conllu(sentences, path, heads=heads, deprels=rels)
+
+
+def default_decoder(task: str, control: bool) -> str:
+    """``--decoder`` when not given: MST trees, except for the dependency control task, whose trees are not
+    single-rooted (:data:`CONTROL_DECODER`, each word's best head)."""
+    return CONTROL_DECODER if control and task == "dep" else "mst"
+
+
+def _decoder_of(config) -> str:
+    """The run's decoder (a configuration not yet resolved gets the default of its task and control flag)."""
+    value = getattr(config, "decoder", None)
+    return _check_decoder(value if value is not None else default_decoder("dep", getattr(config, "control", False)))
 
 
 def _check_decoder(value: str) -> str:
