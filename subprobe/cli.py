@@ -13,6 +13,12 @@ from subprobe.errors import SubprobeError
 #: Order of the flag groups in ``subprobe probe --help`` (a field's ``group`` metadata; others go last).
 GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
 
+#: ``--data-dir`` of every command.
+DATA_DIR_HELP = (
+    "dataset root holding ud-english-ewt/ or UD_English-EWT/ (either EWT naming) and conll2003/ "
+    "(default: $SUBPROBE_DATA; with neither, upos and dep read the embedded UD English-EWT r2.1)"
+)
+
 
 class ShownChoices(tuple):
     """The choices of a ``Literal`` field, listed in ``--help``. Membership is checked by the
@@ -178,12 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--no-progress", action="store_true", default=False, help="no progress bar (default: shown)")
     return parser
 
-
-#: ``--data-dir`` of every command.
-DATA_DIR_HELP = (
-    "dataset root holding ud-english-ewt/ or UD_English-EWT/ (either EWT naming) and conll2003/ "
-    "(default: $SUBPROBE_DATA; with neither, upos and dep read the embedded UD English-EWT r2.1)"
-)
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
