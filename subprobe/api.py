@@ -150,6 +150,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
         mask_source=mask_source_facts(cfg, outcome.projection) if subnetwork is not None else None,
         coverage=built.coverage,  # masked weights / block projection weights, missing roles
+        granularity_fallbacks=built.granularity_fallbacks,
         num_attention_heads=num_attention_heads(data.encoder.config),
         reset_params=reset_params,
         probe_params=built.probe_params,
@@ -390,7 +391,7 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
     """Print what would be masked and the number of mask parameters, without training."""
     from subprobe.masking.layouts import Granularity
     from subprobe.masking.shared import num_masks
-    from subprobe.masking.subnetwork import install_masks
+    from subprobe.masking.subnetwork import describe_fallbacks, granularity_fallbacks, install_masks
     from subprobe.models.loading import load_encoder
     from subprobe.models.targets import discover
 
@@ -411,8 +412,11 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
         f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
         f"(granularity {cfg.granularity}, layout {masked[0].layout if masked else cfg.layout})"
     )
+    fallbacks = granularity_fallbacks(masked)
+    lines.extend(describe_fallbacks(cfg.granularity, fallbacks))
     lines.append(found.summary())
     echo("\n".join(lines))
     metrics = {"matrices": len(masked), "masked_weights": n_weights, "mask_params": n_masks}
     metrics["coverage"] = found.coverage_dict()
+    metrics["granularity_fallbacks"] = fallbacks
     return Result(cfg, metrics, None)

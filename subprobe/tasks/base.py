@@ -26,6 +26,8 @@ class Task(ABC):
     dataset: DatasetFacts | None = None
     #: File name ending of written predictions.
     prediction_suffix: str = ".txt"
+    #: The metric a task run and its control-task run are compared on (selectivity); "" : the primary metric.
+    selectivity_metric: str = ""
 
     def configure(self, config) -> None:  # noqa: B027 (optional hook)
         """Take task options (reader settings) from the run configuration."""
