@@ -39,7 +39,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     a finished run is returned as it is, an interrupted one continues from its checkpoint, a missing
     or empty directory starts a new run (see :mod:`subprobe.resume`; a sweep runner can use this).
     """
-    from subprobe.data.sources import split_paths
+    from subprobe.data.sources import embedded_note, split_paths
     from subprobe.tasks.registry import get_task
     from subprobe.tracking import check_available as check_trackers
     from subprobe.training import distributed
@@ -59,6 +59,9 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     if resume and RunDir(out).finished and not cfg.overwrite:
         return finished_result(cfg, out, echo=echo)
     paths = split_paths(task, cfg)
+    note = embedded_note(paths)  # no data given: the embedded treebank, said once
+    if note:
+        echo(note, file=sys.stderr)
     # before anything is written or loaded: bad data fails fast
     raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
     if cfg.control:  # Hewitt & Liang's control task: every split's labels a seeded function of the word type
@@ -287,7 +290,7 @@ def mask_source_facts(cfg: ProbeConfig, projection=None) -> dict:
 
 def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, echo) -> None:
     """A new run writes its configuration, vocabularies and environment; a resumed one records the resumption."""
-    from subprobe.data.sources import sha256_of
+    from subprobe.data.sources import file_record
     from subprobe.device import device_name
     from subprobe.env import environment_stamp
 
@@ -297,7 +300,7 @@ def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, e
     run.write_config(cfg)
     run.write_vocab(vocabs)
     stamp = environment_stamp(cfg.seed, device_name(device))
-    stamp["data"] = {s: {"path": str(p), "sha256": sha256_of(p)} for s, p in paths.items() if p is not None}
+    stamp["data"] = {s: file_record(p) for s, p in paths.items() if p is not None}
     if ranks.active:  # data-parallel: this many processes shared every batch
         stamp["processes"] = ranks.world
     run.write_env(stamp)

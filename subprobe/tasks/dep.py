@@ -10,6 +10,7 @@ from torch import nn
 
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu, write_conllu
+from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
@@ -46,8 +47,7 @@ class DepTask(Task):
 
     name = "dep"
     primary_metric = "las"
-    data_folder = "ud-english-ewt"
-    data_files = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+    dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
     field = "rels"
     #: selectivity compares heads decoded per word on both sides: control runs decode with argmax (their trees are
