@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from subprobe.data.batching import Dataset, bucketed_batches
+from subprobe.data.batching import BUCKET_BATCHES, Dataset, bucketed_batches
 from subprobe.device import module_device
 from subprobe.errors import SubprobeError
 from subprobe.masking import counting
@@ -35,6 +35,14 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
     #: --target-density: the density at the end of the ramp, the units its rounding flipped, the final density
     projection: Projection | None = None
+
+
+def training_batches(train_set: Dataset, config, epoch: int) -> list[list[int]]:
+    """The batches of one epoch, seeded by the seed and the epoch: shuffled length buckets, or random batches
+    (``--batch-order random``, the paper's code: a bucket of one batch is a random batch)."""
+    window = 1 if config.batch_order == "random" else BUCKET_BATCHES
+    return bucketed_batches(train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch,
+                            bucket_batches=window)
 
 
 def density_of(probe: BuiltProbe) -> float | None:
@@ -107,9 +115,7 @@ def train(
         for epoch in range(first_epoch, config.epochs):
             if p.finished:
                 break
-            batches = bucketed_batches(
-                train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch
-            )
+            batches = training_batches(train_set, config, epoch)
             for position, indices in enumerate(batches):
                 if epoch == first_epoch and position < skip:
                     continue  # done before the checkpoint this run resumed from
