@@ -307,8 +307,8 @@ class ProbeConfig:
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.sub_batches is not None and self.sub_batches > self.batch_size:
-            raise ConfigError(f"--sub-batches {self.sub_batches} is more than --batch-size {self.batch_size} sentences; "
-                              "give at most the batch size")
+            raise ConfigError(f"--sub-batches {self.sub_batches} is more than --batch-size {self.batch_size} "
+                              "sentences; give at most the batch size")
         if not 0 <= self.lambda_start <= self.lambda_end <= 1:
             raise ConfigError("--lambda-start and --lambda-end must satisfy 0 <= start <= end <= 1")
         if not 0 <= self.warmup < 1:
