@@ -20,10 +20,12 @@ from subprobe.errors import ConfigError
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The paper's settings (Cao et al. 2021): 20 epochs, head lr 5e-5, dev check every 2048 sentences.
-    "paper": {"epochs": 20, "head_lr": 5e-5, "eval_every": 64, "patience": 10, "precision": "fp32"},
+    "paper": {"epochs": 20, "head_lr": 5e-5, "eval_every": 64, "patience": 10, "precision": "fp32",
+              "batch_order": "bucketed", "sub_batches": 1},
     # A reduced budget for a 2-core CPU: a UPOS run on the default model in under 10 minutes.
     # The head learns at 1e-3 because 5e-5 does not converge in so few steps.
-    "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16"},
+    "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16",
+              "batch_order": "bucketed", "sub_batches": 1},
 }
 
 
@@ -109,7 +111,8 @@ class ProbeConfig:
     )
     # data
     data_dir: str | None = option(
-        None, "dataset root laid out as ../shared/data (default: $SUBPROBE_DATA)",
+        None, "dataset root holding ud-english-ewt/ or UD_English-EWT/ and conll2003/ (default: $SUBPROBE_DATA; "
+        "with neither and no --train, upos and dep read the embedded UD English-EWT r2.1)",
         group="data", per_point=False,
     )
     train: str | None = option(None, "training file (overrides the data directory)", group="data")
@@ -211,6 +214,15 @@ class ProbeConfig:
         group="training", on_resume="may-change",
     )
     warmup: float = option(0.1, "fraction of steps of linear learning-rate warm-up", group="training")
+    batch_order: Literal["bucketed", "random"] | None = option(
+        None, "training batches: bucketed (sentences of similar length together, shuffled: less padding) or random "
+        "(the paper's code) (default from the profile)", group="training",
+    )
+    sub_batches: int | None = option(
+        None, "split every batch into N sub-batches, each with its own mask sample and dropout, their gradients "
+        "accumulated into one step (the paper's code: 4 of 8 sentences) (default from the profile)",
+        group="training",
+    )
     eval_every: int | None = option(None, "steps between dev evaluations (default from the profile)", group="training")
     checkpoint_every: int | None = option(
         None,
@@ -281,7 +293,8 @@ class ProbeConfig:
     def check(self) -> None:
         """Reject impossible values with a message naming the flag (the choices of every ``Literal`` setting
         are checked by :func:`check_types`, which :meth:`filled` runs first)."""
-        positive = {"batch_size": self.batch_size, "epochs": self.epochs, "eval_every": self.eval_every}
+        positive = {"batch_size": self.batch_size, "epochs": self.epochs, "eval_every": self.eval_every,
+                    "sub_batches": self.sub_batches}
         positive["checkpoint_every"] = self.checkpoint_every
         for name, value in positive.items():
             if value is not None and value <= 0:
@@ -290,6 +303,9 @@ class ProbeConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.sub_batches is not None and self.sub_batches > self.batch_size:
+            raise ConfigError(f"--sub-batches {self.sub_batches} is more than --batch-size {self.batch_size} "
+                              "sentences; give at most the batch size")
         if not 0 <= self.lambda_start <= self.lambda_end <= 1:
             raise ConfigError("--lambda-start and --lambda-end must satisfy 0 <= start <= end <= 1")
         if not 0 <= self.warmup < 1:

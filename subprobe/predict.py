@@ -21,7 +21,9 @@ from pathlib import Path
 
 from subprobe.data.records import Sentence
 from subprobe.errors import ConfigError
-from subprobe.tasks.base import CONLL2003, CONLLU, TEXT
+from subprobe.tasks.base import INPUT_CONLL2003 as CONLL2003
+from subprobe.tasks.base import INPUT_CONLLU as CONLLU
+from subprobe.tasks.base import INPUT_TEXT as TEXT
 
 INPUT_FORMATS = ("auto", CONLLU, CONLL2003, TEXT)
 #: How messages name the formats.

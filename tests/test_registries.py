@@ -56,7 +56,7 @@ def test_task_names_order_and_file_names():
 def test_every_task_says_what_the_report_and_predict_need():
     for name in TASK_NAMES:
         task = get_task(name.replace(":KEY", ":Number"))
-        assert task.title and task.primary_metric and task.metric_title and task.data_files, name
+        assert task.title and task.primary_metric and task.metric_title and task.dataset, name
         assert task.writes_predictions() and task.prediction_suffix.startswith("."), name
     paper = {name: get_task(name).paper_table1 for name in ("upos", "dep", "ner")}
     assert {title for rows in paper.values() for title in rows} == {"Subnetworks", "MLP-1", "Fine-tuning"}

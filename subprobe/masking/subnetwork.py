@@ -94,14 +94,28 @@ def l0_penalty(masked: list[MaskedLinear], normalisation: str = "matrix-mean") -
         p = hc.expected_l0(torch.cat([la.reshape(-1) for la in logits]))
         if normalisation == "param-mean":
             return p.sum() / sum(sizes)
-        lengths = torch.tensor(sizes, device=p.device)
-        return torch.segment_reduce(p, "mean", lengths=lengths).mean()
+        return segment_means(p, sizes).mean()
     if normalisation == "matrix-mean":
         return torch.stack([hc.expected_l0(la).mean() for la in logits]).mean()
     if normalisation == "param-mean":
         total = sum(la.numel() for la in logits)
         return torch.stack([hc.expected_l0(la).sum() for la in logits]).sum() / total
     raise ConfigError(f"--penalty {normalisation!r} is not known; use one of {', '.join(PENALTIES)}")
+
+
+#: Device types with a ``torch.segment_reduce`` kernel (Apple's MPS has none).
+SEGMENT_REDUCE_DEVICES = ("cpu", "cuda")
+
+
+def segment_means(values: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The mean of each consecutive segment of ``values`` (lengths ``sizes``): one ``segment_reduce`` where the
+    device has the kernel, else one ``index_add_`` (the same numbers to float rounding)."""
+    lengths = torch.tensor(sizes, device=values.device)
+    if values.device.type in SEGMENT_REDUCE_DEVICES:
+        return torch.segment_reduce(values, "mean", lengths=lengths)
+    segment = torch.repeat_interleave(torch.arange(len(sizes), device=values.device), lengths)
+    sums = torch.zeros(len(sizes), dtype=values.dtype, device=values.device).index_add_(0, segment, values)
+    return sums / lengths.to(values.dtype)
 
 
 def set_mask_mode(model: nn.Module, mode: str | None) -> None:

@@ -6,7 +6,7 @@ A task declares (class attributes): ``name`` (``--task``), ``title`` (tables), `
 headline of ``metrics.json``) and ``metric_title`` (plot axes), ``paper_metric`` (the ``metrics.json`` key the
 paper reports) and ``paper_table1`` / ``paper_table2`` (the paper's numbers, when it has them), ``profiles``
 (its adjustments of a budget profile), ``settings`` (the configuration fields only it reads), where its data
-lies (``data_folder``, ``data_files``), what ``subprobe predict`` reads (``input_formats``) and writes
+lies (``dataset``), what ``subprobe predict`` reads (``input_formats``) and writes
 (``prediction_suffix``), and ``needs_root`` (a decoder-only model then needs a BOS token for the ROOT slot).
 """
 
@@ -28,6 +28,7 @@ from subprobe.config import ProbeConfig
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu
 from subprobe.data.control import Distribution, control_label
+from subprobe.data.datasets import DatasetFacts
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.heads.tagger import TaggerHead
@@ -36,7 +37,7 @@ from subprobe.heads.tagger import TaggerHead
 PaperRow = tuple[float, float, float]
 
 #: Formats ``subprobe predict --input`` reads: CoNLL-U, CoNLL-2003 columns and plain text (one sentence a line).
-CONLLU, CONLL2003, TEXT = "conllu", "conll2003", "text"
+INPUT_CONLLU, INPUT_CONLL2003, INPUT_TEXT = "conllu", "conll2003", "text"
 
 
 class Task(ABC):
@@ -59,11 +60,10 @@ class Task(ABC):
     profiles: dict[str, dict[str, Any]] = {}
     #: configuration fields that only this task reads (giving one for another task is an error)
     settings: tuple[str, ...] = ()
-    #: dataset folder under the data root and file names per split
-    data_folder: str = ""
-    data_files: dict[str, str] = {}
+    #: the dataset the task reads by default (where its files are found; see :mod:`subprobe.data.datasets`)
+    dataset: DatasetFacts | None = None
     #: what ``subprobe predict --input`` reads besides plain text, and the ending of the files it writes
-    input_formats: tuple[str, ...] = (CONLLU, TEXT)
+    input_formats: tuple[str, ...] = (INPUT_CONLLU, INPUT_TEXT)
     prediction_suffix: str = ".txt"
     #: slot 0 must be a token of its own (the dependency ROOT): a model without a leading token needs a BOS
     needs_root: bool = False

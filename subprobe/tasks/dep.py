@@ -15,16 +15,17 @@ from subprobe.config import ProbeConfig
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu, write_conllu
 from subprobe.data.control import Distribution, control_heads, control_label
+from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
 from subprobe.heads.biaffine import BiaffineHead
 from subprobe.metrics.dep import attachment_scores, universal_relation
 from subprobe.tasks.base import Task, _source
-from subprobe.tasks.ud import EWT_FILES, EWT_FOLDER
 
 DECODERS = ("mst", "argmax")
-#: How dependency control-task runs decode heads (``--control``): per word, not as a tree.
+#: How dependency control-task runs decode heads (``--control --task dep``): per word, not as a tree (the control
+#: heads attach about a third of the words to ROOT and make 2-cycles, which no single-rooted tree holds).
 CONTROL_DECODER = "argmax"
 #: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
 DEPRELS = ("full", "universal")
@@ -62,8 +63,7 @@ class DepTask(Task):
     paper_table2 = {1: (86.86, 54.31, 39.84), 5: (85.99, 54.93, 43.36), 25: (83.12, 54.41, 41.43),
                     125: (74.49, 53.70, 43.07)}
     settings = ("arc_dim", "label_dim", "decoder", "deprel")
-    data_folder = EWT_FOLDER
-    data_files = EWT_FILES
+    dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
     needs_root = True
     field = "rels"
@@ -74,7 +74,7 @@ class DepTask(Task):
     @classmethod
     def defaults(cls, profile: str, values: dict) -> dict:
         """The control task's trees are not single-rooted: its runs decode per word (:data:`CONTROL_DECODER`)."""
-        return {**super().defaults(profile, values), **({"decoder": CONTROL_DECODER} if values["control"] else {})}
+        return {**super().defaults(profile, values), "decoder": default_decoder(values["control"])}
 
     @classmethod
     def check_settings(cls, config: ProbeConfig) -> None:
@@ -90,7 +90,7 @@ class DepTask(Task):
         self.deprel = "full"
 
     def configure(self, config: ProbeConfig) -> None:
-        self.decoder = _check_decoder(config.decoder)
+        self.decoder = _decoder_of(config)
         self.deprel = config.deprel
         if self.deprel not in DEPRELS:
             raise ConfigError(f"--deprel {self.deprel!r} is not known; use one of {', '.join(DEPRELS)}")
@@ -147,7 +147,7 @@ class DepTask(Task):
         options = {
             "arc_dim": int(config.arc_dim),
             "label_dim": int(config.label_dim),
-            "decoder": _check_decoder(config.decoder),
+            "decoder": _decoder_of(config),
         }
         if config.precision == "bf16":
             options["compute_dtype"] = "bf16"
@@ -230,6 +230,17 @@ class DepTask(Task):
             heads.append([int(h) for h in p["heads"]])
             rels.append([labels[int(r)] for r in p[self.field]])
         write_conllu(sentences, path, heads=heads, deprels=rels)
+
+
+def default_decoder(control: bool) -> str:
+    """``--decoder`` when not given: MST trees, except for the control task, whose trees are not single-rooted
+    (:data:`CONTROL_DECODER`, each word's best head)."""
+    return CONTROL_DECODER if control else DECODERS[0]
+
+
+def _decoder_of(config: ProbeConfig) -> str:
+    """The run's decoder (a configuration not yet resolved gets the default for its control flag)."""
+    return _check_decoder(config.decoder if config.decoder is not None else default_decoder(config.control))
 
 
 def _check_decoder(value: str) -> str:

@@ -13,10 +13,11 @@ from subprobe.atomic import write_text
 from subprobe.config import ProbeConfig
 from subprobe.data.batching import Dataset
 from subprobe.data.conll2003 import read_conll2003
+from subprobe.data.datasets import CONLL2003
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.metrics.ner import ner_scores
-from subprobe.tasks.base import CONLL2003, TEXT, TaggingTask, gold_and_predicted
+from subprobe.tasks.base import INPUT_CONLL2003, INPUT_TEXT, TaggingTask, gold_and_predicted
 
 
 class NerTask(TaggingTask):
@@ -37,9 +38,8 @@ class NerTask(TaggingTask):
     profiles = {"quick": {"head_lr": 3e-3, "epochs": 4}}
     settings = ("ner_scheme", "keep_single_token")
     field = "ner"
-    data_folder = "conll2003"
-    data_files = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
-    input_formats = (CONLL2003, TEXT)
+    dataset = CONLL2003
+    input_formats = (INPUT_CONLL2003, INPUT_TEXT)
     prediction_suffix = ".txt"
 
     def __init__(self) -> None:

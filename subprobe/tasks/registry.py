@@ -11,7 +11,6 @@ import difflib
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from subprobe.data.sources import SPLITS, data_root
 from subprobe.errors import ConfigError
 
 if TYPE_CHECKING:  # the registry itself imports no task (listing the names stays cheap)
@@ -101,25 +100,12 @@ def scoped_settings() -> dict[str, tuple[str, ...]]:
     return scopes
 
 
-def check_data(data_dir: str | None) -> list[dict]:
-    """Rows describing what datasets are found for each task, with sentence and word counts (parametrised tasks
-    read the files of another task and are left out)."""
-    root = data_root(data_dir)
-    if root is None:
-        raise ConfigError("SUBPROBE_DATA is not set; set it (e.g. SUBPROBE_DATA=../shared/data) or pass --data-dir")
-    if not root.is_dir():
-        raise ConfigError(f"--data-dir {root}: no such directory")
-    rows = []
-    for name in TASK_NAMES:
-        if task_class(name).parameter:
-            continue
-        task = get_task(name)
-        for split in SPLITS:
-            path = root / task.data_folder / task.data_files[split]
-            row = {"task": name, "split": split, "path": str(path), "found": path.is_file()}
-            if path.is_file():
-                sentences = task.read(path)
-                row["sentences"] = len(sentences)
-                row["words"] = sum(len(s) for s in sentences)
-            rows.append(row)
-    return rows
+def check_data(data_dir: str | None):
+    """What ``subprobe data check`` reports: every task's files with counts, the embedded data and the
+    downloads (a :class:`subprobe.data.check.DataCheck`); parametrised tasks read another task's files and are
+    left out."""
+    from subprobe.data.check import check
+    from subprobe.data.download import user_data_dir
+
+    tasks = [get_task(name) for name in TASK_NAMES if not task_class(name).parameter]
+    return check(tasks, data_dir, user_data_dir())

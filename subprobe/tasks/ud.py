@@ -1,26 +1,23 @@
-"""What the word-tagging tasks on Universal Dependencies treebanks share: the CoNLL-U files (English EWT by
-default), a check that every sentence carries the labels, and prediction files with the predicted column."""
+"""What the word-tagging tasks on Universal Dependencies treebanks share: the CoNLL-U files (UD English-EWT by
+default, embedded in the package), a check that every sentence carries the labels, and prediction files with
+the predicted column."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from subprobe.data.conllu import COLUMNS, read_conllu, write_conllu
+from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
 from subprobe.tasks.base import TaggingTask
-
-#: The UD English Web Treebank: the folder under the data root and its files.
-EWT_FOLDER = "ud-english-ewt"
-EWT_FILES = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
 
 
 class UDTaggingTask(TaggingTask):
     """A tag per word read from one CoNLL-U column (``column``, a name of :data:`COLUMNS`)."""
 
     column: str = ""
-    data_folder = EWT_FOLDER
-    data_files = EWT_FILES
+    dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
 
     def read(self, path: str | Path) -> list[Sentence]:
