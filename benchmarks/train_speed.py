@@ -54,9 +54,9 @@ from benchmarks.naive_baseline import NaiveTrainer, NaiveWordTagger  # noqa: E40
 from subprobe.config import ProbeConfig  # noqa: E402
 from subprobe.data.batching import Dataset, bucketed_batches  # noqa: E402
 from subprobe.data.pipeline import prepare_splits, read_splits  # noqa: E402
-from subprobe.models.loading import DEFAULT_MODEL, load_encoder  # noqa: E402
-from subprobe.probes.registry import build_probe  # noqa: E402
+from subprobe.models.loading import DEFAULT_MODEL  # noqa: E402
 from subprobe.resolve import resolve  # noqa: E402
+from subprobe.runs.rebuild import assemble, load_model  # noqa: E402
 from subprobe.tasks.registry import get_task  # noqa: E402
 from subprobe.training.evaluate import evaluate  # noqa: E402
 from subprobe.training.step import TrainStep  # noqa: E402
@@ -169,8 +169,7 @@ class SubprobeRunner:
 
     def __init__(self, encoder, task, train_set: Dataset, vocabs, pad_id: int, config: ProbeConfig):
         self.task, self.train_set, self.pad_id, self.config = task, train_set, pad_id, config
-        head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(config))
-        self.probe = build_probe(config, encoder, head)
+        self.probe, _, _ = assemble(config, task, encoder, vocabs)  # the run's own build (subprobe.runs.rebuild)
         self.model = self.probe.model
         total = math.ceil(len(train_set.encoded) / config.batch_size) * config.epochs
         self.train_step = TrainStep(self.probe, task, train_set, config, pad_id=pad_id, total_steps=total)
@@ -351,11 +350,11 @@ def run(args) -> dict:
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     default_precision = resolve(ProbeConfig()).precision
-    encoder, tokenizer = load_encoder(args.model)
-    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
+    loaded = load_model(args.model)
+    encoder, tokenizer, max_length = loaded.encoder, loaded.tokenizer, loaded.max_length
     task, train_set, dev_set, vocabs = load_upos(root, tokenizer, max_length, n_train, n_dev_read)
     others = {name: load_task(name, root, tokenizer, max_length, n_train, n_dev_read) for name in ("dep", "ner")}
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = loaded.pad_id
     mcfg = encoder.config
     log(
         f"data: {len(train_set.encoded)} train / {len(dev_set.encoded)} dev sentences; model {args.model}; "
@@ -369,8 +368,7 @@ def run(args) -> dict:
         )
 
     def fresh(attn: str = "eager"):
-        enc, _ = load_encoder(args.model, attn_implementation=attn)
-        return enc
+        return load_model(args.model, attn).encoder
 
     # ---- training: naive vs subprobe (fp32, bf16), per-weight, and the other attention kernel
     variants: dict[str, object] = {

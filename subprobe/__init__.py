@@ -5,7 +5,8 @@ Nothing heavy is imported here; the public names load on first use.
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+from subprobe.version import __version__ as __version__
+
 __all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "probe"]
 
 
@@ -15,7 +16,7 @@ def __getattr__(name: str):
 
         return probe
     if name == "Result":
-        from subprobe.result import Result
+        from subprobe.runs.result import Result
 
         return Result
     if name == "ProbeConfig":
@@ -27,7 +28,7 @@ def __getattr__(name: str):
 
         return Subnetwork
     if name in ("load_run", "LoadedRun"):
-        from subprobe import loaded
+        from subprobe.runs import loaded
 
         return getattr(loaded, name)
     raise AttributeError(f"module 'subprobe' has no attribute {name!r}")

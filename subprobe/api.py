@@ -19,9 +19,9 @@ from subprobe.config import ProbeConfig
 from subprobe.data.pipeline import RawSplits, read_splits
 from subprobe.errors import ConfigError
 from subprobe.resolve import resolve
-from subprobe.result import MaskFacts, Result, TrainFacts, build_metrics, finished
-from subprobe.resume import check_same_config, open_run_dir, record_resume, resume_config
 from subprobe.runs import RunDir, default_out
+from subprobe.runs.result import MaskFacts, Result, TrainFacts, build_metrics, finished
+from subprobe.runs.resume import check_same_config, open_run_dir, record_resume, resume_config
 
 __all__ = ["Result", "dry_run", "probe", "resume", "set_seed"]
 
@@ -38,11 +38,11 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
 
     ``resume=True`` continues the run in ``config.out`` instead of refusing an existing directory:
     a finished run is returned as it is, an interrupted one continues from its checkpoint, a missing
-    or empty directory starts a new run (see :mod:`subprobe.resume`; a sweep runner can use this).
+    or empty directory starts a new run (see :mod:`subprobe.runs.resume`; a sweep runner can use this).
     """
     from subprobe.data.sources import embedded_note, split_paths
+    from subprobe.runs.tracking import check_available as check_trackers
     from subprobe.tasks.registry import get_task
-    from subprobe.tracking import check_available as check_trackers
     from subprobe.training import distributed
 
     cfg = with_source_masks(resolve(config))  # controls take the source run's granularity and layout
@@ -81,7 +81,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
 
 
 def resume(run_dir: str | Path, *, echo=print, **overrides) -> Result:
-    """Continue the run in ``run_dir`` with the configuration saved there (see :mod:`subprobe.resume`)."""
+    """Continue the run in ``run_dir`` with the configuration saved there (see :mod:`subprobe.runs.resume`)."""
     return probe(resume_config(run_dir, **overrides), echo=echo, resume=True)
 
 
@@ -111,7 +111,7 @@ class Prepared:
 
 def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks, echo) -> Result:
     """The run itself (``probe`` after its checks); with several processes only rank 0 writes the run directory."""
-    from subprobe.tracking import open_tracker
+    from subprobe.runs.tracking import open_tracker
     from subprobe.training import distributed
 
     # rank 0 prepares the run directory; every process continues from the checkpoint it found
@@ -183,18 +183,17 @@ def prepare_data(cfg: ProbeConfig, task, raw: RawSplits, device: torch.device, e
     """Load the encoder and tokenizer, then encode the splits and attach their labels (see subprobe.data.pipeline)."""
     from subprobe.data.pipeline import prepare_splits
     from subprobe.models.attention import attention_for
-    from subprobe.models.loading import load_encoder
+    from subprobe.runs.rebuild import load_model
 
-    encoder, tokenizer = load_encoder(cfg.model, attention_for(device.type, cfg.precision))
-    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
-    prepend_id = _root_token(encoder, tokenizer, cfg, task, echo)
+    loaded = load_model(cfg.model, attention_for(device.type, cfg.precision))
+    prepend_id = _root_token(loaded.encoder, loaded.tokenizer, cfg, task, echo)
     splits, vocabs = prepare_splits(
-        task, raw, tokenizer, max_length, long_policy=cfg.long_sentences, prepend_id=prepend_id, echo=echo
+        task, raw, loaded.tokenizer, loaded.max_length, long_policy=cfg.long_sentences, prepend_id=prepend_id,
+        echo=echo,
     )
     if not splits["train"].encoded:
         raise ConfigError("the training set is empty after filtering; check --train and --max-train-samples")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return Prepared(encoder, tokenizer, splits, vocabs, pad_id)
+    return Prepared(loaded.encoder, loaded.tokenizer, splits, vocabs, loaded.pad_id)
 
 
 def build(cfg: ProbeConfig, task, data: Prepared, device: torch.device):
@@ -202,16 +201,12 @@ def build(cfg: ProbeConfig, task, data: Prepared, device: torch.device):
 
     Returns the built probe, its head and the number of parameters the setting re-initialised."""
     from subprobe.models.loading import enable_gradient_checkpointing
-    from subprobe.models.reset import apply_setting
-    from subprobe.probes.registry import build_probe
+    from subprobe.runs.rebuild import assemble
 
-    encoder = data.encoder
-    reset_params = apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
-    set_seed(cfg.seed)
-    head = task.build_head(encoder.config.hidden_size, data.vocabs, **task.head_options(cfg))
-    built = build_probe(cfg, encoder, head, fixed_masks(cfg))
+    built, head, reset_params = assemble(cfg, task, data.encoder, data.vocabs, fixed_masks=fixed_masks(cfg),
+                                         seed=cfg.seed)
     if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(encoder)
+        enable_gradient_checkpointing(data.encoder)
     built.model.to(device)  # encoder, masks, head (batches and cached features follow the model)
     return built, head, reset_params
 
@@ -223,12 +218,9 @@ def _source_run(cfg: ProbeConfig) -> RunDir | None:
     path = cfg.random_mask_like or cfg.complement_of
     if not probe_family(cfg.probe).masks or not path:
         return None
-    run = RunDir(path)
-    if not (run.finished and run.has_masks and run.has_config):
-        flag = "--random-mask-like" if cfg.random_mask_like else "--complement-of"
-        raise ConfigError(f"{flag} {path}: not a finished subnetwork run (no metrics.json, masks or config.yaml); "
-                          "give the --out directory of a finished subnetwork run")
-    return run
+    flag = "--random-mask-like" if cfg.random_mask_like else "--complement-of"
+    return RunDir(path).require_finished(RunDir.MASKS, kind="subnetwork run", flag=flag,
+                                         hint="give the --out directory of a finished subnetwork run")
 
 
 def with_source_masks(cfg: ProbeConfig) -> ProbeConfig:

@@ -454,8 +454,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from subprobe.loaded import load_run
-    from subprobe.predict import format_scores, predict_file
+    from subprobe.runs.loaded import load_run
+    from subprobe.runs.predict import format_scores, predict_file
 
     run = load_run(args.run_dir)
     scores = predict_file(run, args.input, args.out, input_format=args.input_format, echo=_echo)
@@ -467,7 +467,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace, argv: list[str]) -> int:
     import shlex
 
-    from subprobe.export import export_run
+    from subprobe.runs.export import export_run
 
     command = " ".join(shlex.quote(str(a)) for a in ["subprobe", *argv])
     export_run(args.run_dir, args.out, overwrite=args.overwrite, command=command, echo=_echo)
@@ -477,14 +477,11 @@ def _export(args: argparse.Namespace, argv: list[str]) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import json
 
-    from subprobe.errors import SubprobeError
     from subprobe.runs import RunDir
 
     subnetworks = []
     for path in (args.run_a, args.run_b):
-        run = RunDir(path)
-        if not run.has_masks:
-            raise SubprobeError(f"{path}: no {RunDir.MASKS}; compare needs two subnetwork-probe runs")
+        run = RunDir(path).require(RunDir.MASKS, kind="subnetwork run", hint="compare needs two subnetwork-probe runs")
         subnetworks.append(run.read_masks())
     result = subnetworks[0].compare(subnetworks[1])
     if args.json:

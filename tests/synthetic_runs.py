@@ -13,8 +13,8 @@ from subprobe.config import ProbeConfig
 from subprobe.experiments.store import Store
 from subprobe.masking.subnetwork import MaskEntry, Subnetwork
 from subprobe.resolve import resolve
-from subprobe.result import MaskFacts, build_metrics
 from subprobe.runs import RunDir
+from subprobe.runs.result import MaskFacts, build_metrics
 from subprobe.tasks.registry import get_task
 
 #: Module names and (out, in) shapes of the tiny BERT of tests/conftest.py (hidden 32, FFN 64, 2 layers, 4 heads).

@@ -1,5 +1,6 @@
-"""The package's shape: the layers of pyproject.toml's import-linter contract, held by every import
-(imports inside functions included), no import cycle, and each run-directory file name spelt in one module."""
+"""The package's shape: the layers of pyproject.toml's import-linter contracts (the package's, and the run life
+cycle's inside ``subprobe/runs``), held by every import (imports inside functions included), no import cycle, and
+each run-directory file name spelt in one module."""
 
 from __future__ import annotations
 
@@ -52,31 +53,41 @@ def imports_of(name: str) -> set[str]:
 GRAPH = {name: imports_of(name) for name in MODULES}
 
 
-def layers() -> list[list[str]]:
+#: The contracts this file mirrors: id -> the package whose children they order.
+CONTRACTS = {"layers": "subprobe", "runs": "subprobe.runs"}
+
+
+def layers(contract_id: str = "layers") -> list[list[str]]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "layers"]
-    assert contract["containers"] == ["subprobe"]
+    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == contract_id]
+    assert contract["containers"] == [CONTRACTS[contract_id]]
     return [[part.strip() for part in line.split("|")] for line in contract["layers"]]
 
 
-def component(module: str) -> str | None:
-    """``subprobe.data.batching`` -> ``data``; None for the root package (the lazy public facade)."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else None
+def component(module: str, container: str = "subprobe") -> str | None:
+    """``subprobe.data.batching`` -> ``data`` (the child of ``container`` a module is in); None for the container
+    itself (the root package: the lazy public facade) and for modules outside it."""
+    if not module.startswith(container + "."):
+        return None
+    return module[len(container) + 1:].split(".")[0]
 
 
-def test_every_module_is_in_a_layer():
-    placed = {c for layer in layers() for c in layer}
-    present = {component(m) for m in MODULES} - {None}
+@pytest.mark.parametrize("contract", CONTRACTS)
+def test_every_module_is_in_a_layer(contract):
+    container = CONTRACTS[contract]
+    placed = {c for layer in layers(contract) for c in layer}
+    present = {component(m, container) for m in MODULES} - {None}
     assert present - placed == set(), "add these modules to the layers of pyproject.toml"
     assert placed - present == set(), "the layers of pyproject.toml name modules that do not exist"
 
 
-def test_imports_go_down_the_layers():
-    level = {c: i for i, layer in enumerate(layers()) for c in layer}
+@pytest.mark.parametrize("contract", CONTRACTS)
+def test_imports_go_down_the_layers(contract):
+    container = CONTRACTS[contract]
+    level = {c: i for i, layer in enumerate(layers(contract)) for c in layer}
     wrong = []
     for importer, imported in sorted((a, b) for a, bs in GRAPH.items() for b in bs):
-        upper, lower = component(importer), component(imported)
+        upper, lower = component(importer, container), component(imported, container)
         if upper is None or lower is None or upper == lower:
             continue
         if level[upper] >= level[lower]:  # same level: independent siblings
@@ -121,7 +132,8 @@ def test_no_import_cycle():
 
 def test_the_graph_sees_imports_inside_functions():
     assert "subprobe.training.trainer" in GRAPH["subprobe.api"]  # imported inside train_probe
-    assert "subprobe.resume" not in GRAPH["subprobe.cli"] and "subprobe.api" not in GRAPH["subprobe.resume"]
+    assert "subprobe.runs.resume" not in GRAPH["subprobe.cli"] and "subprobe.api" not in GRAPH["subprobe.runs.resume"]
+    assert "subprobe.runs.rebuild" in GRAPH["subprobe.runs.loaded"]  # imported inside load_run
 
 
 @pytest.mark.parametrize(
@@ -130,7 +142,7 @@ def test_the_graph_sees_imports_inside_functions():
      "adapter.safetensors", "checkpoint.pt", "metrics.json", "error.txt", "predictions-"],
 )
 def test_run_directory_file_names_are_spelt_in_runs_py(name):
-    """Outside subprobe/runs.py a run's file names appear only in prose (docstrings, comments, messages)."""
+    """Outside subprobe/runs/directory.py a run's file names appear only in prose (docstrings, comments, messages)."""
     spelt = defaultdict(list)
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -140,4 +152,4 @@ def test_run_directory_file_names_are_spelt_in_runs_py(name):
         text = path.read_text(encoding="utf-8")
         if f'"{name}"' in text or f"'{name}'" in text:
             spelt[str(path.relative_to(ROOT))].append(0)
-    assert set(spelt) <= {"subprobe.runs"}, dict(spelt)
+    assert set(spelt) <= {"subprobe.runs.directory"}, dict(spelt)

@@ -7,7 +7,7 @@ import typing
 from subprobe.config import ProbeConfig, settings_where
 from subprobe.experiments.store import NON_RESULT_FIELDS
 from subprobe.probes.registry import scoped_settings as probe_scopes
-from subprobe.resume import _NOT_COMPARED, RESUME_OVERRIDES
+from subprobe.runs.resume import _NOT_COMPARED, RESUME_OVERRIDES
 
 
 def _choices(name: str) -> tuple:

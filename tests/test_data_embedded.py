@@ -141,7 +141,7 @@ def test_ner_without_data_says_how_to_get_it():
 def test_a_run_on_the_embedded_data(tiny_bert, tmp_path, capsys):
     """No data flags: the run reads the embedded treebank, says so once on stderr, and env.json records it; a
     resume checks the decompressed content's SHA-256 like any other file's."""
-    from subprobe.resume import _check_data
+    from subprobe.runs.resume import _check_data
 
     out = tmp_path / "run"
     argv = ["probe", "--task", "upos", "--probe", "linear", "--model", str(tiny_bert), "--epochs", "1",

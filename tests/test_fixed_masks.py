@@ -156,7 +156,7 @@ def test_report_shows_learnt_random_like_and_complement(tiny_bert, tiny_ud, tmp_
 
 
 def test_random_like_run_resumes_and_loads(tiny_bert, tiny_ud, tmp_path, monkeypatch, source_run) -> None:
-    from subprobe.loaded import load_run
+    from subprobe.runs.loaded import load_run
     from tests.test_resume import resumed_equals_uninterrupted
 
     extra = ("--random-mask-like", str(source_run), "--checkpoint-every", "4")

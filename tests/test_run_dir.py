@@ -8,8 +8,8 @@ import pytest
 
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
-from subprobe.result import MaskFacts, Result, TrainFacts, build_metrics
 from subprobe.runs import RunDir, run_status
+from subprobe.runs.result import MaskFacts, Result, TrainFacts, build_metrics
 from tests.synthetic_runs import tiny_subnetwork
 
 

@@ -182,7 +182,7 @@ def test_probe_cli_with_head_masks_records_bits(tiny_bert, tiny_ud, tmp_path) ->
     assert main(probe_argv(tiny_bert, tiny_ud, out, "--granularity", "head", epochs=1)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mask_params"] == 136 and metrics["bits"]["lower"] == 136
-    from subprobe.loaded import load_run
+    from subprobe.runs.loaded import load_run
 
     run = load_run(out)
     assert run.subnetwork.num_mask_params == 136

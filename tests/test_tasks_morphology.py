@@ -137,7 +137,7 @@ def test_feats_run_predictions_and_scores(tiny_bert, morph_ud, tmp_path, capsys)
     assert (tmp_path / "p.conllu").read_text() == (out / "predictions-dev.conllu").read_text()
     assert capsys.readouterr().out.splitlines()[0] == f"accuracy {metrics['dev']['accuracy']!r}"
     # the Python API tags plain sentences: FEATS with the predicted Tense only
-    from subprobe.loaded import load_run
+    from subprobe.runs.loaded import load_run
 
     tagged = load_run(out).predict(["the dog runs .", "mary saw a big house"])
     assert [len(s.feats) for s in tagged] == [4, 5]

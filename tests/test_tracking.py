@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from subprobe.cli import main
-from subprobe.tracking import flatten
+from subprobe.runs.tracking import flatten
 from tests.conftest import probe_argv
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")

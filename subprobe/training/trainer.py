@@ -158,7 +158,7 @@ def train(
                     if log_file:
                         log_file.write(json.dumps(record) + "\n")
                         log_file.flush()
-                    if tracker is not None:  # --report-to: every log.jsonl record (subprobe.tracking)
+                    if tracker is not None:  # --report-to: every log.jsonl record (subprobe.runs.tracking)
                         tracker.log_record(record, step)
                     if bar is not None:
                         shown = {"loss": f"{record['loss']:.3f}", "w/s": f"{record['words_per_s']:.0f}"}

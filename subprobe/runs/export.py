@@ -16,7 +16,9 @@ import yaml
 
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
-from subprobe.resolve import resolve
+from subprobe.probes.registry import DEFAULT_PROBE
+from subprobe.tasks.registry import DEFAULT_TASK
+from subprobe.version import __version__
 
 #: Settings that do not change what a run computes (left out of the reproducing command).
 _NOT_IN_COMMAND = ("out", "overwrite", "progress", "dry_run", "predict", "report_to", "checkpoint_every")
@@ -26,17 +28,15 @@ def export_run(
     run_dir: str | Path, out: str | Path, *, overwrite: bool = False, command: str | None = None, echo=print
 ) -> Path:
     """Export the subnetwork of the finished run ``run_dir`` to ``out``; returns ``out``."""
-    import subprobe
-    from subprobe.models.loading import load_encoder, quiet_transformers
+    from subprobe.models.loading import quiet_transformers
     from subprobe.models.reset import apply_setting
     from subprobe.probes.registry import families, probe_family
-    from subprobe.runs import RunDir, prepare_run_dir
+    from subprobe.runs.directory import prepare_run_dir
+    from subprobe.runs.rebuild import load_model, read_finished
 
-    run, out = RunDir(run_dir), Path(out)
+    finished, out = read_finished(run_dir), Path(out)
+    run, cfg, metrics = finished.run, finished.config, finished.metrics
     run_dir = run.path
-    if not run.finished or not run.has_config:
-        raise ConfigError(f"{run_dir}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG})")
-    cfg = resolve(run.read_config())
     if not probe_family(cfg.probe).exports or not run.has_masks:
         exportable = " or ".join(f.name for f in families() if f.exports)
         raise ConfigError(
@@ -48,17 +48,17 @@ def export_run(
         raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
-    metrics = run.read_metrics()
     subnetwork = run.read_masks()
-    encoder, tokenizer = load_encoder(cfg.model)
-    apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
+    loaded = load_model(cfg.model)
+    encoder, tokenizer = loaded.encoder, loaded.tokenizer
+    apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)  # the run's weights, before its masks
     subnetwork.bake(encoder)
     prepare_run_dir(out, overwrite=True)
     with quiet_transformers():
         encoder.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))
     command = command or f"subprobe export {shlex.quote(str(run_dir))} --out {shlex.quote(str(out))}"
-    card = model_card(cfg, metrics, subnetwork.density(), subprobe.__version__, probe_command(cfg), command)
+    card = model_card(cfg, metrics, subnetwork.density(), __version__, probe_command(cfg), command)
     (out / "README.md").write_text(card, encoding="utf-8")
     echo(f"exported {cfg.model} with the hard mask of {run_dir} (density {subnetwork.density():.4f}) to {out}")
     return out
@@ -66,7 +66,7 @@ def export_run(
 
 def probe_command(cfg: ProbeConfig) -> str:
     """A ``subprobe probe`` command line that defines the same run (every non-default setting)."""
-    default = resolve(ProbeConfig())
+    default = ProbeConfig(task=DEFAULT_TASK, probe=DEFAULT_PROBE)  # what a bare `subprobe probe` is given
     parts = ["subprobe", "probe"]
     for f in dataclasses.fields(ProbeConfig):
         value = getattr(cfg, f.name)

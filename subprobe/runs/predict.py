@@ -79,9 +79,9 @@ def read_input(path: str | Path, task, input_format: str = "auto") -> tuple[list
 def predict_file(
     run, input_path: str | Path, out_path: str | Path, *, input_format: str = "auto", echo=print
 ) -> dict[str, float] | None:
-    """Tag ``input_path`` with ``run`` (a :class:`~subprobe.loaded.LoadedRun` or a run directory) into
+    """Tag ``input_path`` with ``run`` (a :class:`~subprobe.runs.loaded.LoadedRun` or a run directory) into
     ``out_path``; returns the scores when the input has gold labels, else None."""
-    from subprobe.loaded import LoadedRun, load_run
+    from subprobe.runs.loaded import LoadedRun, load_run
 
     if not isinstance(run, LoadedRun):
         run = load_run(run)

@@ -13,7 +13,7 @@ from typing import Any
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError
 from subprobe.masking.subnetwork import Subnetwork
-from subprobe.runs import RunDir
+from subprobe.runs.directory import RunDir
 
 Scores = dict[str, float]
 
@@ -147,12 +147,7 @@ class Result:
     @classmethod
     def load(cls, run_dir: str | Path) -> Result:
         """The Result of a finished run directory (nothing is trained)."""
-        run = RunDir(run_dir)
-        if not run.finished or not run.has_config:
-            raise ConfigError(
-                f"{run.path}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG}); "
-                "give the --out directory of a finished run"
-            )
+        run = RunDir(run_dir).require_finished()
         return cls(run.read_config(), read_metrics(run), run.path, *_masks_and_log(run))
 
 

@@ -41,7 +41,9 @@ class RunDir:
     ERROR = "error.txt"
     TENSORBOARD = "tensorboard"
     MLFLOW = "mlruns"
-    #: Files that loading a finished run needs (besides the per-probe weight files).
+    #: Files every finished run has (``metrics.json`` is written last), and those loading one needs (besides the
+    #: per-probe weight files).
+    FINISHED = (CONFIG, METRICS)
     NEEDED_TO_LOAD = (CONFIG, VOCAB, METRICS, HEAD)
 
     def __init__(self, path: str | Path):
@@ -123,9 +125,35 @@ class RunDir:
     def has_masks(self) -> bool:
         return self.masks_path.is_file()
 
+    def missing(self, *names: str) -> list[str]:
+        """The files of ``names`` this directory lacks."""
+        return [name for name in names if not self.file(name).is_file()]
+
     def missing_for_load(self) -> list[str]:
         """The files of :attr:`NEEDED_TO_LOAD` this directory lacks."""
-        return [name for name in self.NEEDED_TO_LOAD if not self.file(name).is_file()]
+        return self.missing(*self.NEEDED_TO_LOAD)
+
+    def require_finished(self, *needs: str, kind: str = "subprobe run", flag: str = "", hint: str = "") -> RunDir:
+        """This directory, if it holds a finished run with the files ``needs`` too; else the one error every command
+        gives for it: ``[FLAG ]PATH: not a finished KIND (no FILES); HINT`` (default hint: resume an interrupted
+        run, or give the --out directory of a finished one)."""
+        return self.require(*self.FINISHED, *needs, kind=kind, flag=flag, hint=hint)
+
+    def require(self, *names: str, kind: str = "subprobe run", flag: str = "", hint: str = "") -> RunDir:
+        """This directory, if it holds the files ``names`` (a command that reads only those, e.g. ``compare`` the
+        masks); else :meth:`require_finished`'s error."""
+        if not self.path.is_dir():
+            missing = ["such directory"]
+        else:
+            missing = self.missing(*dict.fromkeys(names))
+        if missing:
+            if not hint:
+                resumable = self.path.is_dir() and self.has_config and not self.finished
+                hint = (f"finish it first (subprobe probe --resume {self.path})" if resumable
+                        else "give the --out directory of a finished run")
+            where = f"{flag} {self.path}" if flag else str(self.path)
+            raise ConfigError(f"{where}: not a finished {kind} (no {', '.join(missing)}); {hint}")
+        return self
 
     def status(self) -> str:
         """What the directory holds.

@@ -24,7 +24,7 @@ from subprobe.config import ProbeConfig, settings_where
 from subprobe.data.sources import sha256_of
 from subprobe.env import environment_stamp
 from subprobe.errors import ConfigError
-from subprobe.runs import RunDir, config_differences, prepare_run_dir
+from subprobe.runs.directory import RunDir, config_differences, prepare_run_dir
 from subprobe.training.checkpoint import load_checkpoint, remove_stale_temporaries
 
 #: Settings that may change when a run is resumed (``on_resume="may-change"``, see :func:`subprobe.config.option`).

@@ -146,7 +146,7 @@ class TensorBoardTracker:
     def __init__(self, run_dir: Path, config) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from subprobe.runs import RunDir
+        from subprobe.runs.directory import RunDir
 
         self.writer = SummaryWriter(log_dir=str(RunDir(run_dir).tensorboard_dir))
         self.params: dict[str, Any] = {}
@@ -187,7 +187,7 @@ class MlflowTracker:
     def __init__(self, run_dir: Path, config) -> None:
         from mlflow.tracking import MlflowClient
 
-        from subprobe.runs import RunDir
+        from subprobe.runs.directory import RunDir
 
         given = os.environ.get("MLFLOW_TRACKING_URI")
         self.own_store = not given
