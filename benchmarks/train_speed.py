@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ from subprobe.data.batching import Dataset, bucketed_batches  # noqa: E402
 from subprobe.data.pipeline import prepare_splits, read_splits  # noqa: E402
 from subprobe.models.loading import DEFAULT_MODEL  # noqa: E402
 from subprobe.resolve import resolve  # noqa: E402
-from subprobe.runs.rebuild import assemble, load_model  # noqa: E402
+from subprobe.runs.rebuild import LoadedModel, assemble, load_model  # noqa: E402
 from subprobe.tasks.registry import get_task  # noqa: E402
 from subprobe.training.evaluate import evaluate  # noqa: E402
 from subprobe.training.step import TrainStep  # noqa: E402
@@ -340,56 +341,87 @@ def run_memory_child(precision: str, root: Path) -> dict:
 # --------------------------------------------------------------------------- the benchmark
 
 
-def run(args) -> dict:
+@dataclass
+class Bench:
+    """What every part of the benchmark shares: its mode, the model as loaded, the data and the log."""
+
+    args: argparse.Namespace
+    root: Path
+    smoke: bool
+    quick: bool
+    default_precision: str
+    loaded: LoadedModel
+    task: object
+    train_set: Dataset
+    dev_set: Dataset
+    vocabs: dict
+    others: dict
+    load_start: tuple
+    busy: bool
+    t0: float
+    log: Callable = print
+
+    @property
+    def mcfg(self):
+        return self.loaded.encoder.config
+
+    def fresh(self, attn: str = "eager"):
+        """A newly loaded encoder (each variant trains its own)."""
+        return load_model(self.args.model, attn).encoder
+
+
+def prepare(args) -> Bench:
+    """The model and the data of every variant: UPOS train and dev, and the other tasks' where their data is."""
     root = data_root(args.data_dir)
     smoke = getattr(args, "smoke", False)
-    quick = args.quick or smoke
     n_train = n_dev_read = 64 if smoke else None  # --smoke: small subsets, one step per variant
-    log = print
     torch.manual_seed(0)
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     default_precision = resolve(ProbeConfig()).precision
     loaded = load_model(args.model)
-    encoder, tokenizer, max_length = loaded.encoder, loaded.tokenizer, loaded.max_length
-    task, train_set, dev_set, vocabs = load_upos(root, tokenizer, max_length, n_train, n_dev_read)
-    others = {name: load_task(name, root, tokenizer, max_length, n_train, n_dev_read) for name in ("dep", "ner")}
-    pad_id = loaded.pad_id
-    mcfg = encoder.config
-    log(
+    task, train_set, dev_set, vocabs = load_upos(root, loaded.tokenizer, loaded.max_length, n_train, n_dev_read)
+    others = {name: load_task(name, root, loaded.tokenizer, loaded.max_length, n_train, n_dev_read)
+              for name in ("dep", "ner")}
+    busy = load_start[0] > (os.cpu_count() or 1) - 0.5
+    bench = Bench(args, root, smoke, args.quick or smoke, default_precision, loaded, task, train_set, dev_set, vocabs,
+                  others, load_start, busy, t0)
+    bench.log(
         f"data: {len(train_set.encoded)} train / {len(dev_set.encoded)} dev sentences; model {args.model}; "
         f"{torch.get_num_threads()} threads; load {load_start[0]:.2f}"
     )
-    busy = load_start[0] > (os.cpu_count() or 1) - 0.5
     if busy and torch.get_num_threads() > 1:
-        log(
+        bench.log(
             f"warning: load {load_start[0]:.1f} on {os.cpu_count()} CPUs: other processes compete; absolute figures "
             "will be low and multi-threaded kernels stall (use --threads 1 for steadier ratios)"
         )
+    return bench
 
-    def fresh(attn: str = "eager"):
-        return load_model(args.model, attn).encoder
 
-    # ---- training: naive vs subprobe (fp32, bf16), per-weight, and the other attention kernel
+def train_variants(b: Bench) -> tuple[dict, dict, dict]:
+    """Training: naive vs subprobe (fp32, bf16), per-weight masks, the other attention kernel and the other tasks,
+    in interleaved windows with the matmul peaks measured between rounds. Returns the variants (runners), their
+    statistics and the peak samples."""
+    task, train_set, vocabs, pad_id, default = b.task, b.train_set, b.vocabs, b.loaded.pad_id, b.default_precision
     variants: dict[str, object] = {
-        "naive": NaiveRunner(fresh(), tokenizer, train_set, len(vocabs[task.field])),
-        "fp32": SubprobeRunner(fresh(), task, train_set, vocabs, pad_id, probe_config("fp32")),
-        "bf16": SubprobeRunner(fresh(), task, train_set, vocabs, pad_id, probe_config("bf16")),
-        f"{default_precision}_weight": SubprobeRunner(
-            fresh(), task, train_set, vocabs, pad_id, probe_config(default_precision, "weight")
+        "naive": NaiveRunner(b.fresh(), b.loaded.tokenizer, train_set, len(vocabs[task.field])),
+        "fp32": SubprobeRunner(b.fresh(), task, train_set, vocabs, pad_id, probe_config("fp32")),
+        "bf16": SubprobeRunner(b.fresh(), task, train_set, vocabs, pad_id, probe_config("bf16")),
+        f"{default}_weight": SubprobeRunner(
+            b.fresh(), task, train_set, vocabs, pad_id, probe_config(default, "weight")
         ),
-        "fp32_sdpa": SubprobeRunner(fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("fp32")),
-        "bf16_sdpa": SubprobeRunner(fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("bf16")),
+        "fp32_sdpa": SubprobeRunner(b.fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("fp32")),
+        "bf16_sdpa": SubprobeRunner(b.fresh("sdpa"), task, train_set, vocabs, pad_id, probe_config("bf16")),
     }
-    for name, loaded in others.items():  # the same step on the other tasks, at the default precision
+    for name, loaded in b.others.items():  # the same step on the other tasks, at the default precision
         if loaded is None:
-            log(f"no {name} data under {root}: its variant is left out")
+            b.log(f"no {name} data under {b.root}: its variant is left out")
             continue
         other_task, other_train, _, other_vocabs = loaded
-        cfg = probe_config(default_precision, task=name)
-        variants[name] = SubprobeRunner(fresh(), other_task, other_train, other_vocabs, pad_id, cfg)
+        cfg = probe_config(default, task=name)
+        variants[name] = SubprobeRunner(b.fresh(), other_task, other_train, other_vocabs, pad_id, cfg)
     for runner in variants.values():  # warm-up (allocator, kernels), not timed
-        for _ in range(1 if smoke else 2):
+        for _ in range(1 if b.smoke else 2):
             runner.step()
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
 
@@ -397,17 +429,20 @@ def run(args) -> dict:
         peaks["fp32"].append(matmul_peak(torch.float32))
         peaks["bf16"].append(matmul_peak(torch.bfloat16))
 
-    rounds, window = (1, 0.0) if smoke else (8, 1.5) if quick else (12, 4.0)  # many short windows: load averages out
-    log(f"training: {rounds} rounds x {len(variants)} variants x {window:.0f} s windows")
+    rounds, window = (1, 0.0) if b.smoke else (8, 1.5) if b.quick else (12, 4.0)  # many short windows: load averages
+    b.log(f"training: {rounds} rounds x {len(variants)} variants x {window:.0f} s windows")
     train_stats = interleaved(
-        {k: v.step for k, v in variants.items()}, rounds, window, mcfg, between=measure_peaks, log=log
+        {k: v.step for k, v in variants.items()}, rounds, window, b.mcfg, between=measure_peaks, log=b.log
     )
-    peak = {k: max(v) for k, v in peaks.items()}
+    return variants, train_stats, peaks
 
-    # ---- dev evaluation: naive vs subprobe, interleaved windows over chunks of the dev set
-    n_dev = min(512, len(dev_set.encoded)) if quick else len(dev_set.encoded)
+
+def eval_speed(b: Bench, variants: dict) -> dict:
+    """Dev evaluation: naive vs subprobe (fp32, bf16), interleaved windows over chunks of the dev set (``eval`` of
+    the result)."""
+    n_dev = min(512, len(b.dev_set.encoded)) if b.quick else len(b.dev_set.encoded)
     chunk = 256
-    chunks = [Dataset("dev", dev_set.sentences, dev_set.encoded[i : i + chunk]) for i in range(0, n_dev, chunk)]
+    chunks = [Dataset("dev", b.dev_set.sentences, b.dev_set.encoded[i : i + chunk]) for i in range(0, n_dev, chunk)]
     cursor = {"naive": 0, "fp32": 0, "bf16": 0}
     correct = {k: [] for k in cursor}
 
@@ -417,31 +452,42 @@ def run(args) -> dict:
         if name == "naive":
             correct[name].append(variants["naive"].evaluate(part))
         else:
-            correct[name].append(variants[name].evaluate(part, vocabs)["accuracy_macro"])
+            correct[name].append(variants[name].evaluate(part, b.vocabs)["accuracy_macro"])
         return len(part.encoded), [len(e.input_ids) for e in part.encoded]
 
-    eval_rounds, eval_window = (1, 0.0) if smoke else (5, 2.0) if quick else (6, 5.0)
-    log(f"evaluation: {eval_rounds} rounds x 3 variants x {eval_window:.0f} s windows over {n_dev} dev sentences")
+    eval_rounds, eval_window = (1, 0.0) if b.smoke else (5, 2.0) if b.quick else (6, 5.0)
+    b.log(f"evaluation: {eval_rounds} rounds x 3 variants x {eval_window:.0f} s windows over {n_dev} dev sentences")
     for name in cursor:  # warm-up
         eval_step(name)
         cursor[name] = 0
-    eval_stats = interleaved({k: (lambda k=k: eval_step(k)) for k in cursor}, eval_rounds, eval_window, mcfg, log=log)
+    eval_stats = interleaved({k: (lambda k=k: eval_step(k)) for k in cursor}, eval_rounds, eval_window, b.mcfg,
+                             log=b.log)
     for v in eval_stats.values():  # "words" are sentences here; FLOPs of a training step do not apply
         v["sentences"], v["sentences_per_s"] = v.pop("words"), v.pop("words_per_s")
         for key in ("flops", "gflops", "window_words_per_s"):
             v.pop(key)
-    eval_sps = {k: v["sentences_per_s"] for k, v in eval_stats.items()}
-    eval_result = {k: float(np.mean(v)) for k, v in correct.items()}
+    return {
+        "dev_sentences": n_dev,
+        "sentences_per_s": {k: v["sentences_per_s"] for k, v in eval_stats.items()},
+        "macro_accuracy_after_timed_windows": {k: float(np.mean(v)) for k, v in correct.items()},
+        "chunk_sentences": chunk,
+        "rounds": eval_stats,
+    }
 
-    # ---- MLP-1 sweep (subprobe's --probe mlp) with and without cached features
-    d = mcfg.hidden_size
+
+def mlp_sweep(b: Bench) -> dict:
+    """An MLP-1 sweep over the paper's ranks (subprobe's --probe mlp), features recomputed at every step vs cached
+    once (``mlp`` of the result, with ``by_epochs`` and ``warmup`` beside it)."""
+    d = b.mcfg.hidden_size
     ranks = [r for r in PAPER_RANKS[:-1] if r < d] + [d]
-    if smoke:
+    if b.smoke:
         ranks = [ranks[0], d]
-    mlp_train = train_set if not quick else Dataset("train", train_set.sentences, train_set.encoded[:1024])
-    mlp_encoder = fresh()
+    train_set, pad_id = b.train_set, b.loaded.pad_id
+    mlp_train = train_set if not b.quick else Dataset("train", train_set.sentences, train_set.encoded[:1024])
+    mlp_encoder = b.fresh()
     runners = {
-        rank: mlp_runners(mlp_encoder, task, mlp_train, vocabs, pad_id, default_precision, rank) for rank in ranks
+        rank: mlp_runners(mlp_encoder, b.task, mlp_train, b.vocabs, pad_id, b.default_precision, rank)
+        for rank in ranks
     }
     first = runners[ranks[0]]["cached"].model.features
     start = time.perf_counter()
@@ -451,56 +497,88 @@ def run(args) -> dict:
         runners[rank]["cached"].model.features.cache = first.cache
     cache_words = sum(e.n_words for e in mlp_train.encoded)
     cache_full_seconds = cache_seconds * sum(e.n_words for e in train_set.encoded) / cache_words
-    mlp_windows = {"uncached": 0.6, "cached": 0.3} if quick else {"uncached": 3.0, "cached": 1.0}
+    mlp_windows = {"uncached": 0.6, "cached": 0.3} if b.quick else {"uncached": 3.0, "cached": 1.0}
     #: untimed steps per runner first: oneDNN compiles a bf16 kernel for every new matmul shape (1-30 ms each), a
     #: cost a 20-epoch sweep pays once per shape, not once per short timing window
-    mlp_warmup = 1 if smoke else 16 if quick else 32
-    if smoke:
+    warmup = 1 if b.smoke else 16 if b.quick else 32
+    if b.smoke:
         mlp_windows = {"uncached": 0.0, "cached": 0.0}
-    mlp_stats = {}
-    log(f"MLP-1: {len(ranks)} ranks; features of {cache_words} words cached in {cache_seconds:.1f} s")
-    for rank in ranks:
-        stats = {name: new_stats() for name in runners[rank]}
-        for runner in runners[rank].values():  # untimed: the step's bf16 kernels are compiled once per shape
-            for _ in range(mlp_warmup):
-                runner.step()
-        for _ in range(2):
-            for name, runner in runners[rank].items():
-                start = time.perf_counter()
-                n = 0
-                while n == 0 or time.perf_counter() - start < mlp_windows[name]:  # one step at least
-                    runner.step()
-                    n += 1
-                stats[name]["seconds"] += time.perf_counter() - start
-                stats[name]["steps"] += n
-        mlp_stats[rank] = {k: v["seconds"] / v["steps"] for k, v in stats.items()}
+    b.log(f"MLP-1: {len(ranks)} ranks; features of {cache_words} words cached in {cache_seconds:.1f} s")
+    per_step = {rank: _time_mlp_steps(runners[rank], warmup, mlp_windows) for rank in ranks}
     steps_per_epoch = len(bucketed_batches(train_set.encoded, 32, shuffle=False))
     by_epochs = {}
     for epochs in (1, 3, 20):
         n_steps = steps_per_epoch * epochs
-        uncached = sum(v["uncached"] for v in mlp_stats.values()) * n_steps
-        cached = cache_full_seconds + sum(v["cached"] for v in mlp_stats.values()) * n_steps
+        uncached = sum(v["uncached"] for v in per_step.values()) * n_steps
+        cached = cache_full_seconds + sum(v["cached"] for v in per_step.values()) * n_steps
         by_epochs[epochs] = {"uncached_s": uncached, "cached_s": cached, "speedup": uncached / cached}
+    return {
+        "by_epochs": by_epochs,
+        "warmup": warmup,
+        "mlp": {
+            "ranks": ranks,
+            "seconds_per_step": {str(k): v for k, v in per_step.items()},
+            "cache_seconds_measured": cache_seconds,
+            "cache_words_measured": cache_words,
+            "cache_fill": "subprobe.probes.cached.CachedFeatures.fill over the train set (a 1024-sentence subset "
+            "in --quick, scaled to the whole set by words)",
+            "cache_seconds_full_train": cache_full_seconds,
+            "steps_per_epoch": steps_per_epoch,
+            "encoder_precision": b.default_precision,
+        },
+    }
 
+
+def _time_mlp_steps(runners: dict, warmup: int, windows: dict[str, float]) -> dict[str, float]:
+    """Seconds per step of each runner (``uncached``, ``cached``) of one rank: untimed warm-up steps (the step's
+    bf16 kernels are compiled once per shape), then two windows each, one step at least."""
+    stats = {name: new_stats() for name in runners}
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner.step()
+    for _ in range(2):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            n = 0
+            while n == 0 or time.perf_counter() - start < windows[name]:
+                runner.step()
+                n += 1
+            stats[name]["seconds"] += time.perf_counter() - start
+            stats[name]["steps"] += n
+    return {k: v["seconds"] / v["steps"] for k, v in stats.items()}
+
+
+def run(args) -> dict:
+    """Every measurement of the module docstring, in this order; the result JSON."""
+    b = prepare(args)
+    variants, train_stats, peaks = train_variants(b)
+    evaluation = eval_speed(b, variants)
+    mlp = mlp_sweep(b)
     # ---- memory at the paper's scale (subprocess each, to isolate RSS)
-    memory = [] if smoke else [run_memory_child(p, root) for p in ([default_precision] if quick else ["fp32", "bf16"])]
+    precisions = [b.default_precision] if b.quick else ["fp32", "bf16"]
+    memory = [] if b.smoke else [run_memory_child(p, b.root) for p in precisions]
+    return result_of(b, train_stats, peaks, evaluation, mlp, memory)
 
-    # ---- figures
+
+def result_of(b: Bench, train_stats: dict, peaks: dict, evaluation: dict, mlp: dict, memory: list) -> dict:
+    """The result JSON: the headline ratios first, then every raw figure."""
+    peak = {k: max(v) for k, v in peaks.items()}
+    default = b.default_precision
     naive_wps = train_stats["naive"]["words_per_s"]
-    lengths_all = [len(e.input_ids) for e in train_set.encoded]
-    fpw = flops_per_wordpiece(lengths_all, mcfg)
-    result = {
+    eval_sps = evaluation["sentences_per_s"]
+    by_epochs = mlp["by_epochs"]
+    return {
         "benchmark": "train_speed",
-        "quick": quick,
-        "smoke": smoke,
-        "model": args.model,
+        "quick": b.quick,
+        "smoke": b.smoke,
+        "model": b.args.model,
         "task": "upos",
         "granularity": "neuron",
-        "default_precision": default_precision,
+        "default_precision": default,
         "speedup_vs_naive": {p: train_stats[p]["words_per_s"] / naive_wps for p in ("fp32", "bf16")},
-        **task_ratios(train_stats, default_precision),
+        **task_ratios(train_stats, default),
         "peak_fraction": {p: train_stats[p]["gflops"] / peak[p] for p in ("fp32", "bf16")},
-        "eval_speedup_vs_naive": eval_sps[default_precision] / eval_sps["naive"],
+        "eval_speedup_vs_naive": eval_sps[default] / eval_sps["naive"],
         "eval_speedup_vs_naive_by_precision": {p: eval_sps[p] / eval_sps["naive"] for p in ("fp32", "bf16")},
         "mlp_cache_speedup": by_epochs[20]["speedup"],
         "mlp_cache_speedup_by_epochs": by_epochs,
@@ -509,7 +587,7 @@ def run(args) -> dict:
             "one encoder pass over the train set + MLP steps on the cached features; headline at the paper's "
             "20 epochs; per-step times after untimed warm-up steps (kernels compiled once per shape)"
         ),
-        "mlp_warmup_steps": mlp_warmup,
+        "mlp_warmup_steps": mlp["warmup"],
         "training": train_stats,
         "attention": {
             p: {
@@ -522,45 +600,28 @@ def run(args) -> dict:
             for p in ("fp32", "bf16")
         },
         "per_weight": {
-            "precision": default_precision,
-            "words_per_s": train_stats[f"{default_precision}_weight"]["words_per_s"],
-            "speedup_vs_naive": train_stats[f"{default_precision}_weight"]["words_per_s"] / naive_wps,
+            "precision": default,
+            "words_per_s": train_stats[f"{default}_weight"]["words_per_s"],
+            "speedup_vs_naive": train_stats[f"{default}_weight"]["words_per_s"] / naive_wps,
         },
         "matmul_peak_gflops": peak,
         "matmul_peak_samples": peaks,
-        "flops_per_wordpiece": fpw,
-        "eval": {
-            "dev_sentences": n_dev,
-            "sentences_per_s": eval_sps,
-            "macro_accuracy_after_timed_windows": eval_result,
-            "chunk_sentences": chunk,
-            "rounds": eval_stats,
-        },
-        "mlp": {
-            "ranks": ranks,
-            "seconds_per_step": {str(k): v for k, v in mlp_stats.items()},
-            "cache_seconds_measured": cache_seconds,
-            "cache_words_measured": cache_words,
-            "cache_fill": "subprobe.probes.cached.CachedFeatures.fill over the train set (a 1024-sentence subset "
-            "in --quick, scaled to the whole set by words)",
-            "cache_seconds_full_train": cache_full_seconds,
-            "steps_per_epoch": steps_per_epoch,
-            "encoder_precision": default_precision,
-        },
+        "flops_per_wordpiece": flops_per_wordpiece([len(e.input_ids) for e in b.train_set.encoded], b.mcfg),
+        "eval": evaluation,
+        "mlp": mlp["mlp"],
         "memory": {"peak_rss_mb": round(rss_mb(), 1), "bert_base_per_weight": memory},
         "environment": {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpu": _cpu_name(),
             "platform": platform.platform(),
-            "load_average_start": load_start,
+            "load_average_start": b.load_start,
             "cpus": os.cpu_count(),
-            "busy_at_start": busy,
+            "busy_at_start": b.busy,
             "load_average_end": os.getloadavg(),
-            "seconds": round(time.perf_counter() - t0, 1),
+            "seconds": round(time.perf_counter() - b.t0, 1),
         },
     }
-    return result
 
 
 def _cpu_name() -> str:

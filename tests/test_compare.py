@@ -9,8 +9,8 @@ import torch
 
 from subprobe.cli import main
 from subprobe.errors import SubprobeError
-from subprobe.masking.compare import Overlap, mean_pairwise_iou
-from subprobe.masking.subnetwork import MaskEntry, Subnetwork
+from subprobe.masking.compare import Overlap
+from subprobe.masking.subnetwork import MaskEntry, Subnetwork, mean_pairwise_iou
 from subprobe.runs import RunDir
 from tests.synthetic_runs import tiny_subnetwork
 

@@ -10,33 +10,14 @@ of the same model compare. Both numbers are symmetric and 1.0 for identical subn
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 
 from subprobe.errors import SubprobeError
 from subprobe.masking import counting
-
-
-class MaskEntry(Protocol):
-    """What comparing needs of one matrix's saved mask (a :class:`~subprobe.masking.subnetwork.MaskEntry`)."""
-
-    name: str
-    role: str
-    layer: int
-    shape: tuple[int, int]
-    block: tuple[int, int]
-    log_alpha: torch.Tensor
-
-
-class Subnetwork(Protocol):
-    """What comparing needs of a :class:`~subprobe.masking.subnetwork.Subnetwork` (no import: it imports us)."""
-
-    entries: Sequence[MaskEntry]
-    layout: str
-    model: str
+from subprobe.masking.entries import MaskEntry
 
 
 @dataclass(frozen=True)
@@ -105,13 +86,15 @@ def entry_overlap(a: MaskEntry, layout_a: str, b: MaskEntry, layout_b: str) -> O
     return Overlap(both, int(ka.sum(dtype=torch.int64)) - both, int(kb.sum(dtype=torch.int64)) - both, ka.numel())
 
 
-def compare(a: Subnetwork, b: Subnetwork) -> Comparison:
-    """Agreement and IoU of the kept weights of ``a`` and ``b``; raises :class:`SubprobeError` (one
-    line) when they mask different models, matrices or shapes."""
-    if a.model and b.model and a.model != b.model:
-        raise SubprobeError(f"subnetworks are not comparable: one masks {a.model}, the other {b.model}")
-    theirs = {e.name: e for e in b.entries}
-    only = [e.name for e in a.entries if e.name not in theirs] or sorted(set(theirs) - {e.name for e in a.entries})
+def compare_masks(a: Sequence[MaskEntry], layout_a: str, model_a: str, b: Sequence[MaskEntry], layout_b: str,
+                  model_b: str) -> Comparison:
+    """Agreement and IoU of the kept weights of two subnetworks' masks (``Subnetwork.compare`` of two
+    :class:`~subprobe.masking.subnetwork.Subnetwork` values); raises :class:`SubprobeError` (one line) when they mask
+    different models, matrices or shapes."""
+    if model_a and model_b and model_a != model_b:
+        raise SubprobeError(f"subnetworks are not comparable: one masks {model_a}, the other {model_b}")
+    theirs = {e.name: e for e in b}
+    only = [e.name for e in a if e.name not in theirs] or sorted(set(theirs) - {e.name for e in a})
     if only:
         raise SubprobeError(
             f"subnetworks are not comparable: matrix {only[0]} is masked in one only (different models or targets)"
@@ -119,22 +102,15 @@ def compare(a: Subnetwork, b: Subnetwork) -> Comparison:
     overall = Overlap()
     by_layer: dict[str, Overlap] = {}
     by_role: dict[str, Overlap] = {}
-    for ea in a.entries:
+    for ea in a:
         eb = theirs[ea.name]
         if tuple(ea.shape) != tuple(eb.shape):
             raise SubprobeError(
                 f"subnetworks are not comparable: matrix {ea.name} is {ea.shape[0]}x{ea.shape[1]} in one and "
                 f"{eb.shape[0]}x{eb.shape[1]} in the other (different models)"
             )
-        o = entry_overlap(ea, a.layout, eb, b.layout)
+        o = entry_overlap(ea, layout_a, eb, layout_b)
         overall = overall + o
         by_layer[str(ea.layer)] = by_layer.get(str(ea.layer), Overlap()) + o
         by_role[ea.role] = by_role.get(ea.role, Overlap()) + o
     return Comparison(overall, by_layer, by_role)
-
-
-def mean_pairwise_iou(subnetworks: Iterable[Subnetwork]) -> float | None:
-    """Mean IoU over all unordered pairs (None for fewer than two subnetworks)."""
-    subs = list(subnetworks)
-    values = [compare(x, y).overall.iou for i, x in enumerate(subs) for y in subs[i + 1:]]
-    return sum(values) / len(values) if values else None

@@ -7,7 +7,7 @@ one role's rows of a fused matrix -- with hard mask ``H`` keeps ``sum(H) * rows 
 
 Used by the trainer's density check, :class:`~subprobe.masking.subnetwork.Subnetwork` and the
 localisation report, for live :class:`~subprobe.masking.masked_linear.MaskedLinear` modules and
-saved :class:`~subprobe.masking.subnetwork.MaskEntry` values alike.
+saved :class:`~subprobe.masking.entries.MaskEntry` values alike.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Install masks into a model, the L0 penalty, and the frozen :class:`Subnetwork` result."""
+"""Install masks into a model, the L0 penalty, and the frozen :class:`Subnetwork` result (its per-matrix
+records, :class:`~subprobe.masking.entries.MaskEntry`, are importable from here too)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from torch import nn
 from subprobe.errors import ConfigError, SubprobeError
 from subprobe.masking import counting
 from subprobe.masking import hard_concrete as hc
+from subprobe.masking.compare import Comparison, compare_masks
 from subprobe.masking.constraint import expected_density
+from subprobe.masking.entries import MaskEntry
 from subprobe.masking.fused import mask_module
 from subprobe.masking.layouts import LAYOUTS, Granularity, fallback_summary
 from subprobe.masking.masked_linear import DEFAULT_MAX_ROW_GROUPS, MaskedLinear
@@ -126,32 +130,6 @@ def set_mask_mode(model: nn.Module, mode: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class MaskEntry:
-    """The learnt mask logits of one matrix."""
-
-    name: str
-    role: str
-    layer: int
-    shape: tuple[int, int]
-    block: tuple[int, int]
-    log_alpha: torch.Tensor
-    #: the model's module (default: ``name``) and this matrix's rows in it (``()``: all; see masking.fused)
-    module: str = ""
-    rows: tuple[tuple[int, int], ...] = ()
-    #: the shared mask this matrix's logits view (``--granularity head | layer``: ``layer.L.attention``,
-    #: ``layer.L.kv`` (grouped-query K/V heads) or ``layer.L.ffn``); ``""``: its own mask
-    group: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.module:
-            object.__setattr__(self, "module", self.name)
-
-    @property
-    def weights_per_mask(self) -> int:
-        return counting.weights_per_unit(self.block)
-
-
-@dataclass(frozen=True)
 class Subnetwork:
     """A found subnetwork: the mask logits of every masked matrix, frozen.
 
@@ -220,13 +198,11 @@ class Subnetwork:
             total += mask.numel()
         return same / max(1, total)
 
-    def compare(self, other: Subnetwork):
+    def compare(self, other: Subnetwork) -> Comparison:
         """Agreement and IoU of the kept weights, overall, per layer and per role (weight level, so
-        other granularities and layouts of the same model compare): a
-        :class:`~subprobe.masking.compare.Comparison`."""
-        from subprobe.masking.compare import compare
-
-        return compare(self, other)
+        other granularities and layouts of the same model compare; see :mod:`subprobe.masking.compare`); one
+        :class:`SubprobeError` line when they mask different models, matrices or shapes."""
+        return compare_masks(self.entries, self.layout, self.model, other.entries, other.layout, other.model)
 
     def apply(self, model: nn.Module, mode: str = "hard") -> list[MaskedLinear]:
         """Install these masks into a fresh copy-compatible ``model``; returns the masked modules."""
@@ -312,3 +288,10 @@ def _entry_json(e: MaskEntry) -> list:
     if e.group:
         row.append(e.group)
     return row
+
+
+def mean_pairwise_iou(subnetworks: Iterable[Subnetwork]) -> float | None:
+    """Mean IoU of the kept weights over all unordered pairs (None for fewer than two subnetworks)."""
+    subs = list(subnetworks)
+    values = [x.compare(y).overall.iou for i, x in enumerate(subs) for y in subs[i + 1:]]
+    return sum(values) / len(values) if values else None

@@ -9,7 +9,6 @@ of replicas and the mean weight-level agreement (:mod:`subprobe.masking.compare`
 from __future__ import annotations
 
 from subprobe.config import ProbeConfig, settings_where
-from subprobe.masking.compare import compare
 from subprobe.report.loading import has_masks, settings
 from subprobe.report.render import Table
 from subprobe.runs import RunDir
@@ -41,7 +40,7 @@ def stability_rows(results: list[dict]) -> list[list]:
         if len(runs) < 2:
             continue
         subs = [RunDir(r["run_dir"]).read_masks() for r in runs]
-        pairs = [compare(a, b).overall for i, a in enumerate(subs) for b in subs[i + 1:]]
+        pairs = [a.compare(b).overall for i, a in enumerate(subs) for b in subs[i + 1:]]
         ious = [p.iou for p in pairs]
         config = settings(runs[0])
         rows.append([

@@ -2,8 +2,9 @@
 
 The model is rebuilt with the code paths of the run itself (:func:`subprobe.runs.rebuild.rebuild`: the
 encoder as loaded, the seeded draw of a reset run repeated exactly, the task head and the probe), then the
-saved mask logits, head and MLP-1 adapter are copied in. Predictions go through :func:`~subprobe.training.evaluate.predict_dataset` with the
-hard mask, so a run's dev file predicted here scores exactly what ``metrics.json`` reports.
+saved mask logits, head and MLP-1 adapter are copied in. Predictions go through
+:func:`~subprobe.training.evaluate.predict_dataset` with the hard mask, so a run's dev file predicted here
+scores exactly what ``metrics.json`` reports.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from subprobe.data.batching import Dataset, encode_dataset
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError
-from subprobe.resolve import resolve
-from subprobe.runs.directory import RunDir
+
 
 @dataclass
 class LoadedRun:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,115 +84,167 @@ def train(
     ``ranks`` (:mod:`subprobe.training.distributed`): with several processes, each takes its share of every
     batch and the gradients are averaged; pass ``log_path``/``checkpoint_path`` on rank 0 only.
     """
-    from subprobe.training import distributed
-
-    ranks = ranks or distributed.SINGLE
-    model = probe.model
-    per_epoch = math.ceil(len(train_set.encoded) / config.batch_size)
-    total = per_epoch * config.epochs
-    train_step = TrainStep(probe, task, train_set, config, pad_id=pad_id, total_steps=total, ranks=ranks)
-    optimizer = train_step.optimizer
-    ramp_done = ramp_end_step(total, config.lambda_end)
-    eval_kwargs = dict(pooling=config.word_pooling, pad_id=pad_id, mask_mode="hard")
-    every = config.checkpoint_every or config.eval_every
-    shape = dict(total_steps=total, per_epoch=per_epoch, train_size=len(train_set.encoded))
-    p = Progress()
-    last_good: int | None = None  # step of the last checkpoint written (or resumed from)
-    if resume_from is not None:
-        p = restore(resume_from, model, optimizer, where=checkpoint_path or Path("checkpoint"), **shape)
-        last_good = p.step
-        if log_path:
-            truncate_log(log_path, p.step)
-    history = p.history
-    distributed.sync_parameters(train_step.trained, ranks)
-    distributed.seed_noise(config.seed, ranks, p.step)
-    device = module_device(model)  # batches go where the probe is (--device)
-    p.running_loss, p.running_pen = p.running_loss.to(device), p.running_pen.to(device)
-    log_file = open(log_path, "a", encoding="utf-8") if log_path else None
-    bar = _progress(total, config.progress, p.step)
-    start = time.perf_counter() - p.seconds
-    first_epoch, skip = p.epoch, p.batch_in_epoch
-    model.train()
+    loop = _Loop(probe, task, train_set, dev_set, vocabs, config, pad_id, log_path, checkpoint_path, resume_from,
+                 tracker, ranks)
+    p = loop.progress
     try:
-        for epoch in range(first_epoch, config.epochs):
+        for epoch, position, indices in loop.batches():
+            taken = loop.step(epoch, position, indices)  # warm-up, forward, loss + lambda * penalty, backward, Adam
+            last = p.step == loop.total
+            if p.step % config.eval_every == 0 or last:
+                loop.dev_check(taken)
+            p.finished = last or p.stopped
+            if p.step % loop.every == 0 or p.finished:  # every process checks; rank 0 writes the checkpoint
+                loop.checkpoint()
+    finally:
+        loop.close()
+    return loop.outcome()
+
+
+class _Loop:
+    """The state of one training run and what :func:`train` does at each step: the batches still to run, the
+    step itself, the dev check (a ``log.jsonl`` record, the tracker, the progress bar, early stopping) and the
+    checkpoint."""
+
+    def __init__(self, probe: BuiltProbe, task: Task, train_set: Dataset, dev_set: Dataset | None, vocabs,
+                 config: ProbeConfig, pad_id: int, log_path: Path | None, checkpoint_path: Path | None,
+                 resume_from: dict | None, tracker, ranks) -> None:
+        from subprobe.training import distributed
+
+        self.probe, self.task, self.train_set, self.dev_set, self.vocabs = probe, task, train_set, dev_set, vocabs
+        self.config, self.checkpoint_path, self.tracker = config, checkpoint_path, tracker
+        self.ranks = ranks or distributed.SINGLE
+        self.per_epoch = math.ceil(len(train_set.encoded) / config.batch_size)
+        self.total = self.per_epoch * config.epochs
+        self.train_step = TrainStep(probe, task, train_set, config, pad_id=pad_id, total_steps=self.total,
+                                    ranks=self.ranks)
+        self.ramp_done = ramp_end_step(self.total, config.lambda_end)
+        self.eval_kwargs = dict(pooling=config.word_pooling, pad_id=pad_id, mask_mode="hard")
+        self.every = config.checkpoint_every or config.eval_every
+        self.shape = dict(total_steps=self.total, per_epoch=self.per_epoch, train_size=len(train_set.encoded))
+        self.progress = p = Progress()
+        self.last_good: int | None = None  # step of the last checkpoint written (or resumed from)
+        if resume_from is not None:
+            self.progress = p = restore(resume_from, probe.model, self.train_step.optimizer,
+                                        where=checkpoint_path or Path("checkpoint"), **self.shape)
+            self.last_good = p.step
+            if log_path:
+                truncate_log(log_path, p.step)
+        distributed.sync_parameters(self.train_step.trained, self.ranks)
+        distributed.seed_noise(config.seed, self.ranks, p.step)
+        self.device = module_device(probe.model)  # batches go where the probe is (--device)
+        p.running_loss, p.running_pen = p.running_loss.to(self.device), p.running_pen.to(self.device)
+        self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.bar = _progress(self.total, config.progress, p.step)
+        self.start = time.perf_counter() - p.seconds
+        probe.model.train()
+
+    def batches(self) -> Iterator[tuple[int, int, list[int]]]:
+        """``(epoch, position, indices)`` of every batch still to run (a resumed run skips those it has run)."""
+        p = self.progress
+        first_epoch, skip = p.epoch, p.batch_in_epoch
+        for epoch in range(first_epoch, self.config.epochs):
             if p.finished:
-                break
-            batches = training_batches(train_set, config, epoch)
-            for position, indices in enumerate(batches):
+                return
+            for position, indices in enumerate(training_batches(self.train_set, self.config, epoch)):
                 if epoch == first_epoch and position < skip:
                     continue  # done before the checkpoint this run resumed from
-                step = p.step
-                taken = train_step(indices, step)  # warm-up, forward, loss + lambda * penalty, backward, Adam
-                lam = taken.lam
-                p.running_loss += taken.loss.detach().float()
-                p.running_pen += taken.penalty.detach().float()
-                p.since_log += 1
-                p.words += taken.words
-                p.step = step = step + 1
-                p.epoch, p.batch_in_epoch = epoch, position + 1
-                if bar is not None:
-                    bar.update(1)
-                last = step == total
-                if step % config.eval_every == 0 or last:
-                    record = {
-                        "step": step,
-                        "epoch": round(step / per_epoch, 3),
-                        "lambda": lam,
-                        "loss": float(p.running_loss) / p.since_log,
-                        "penalty": float(p.running_pen) / p.since_log,
-                        "words_per_s": p.words / (time.perf_counter() - start),
-                    }
-                    _check_finite(probe, step, record["loss"], record["penalty"], config, checkpoint_path, last_good)
-                    p.running_loss.zero_()
-                    p.running_pen.zero_()
-                    p.since_log = 0
-                    density = density_of(probe)
-                    if density is not None:
-                        record["density"] = density
-                    if probe.constraint is not None:  # --target-density: the target and the multipliers now
-                        record["target_density"] = None if taken.target is None else float(taken.target)
-                        record["multipliers"] = [float(x.detach()) for x in probe.constraint.multipliers]
-                    if dev_set is not None and dev_set.encoded:
-                        metrics, _ = evaluate(model, task, dev_set, vocabs, **eval_kwargs)
-                        record["dev"] = metrics
-                    history.append(record)
-                    if log_file:
-                        log_file.write(json.dumps(record) + "\n")
-                        log_file.flush()
-                    if tracker is not None:  # --report-to: every log.jsonl record (subprobe.runs.tracking)
-                        tracker.log_record(record, step)
-                    if bar is not None:
-                        shown = {"loss": f"{record['loss']:.3f}", "w/s": f"{record['words_per_s']:.0f}"}
-                        if "dev" in record:
-                            shown[task.primary_metric] = f"{record['dev'][task.primary_metric]:.3f}"
-                        if density is not None:
-                            shown["density"] = f"{density:.3f}"
-                        bar.set_postfix(shown)
-                    converged = step >= ramp_done and _converged(history, task.primary_metric, config, ramp_done)
-                    p.stopped = distributed.rank0_decides(converged, ranks, device)  # one decision for all
-                p.finished = last or p.stopped
-                if step % every == 0 or p.finished:  # every process checks; rank 0 writes the checkpoint
-                    if p.since_log:
-                        loss_now = float(p.running_loss) / p.since_log
-                        pen_now = float(p.running_pen) / p.since_log
-                        _check_finite(probe, step, loss_now, pen_now, config, checkpoint_path, last_good)
-                    if checkpoint_path is not None:
-                        p.seconds = time.perf_counter() - start
-                        save_checkpoint(checkpoint_path, make_payload(model, optimizer, p, **shape))
-                        last_good = step
+                yield epoch, position, indices
                 if p.finished:
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-        if log_file:
-            log_file.close()
-    seconds = time.perf_counter() - start
-    projection = None
-    if probe.constraint is not None and p.finished:  # --target-density: rounded (if the ramp never ended)
-        probe.constraint.hold(probe.masked)
-        projection = probe.constraint.record(probe.masked)
-    return TrainOutcome(p.step, total, p.stopped, seconds, p.words / max(seconds, 1e-9), history, projection)
+                    return
+
+    def step(self, epoch: int, position: int, indices: list[int]):
+        """One optimiser step on the batch ``indices``; the running sums and the position move on."""
+        p = self.progress
+        taken = self.train_step(indices, p.step)
+        p.running_loss += taken.loss.detach().float()
+        p.running_pen += taken.penalty.detach().float()
+        p.since_log += 1
+        p.words += taken.words
+        p.step += 1
+        p.epoch, p.batch_in_epoch = epoch, position + 1
+        if self.bar is not None:
+            self.bar.update(1)
+        return taken
+
+    def dev_check(self, taken) -> None:
+        """The record of this step (means since the last one, density, dev scores) into the history, log.jsonl,
+        the tracker and the progress bar; then rank 0's early-stopping decision for every process."""
+        from subprobe.training import distributed
+
+        p, probe, step = self.progress, self.probe, self.progress.step
+        record = {
+            "step": step,
+            "epoch": round(step / self.per_epoch, 3),
+            "lambda": taken.lam,
+            "loss": float(p.running_loss) / p.since_log,
+            "penalty": float(p.running_pen) / p.since_log,
+            "words_per_s": p.words / (time.perf_counter() - self.start),
+        }
+        _check_finite(probe, step, record["loss"], record["penalty"], self.config, self.checkpoint_path,
+                      self.last_good)
+        p.running_loss.zero_()
+        p.running_pen.zero_()
+        p.since_log = 0
+        density = density_of(probe)
+        if density is not None:
+            record["density"] = density
+        if probe.constraint is not None:  # --target-density: the target and the multipliers now
+            record["target_density"] = None if taken.target is None else float(taken.target)
+            record["multipliers"] = [float(x.detach()) for x in probe.constraint.multipliers]
+        if self.dev_set is not None and self.dev_set.encoded:
+            record["dev"], _ = evaluate(probe.model, self.task, self.dev_set, self.vocabs, **self.eval_kwargs)
+        p.history.append(record)
+        self._report(record, density)
+        converged = step >= self.ramp_done and _converged(p.history, self.task.primary_metric, self.config,
+                                                          self.ramp_done)
+        p.stopped = distributed.rank0_decides(converged, self.ranks, self.device)  # one decision for all
+
+    def _report(self, record: dict, density: float | None) -> None:
+        """A record to log.jsonl, the tracker (--report-to, :mod:`subprobe.runs.tracking`) and the progress bar."""
+        if self.log_file:
+            self.log_file.write(json.dumps(record) + "\n")
+            self.log_file.flush()
+        if self.tracker is not None:
+            self.tracker.log_record(record, record["step"])
+        if self.bar is not None:
+            metric = self.task.primary_metric
+            shown = {"loss": f"{record['loss']:.3f}", "w/s": f"{record['words_per_s']:.0f}"}
+            if "dev" in record:
+                shown[metric] = f"{record['dev'][metric]:.3f}"
+            if density is not None:
+                shown["density"] = f"{density:.3f}"
+            self.bar.set_postfix(shown)
+
+    def checkpoint(self) -> None:
+        """Check that what trains since the last dev check is finite; rank 0 writes the checkpoint."""
+        p = self.progress
+        if p.since_log:
+            loss_now, pen_now = float(p.running_loss) / p.since_log, float(p.running_pen) / p.since_log
+            _check_finite(self.probe, p.step, loss_now, pen_now, self.config, self.checkpoint_path, self.last_good)
+        if self.checkpoint_path is not None:
+            p.seconds = time.perf_counter() - self.start
+            save_checkpoint(self.checkpoint_path,
+                            make_payload(self.probe.model, self.train_step.optimizer, p, **self.shape))
+            self.last_good = p.step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.log_file:
+            self.log_file.close()
+
+    def outcome(self) -> TrainOutcome:
+        """What happened; with --target-density the hard mask is rounded to the target first (if the ramp never
+        ended) and the rounding recorded."""
+        p, probe = self.progress, self.probe
+        seconds = time.perf_counter() - self.start
+        projection = None
+        if probe.constraint is not None and p.finished:
+            probe.constraint.hold(probe.masked)
+            projection = probe.constraint.record(probe.masked)
+        return TrainOutcome(p.step, self.total, p.stopped, seconds, p.words / max(seconds, 1e-9), p.history,
+                            projection)
 
 
 def _check_finite(
