@@ -16,7 +16,7 @@ GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
 #: ``--data-dir`` of every command.
 DATA_DIR_HELP = (
     "dataset root holding ud-english-ewt/ or UD_English-EWT/ (either EWT naming) and conll2003/ "
-    "(default: $SUBPROBE_DATA; with neither, upos and dep read the embedded UD English-EWT r2.1)"
+    "(default: $SUBPROBE_DATA; with neither, the UD tasks read the embedded UD English-EWT r2.1)"
 )
 
 

@@ -112,7 +112,7 @@ class ProbeConfig:
     # data
     data_dir: str | None = option(
         None, "dataset root holding ud-english-ewt/ or UD_English-EWT/ and conll2003/ (default: $SUBPROBE_DATA; "
-        "with neither and no --train, upos and dep read the embedded UD English-EWT r2.1)",
+        "with neither and no --train, the UD tasks read the embedded UD English-EWT r2.1)",
         group="data", per_point=False,
     )
     train: str | None = option(None, "training file (overrides the data directory)", group="data")

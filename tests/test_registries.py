@@ -3,6 +3,8 @@ every other module reads (unit labels, run-directory names, which runs load and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from subprobe.config import ProbeConfig
@@ -77,3 +79,49 @@ def test_every_built_in_experiment_has_a_writer_and_names_known_tasks_and_probes
             probe_family(point["probe"])
     assert {p["task"] for p in load_grid("morphology").points()} == {
         "feats:Number", "feats:VerbForm", "feats:Person", "feats:Tense", "feats:Mood"}
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "subprobe"
+
+
+def _spelt(names: set[str], parametrised: set[str], outside: str, package: Path = PACKAGE) -> dict[str, list[int]]:
+    """Modules of the package outside ``subprobe/<outside>/`` with a string constant that is one of ``names`` (or
+    ``BASE:PARAM`` for a parametrised base): module -> line numbers. Only whole constants count: a name inside
+    prose (a docstring, a --help line, a message) is not a use of it."""
+    import ast
+    import re
+
+    pattern = re.compile(rf"({'|'.join(map(re.escape, parametrised))}):\S+") if parametrised else None
+    found: dict[str, list[int]] = {}
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] == outside:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    node.value in names or (pattern is not None and pattern.fullmatch(node.value))):
+                found.setdefault(str(path.relative_to(package.parent)), []).append(node.lineno)
+    return found
+
+
+def test_no_module_outside_the_tasks_spells_a_task_name_or_outside_the_probes_a_probe_name():
+    """One place per concept (DESIGN.md section 3): a task's name is spelt in its module under subprobe/tasks (and
+    the registry there), a probe family's under subprobe/probes; everything else asks the registries."""
+    bases = {name.partition(":")[0] for name in TASK_NAMES}
+    parametrised = {name.partition(":")[0] for name in TASK_NAMES if ":" in name}
+    assert _spelt(bases, parametrised, "tasks") == {}
+    assert _spelt(set(PROBE_NAMES), set(), "probes") == {}
+
+
+def test_the_name_scan_finds_a_spelt_name(tmp_path):
+    """The scan above on a package that does spell names (so its empty answer means something); prose is not a use."""
+    package = tmp_path / "subprobe"
+    (package / "report").mkdir(parents=True)
+    (package / "tasks").mkdir()
+    (package / "report" / "x.py").write_text(
+        '"""Prose about upos and mlp."""\nX = {"upos": 1, "feats:Number": 2}\nY = "subnetwork"\nZ = "dep: prose"\n'
+    )
+    (package / "tasks" / "y.py").write_text('NAME = "upos"\nOTHER = "linear"\n')
+    bases = {name.partition(":")[0] for name in TASK_NAMES}
+    assert _spelt(bases, {"feats"}, "tasks", package) == {"subprobe/report/x.py": [2, 2]}
+    assert _spelt(set(PROBE_NAMES), set(), "probes", package) == {"subprobe/report/x.py": [3],
+                                                                  "subprobe/tasks/y.py": [2]}

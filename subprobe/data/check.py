@@ -46,12 +46,12 @@ class DataCheck:
         if self.root is not None:
             lines = [f"data root: {self.root} ({self.root_flag})"]
         else:
-            lines = ["data root: none (no --data-dir, $SUBPROBE_DATA not set): upos and dep read the embedded data"]
+            lines = ["data root: none (no --data-dir, $SUBPROBE_DATA not set): the UD tasks read the embedded data"]
         lines.append(f"{'task':<5} {'split':<5} {'sentences':>9} {'words':>8}  path")
         lines += [_format_row(r) for r in self.rows]
         for embedded, rows in self.embedded:
             lines += ["", f"embedded: {embedded.title} ({embedded.licence}; {embedded.origin}; {embedded.directory}); "
-                          "upos and dep read it when no data root and no --train/--dev/--test are given"]
+                          "the UD tasks read it when no data root and no --train/--dev/--test are given"]
             if self.root is not None:  # else the rows above are these files
                 lines += [_format_row(r) for r in rows]
         if self.downloads:

@@ -146,6 +146,23 @@ def _series_id(prefix: str, i: int) -> str:
     return prefix if i == 0 else f"{prefix}-{i + 1}"
 
 
+def _series_tables(results: list[dict], split: str, model: str, prefix: str, header: list[str], rows_of,
+                   note: str, title: str = "in %") -> tuple[list[Table], list[list]]:
+    """One display table per series of ``results`` (ids ``PREFIX-SPLIT``, ``PREFIX-SPLIT-2``, ...; ``note`` under
+    the last) and the data rows of all of them. ``rows_of(group)``: a series' display rows and data rows (the
+    data rows get the split and the series appended)."""
+    shown: list[Table] = []
+    data_rows: list[list] = []
+    groups = by_series(results, model)
+    for i, (series, group) in enumerate(groups):
+        block, data = rows_of(group)
+        data_rows += [[*row, split, series] for row in data]
+        notes = [note] if i == len(groups) - 1 else []
+        shown.append(Table(_series_id(f"{prefix}-{split}", i), f"Ours ({series or 'model'}, {split}, {title})", header,
+                           block, notes))
+    return shown, data_rows
+
+
 def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> tuple[list[Table], Table]:
     """Table 1 (rows: probe per task), one display table per series (ids ``table1-SPLIT``, ``table1-SPLIT-2``,
     ...), and the same cells as one data table (the CSV: task keys, setting columns, split and series).
@@ -157,13 +174,10 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     columns = []
     for s in SETTINGS:
         columns += [f"{SETTING_TITLES[s]} ours (paper's metric)", "paper", "ours (headline)"]
-    header = ["task", "probe", *columns]
-    shown: list[Table] = []
-    data_rows: list[list] = []
-    groups = by_series(results, model)
-    for i, (series, group) in enumerate(groups):
+
+    def rows_of(group: list[dict]) -> tuple[list[list], list[list]]:
         cells = collect(group, split)
-        block = []
+        block, data = [], []
         for task in tasks_in(cells):
             for probe, row in rows:
                 ref = paper_row(task, probe.title)
@@ -172,15 +186,13 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
                     key = (task, row, s)
                     vals += [_cell(cells, key, "paper"), f"{ref[j]:.2f}" if ref else "–", _cell(cells, key)]
                 block.append([task_title(task), probe.title, *vals])
-                data_rows.append([task, probe.title, *vals, split, series])
-        last = i == len(groups) - 1
-        notes = [
-            "Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the "
+                data.append([task, probe.title, *vals])
+        return block, data
+
+    note = ("Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the "
             "property); ↓: lower is better (the probe should not learn the task on a random model). "
-            f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.",
-        ] if last else []
-        shown.append(Table(_series_id(f"table1-{split}", i), f"Ours ({series or 'model'}, {split}, in %)", header,
-                           block, notes))
+            f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.")
+    shown, data_rows = _series_tables(results, split, model, "table1", ["task", "probe", *columns], rows_of, note)
     data_header = ["task", "probe"] + [f"{s}_{k}" for s in SETTINGS for k in ("comparable", "paper", "headline")]
     return shown, Table(f"table1-{split}-data", "", [*data_header, "split", "series"], data_rows)
 
@@ -189,6 +201,21 @@ def table1(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
     """Markdown and CSV of Table 1 (see :func:`table1_tables`)."""
     shown, data = table1_tables(results, split, model)
     return render.markdown(shown), render.to_csv(data)
+
+
+def _table2_entries(task: str, cells: dict) -> list[tuple[str, str, tuple | None, bool]]:
+    """Table 2's rows of ``task``: ``(row key, label, the paper's numbers, has masks)``; the masks family's rows
+    by lambda_max, then the other probes of the paper's tables."""
+    entries = []
+    for probe in paper_families():
+        if not probe.masks:
+            entries.append((probe.paper_row(), probe.title, paper_row(task, probe.title), False))
+            continue
+        prefix = f"{probe.name}@"
+        lambdas = sorted({float(k[1].split("@")[1]) for k in cells if k[0] == task and k[1].startswith(prefix)})
+        entries += [(f"{probe.name}@{lam:g}", f"{probe.title} λmax={lam:g}", paper_lambda_row(task, lam), True)
+                    for lam in lambdas]
+    return entries
 
 
 def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> tuple[list[Table], Table]:
@@ -201,37 +228,24 @@ def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     order = ("reset-all", "reset-encoder", "pretrained")
     triple = " / ".join(order)
     header = ["task", "probe", *order, f"paper ({triple})", f"ours, headline ({triple})", "density (pretrained)"]
-    shown: list[Table] = []
-    data_rows: list[list] = []
-    groups = by_series(results, model)
-    for i, (series, group) in enumerate(groups):
+
+    def rows_of(group: list[dict]) -> tuple[list[list], list[list]]:
         cells = collect(group, split)
-        block = []
+        block, data = [], []
         for task in tasks_in(cells):
-            entries = []
-            for probe in paper_families():
-                if not probe.masks:
-                    entries.append((probe.paper_row(), probe.title, paper_row(task, probe.title), False))
-                    continue
-                lambdas = sorted({float(k[1].split("@")[1]) for k in cells
-                                  if k[0] == task and k[1].startswith(f"{probe.name}@")})
-                entries += [(f"{probe.name}@{lam:g}", f"{probe.title} λmax={lam:g}", paper_lambda_row(task, lam), True)
-                            for lam in lambdas]
-            for row, label, ref, masks in entries:
+            for row, label, ref, masks in _table2_entries(task, cells):
                 comparable = [_cell(cells, (task, row, s), "paper") for s in order]
                 headline = [_cell(cells, (task, row, s)) for s in order]
                 paper = [f"{v:.2f}" for v in reversed(ref)] if ref else ["–"] * 3
                 dens = _cell(cells, (task, row, "pretrained"), "density", scale=1.0) if masks else ""
                 block.append([task_title(task), label, *comparable, " / ".join(paper), " / ".join(headline), dens])
-                data_rows.append([task, label, *comparable, *paper, *headline, dens, split, series])
-        last = i == len(groups) - 1
-        notes = [
-            "Density: fraction of masked weights kept by the hard mask on the pretrained model. "
+                data.append([task, label, *comparable, *paper, *headline, dens])
+        return block, data
+
+    note = ("Density: fraction of masked weights kept by the hard mask on the pretrained model. "
             f"Ours (setting columns): {VALUE_KINDS['paper_comparable']}. Headline: {VALUE_KINDS['headline']}. "
-            "Paper: bert-base-uncased, Cao et al. 2021, Table 2.",
-        ] if last else []
-        shown.append(Table(_series_id(f"table2-{split}", i), f"Ours ({series or 'model'}, {split}, in %)", header,
-                           block, notes))
+            "Paper: bert-base-uncased, Cao et al. 2021, Table 2.")
+    shown, data_rows = _series_tables(results, split, model, "table2", header, rows_of, note)
     data_header = ["task", "probe", *(f"{s}_comparable" for s in order), *(f"{s}_paper" for s in order),
                    *(f"{s}_headline" for s in order), "density_pretrained", "split", "series"]
     return shown, Table(f"table2-{split}-data", "", data_header, data_rows)
@@ -253,24 +267,24 @@ def tasks_tables(results: list[dict], split: str = "dev", model: str = "", name:
             and (not family(m).masks or is_lambda_subnetwork(m))]
     settings_seen = sorted({m["setting"] for m in kept}, key=lambda s: (SETTINGS.index(s) if s in SETTINGS else 99, s))
     order = {f.name: i for i, f in enumerate(families())}
-    shown: list[Table] = []
-    data_rows: list[list] = []
-    groups = by_series(kept, model)
-    for i, (series, group) in enumerate(groups):
+
+    def rows_of(group: list[dict]) -> tuple[list[list], list[list]]:
         cells: dict = defaultdict(lambda: defaultdict(list))
         for m in group:
             label = family(m).title + (f" ({run_label(m)})" if run_label(m) else "")
             cells[(m["task"], order[m["probe"]], label)][m["setting"]].append(m[split][m["primary_metric"]])
-        block = []
+        block, data = [], []
         for key in sorted(cells, key=lambda k: (task_order(k[0]), k[1], k[2])):
             task, _, label = key
             values = [mean_std(cells[key][s]) for s in settings_seen]
             block.append([task_title(task), label, *values])
-            data_rows.append([task, label, *values, split, series])
-        title = f"Ours ({series or 'model'}, {split}, primary metric in %)"
-        notes = ["Hard mask; mean ± standard deviation over runs (seeds)."] if i == len(groups) - 1 else []
-        shown.append(Table(_series_id(f"{name}-{split}", i), title, ["task", "probe", *settings_seen], block, notes))
-    return shown, Table(f"{name}-{split}-data", "", ["task", "probe", *settings_seen, "split", "series"], data_rows)
+            data.append([task, label, *values])
+        return block, data
+
+    header = ["task", "probe", *settings_seen]
+    shown, data_rows = _series_tables(kept, split, model, name, header, rows_of,
+                                      "Hard mask; mean ± standard deviation over runs (seeds).", "primary metric in %")
+    return shown, Table(f"{name}-{split}-data", "", [*header, "split", "series"], data_rows)
 
 
 def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:

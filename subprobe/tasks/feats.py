@@ -17,8 +17,6 @@ from pathlib import Path
 
 from subprobe.data.records import Sentence
 from subprobe.errors import ConfigError, DataError
-from subprobe.metrics.tagging import accuracy
-from subprobe.tasks.base import gold_and_predicted
 from subprobe.tasks.ud import UDTaggingTask
 
 #: A UD feature name: a capital letter or digit, letters and digits, and an optional layer such as ``[psor]``.
@@ -43,9 +41,6 @@ class FeatsTask(UDTaggingTask):
     """One FEATS key as a word-tagging task (see the module docstring)."""
 
     name = "feats"
-    primary_metric = "accuracy"
-    metric_title = "accuracy"
-    paper_metric = "accuracy_macro"  # as UPOS: sentence-averaged accuracy
     column = "FEATS"
     #: how ``--task`` names the parameter (``feats:KEY``)
     parameter = "KEY"
@@ -99,9 +94,6 @@ class FeatsTask(UDTaggingTask):
 
     def column_values(self, sentence: Sentence) -> list[str]:
         return list(sentence.feats)
-
-    def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
-        return accuracy(*gold_and_predicted(dataset, predictions, self.field))
 
 
 TASK = FeatsTask

@@ -10,15 +10,23 @@ from subprobe.data.conllu import COLUMNS, read_conllu, write_conllu
 from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
-from subprobe.tasks.base import TaggingTask
+from subprobe.metrics.tagging import accuracy
+from subprobe.tasks.base import TaggingTask, gold_and_predicted
 
 
 class UDTaggingTask(TaggingTask):
-    """A tag per word read from one CoNLL-U column (``column``, a name of :data:`COLUMNS`)."""
+    """A tag per word read from one CoNLL-U column (``column``, a name of :data:`COLUMNS`), scored by word accuracy
+    (``accuracy``, token-micro) and its average over sentences (``accuracy_macro``, what the paper reports)."""
 
     column: str = ""
+    primary_metric = "accuracy"
+    metric_title = "accuracy"
+    paper_metric = "accuracy_macro"
     dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
+
+    def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
+        return accuracy(*gold_and_predicted(dataset, predictions, self.field))
 
     def read(self, path: str | Path) -> list[Sentence]:
         sentences = read_conllu(path)

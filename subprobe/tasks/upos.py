@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from subprobe.metrics.tagging import accuracy
-from subprobe.tasks.base import gold_and_predicted
 from subprobe.tasks.ud import UDTaggingTask
 
 
 class UposTask(UDTaggingTask):
     name = "upos"
     title = "Part-of-speech tagging"
-    primary_metric = "accuracy"
-    metric_title = "accuracy"
-    paper_metric = "accuracy_macro"  # the paper averages accuracy over sentences
     paper_table1 = {
         "Subnetworks": (93.39, 87.53, 71.53),
         "MLP-1": (90.25, 86.53, 69.16),
@@ -22,9 +17,6 @@ class UposTask(UDTaggingTask):
                     125: (84.86, 86.10, 66.39)}
     field = "upos"
     column = "UPOS"
-
-    def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
-        return accuracy(*gold_and_predicted(dataset, predictions, self.field))
 
 
 TASK = UposTask
