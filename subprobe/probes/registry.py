@@ -44,11 +44,6 @@ def families() -> list[ProbeFamily]:
     return [probe_family(name) for name in PROBE_NAMES]
 
 
-def titled(title: str) -> ProbeFamily:
-    """The family the paper calls ``title`` (e.g. "MLP-1")."""
-    return next(f for f in families() if f.title == title)
-
-
 def build_probe(config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
     """Build the probe named by ``config.probe``; ``fixed_masks`` (a Subnetwork): a subnetwork probe with these
     masks frozen (--random-mask-like, --complement-of) instead of learnt ones."""

@@ -59,14 +59,6 @@ def find_task(name: str) -> Task | None:
         return None
 
 
-def check_task(name: object) -> str:
-    """``name`` when it names a task (a parametrised one's parameter checked too), else one ConfigError line."""
-    if not isinstance(name, str):
-        raise ConfigError(f"--task must be a task name, got {name!r}; use one of {', '.join(TASK_NAMES)}")
-    get_task(name)
-    return name
-
-
 def unknown_task(name: str) -> str:
     """The message for a name that is no task: the known ones, and the closest if one is close (a parametrised
     one with the parameter given: ``fets:Number`` -> ``feats:Number``)."""
