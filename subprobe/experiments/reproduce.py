@@ -37,6 +37,7 @@ def reproduce(
     e.g. ``{"max_train_samples": 300, "epochs": 1}``. ``executor``: where the points run
     (:func:`subprobe.experiments.executors.make_executor`; default one after another in this process)."""
     from subprobe.report import tables
+    from subprobe.report.claims import all_claims
 
     if what not in TABLES + FIGURES + EXTRAS:
         raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES + FIGURES + EXTRAS)}")
@@ -64,14 +65,15 @@ def reproduce(
     build = tables.table1 if what == "table1" else tables.table2
     markdown, csv_text = build(results, "dev", model_name)
     test_md, _ = build(results, "test", model_name)
-    claims = tables.claims(results, "dev")
+    claims = all_claims(results, "dev")
     root = Path(store.root)
     write_text(root / f"{what}.md", markdown + "\n" + test_md)
     write_text(root / f"{what}.csv", csv_text)
     write_json(root / f"{what}-claims.json", claims)
     echo(markdown)
-    if what == "table1" and claims:
-        echo("The paper's claims on this model (dev; table1-claims.json):\n" + tables.claims_text(claims))
+    if what == "table1" and claims["table1"]:
+        echo("The paper's claims on this model (dev; p: paired bootstrap over dev sentences; table1-claims.json):\n"
+             + tables.claims_text(claims["table1"]))
     echo(f"{what}: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
          f"{counts['failed']} failed; tables in {root}")
     return {"counts": counts, "claims": claims, "markdown": markdown}

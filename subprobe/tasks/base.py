@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.heads.tagger import TaggerHead
+from subprobe.metrics.statistics import SentenceStats
 
 
 class Task(ABC):
@@ -55,8 +57,19 @@ class Task(ABC):
         """Predicted label ids per word slot, ``[B, 1+W]`` each."""
 
     @abstractmethod
+    def statistics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> SentenceStats:
+        """Per-sentence sufficient statistics of ``predictions`` (sentence index -> field -> per-word ids), one row
+        per encoded sentence of ``dataset`` (see :mod:`subprobe.metrics.statistics`)."""
+
+    @abstractmethod
+    def score(self, totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The scores (fractions) of :meth:`statistics`' column sums: scalars, or one value per bootstrap resample.
+        Depends on the statistics' names only, so saved statistics are scored without the data."""
+
     def metrics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> dict[str, float]:
-        """Scores (fractions) of ``predictions`` (sentence index -> field -> per-word ids)."""
+        """Scores (fractions) of ``predictions``: :meth:`score` of the summed :meth:`statistics`."""
+        totals = self.statistics(dataset, predictions, vocabs).totals()
+        return {k: float(v) for k, v in self.score(totals).items()}
 
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
         """Write predictions in the task's standard file format."""
@@ -114,3 +127,8 @@ def gold_and_predicted(dataset: Dataset, predictions, field: str) -> tuple[list[
         gold.append(e.labels[field])
         pred.append(predictions[e.index][field])
     return gold, pred
+
+
+def sentence_ids(dataset: Dataset) -> list[int]:
+    """The split indices of the encoded sentences (the rows of a task's :meth:`Task.statistics`)."""
+    return [e.index for e in dataset.encoded]

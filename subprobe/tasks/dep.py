@@ -14,8 +14,9 @@ from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
 from subprobe.heads.biaffine import BiaffineHead
-from subprobe.metrics.dep import attachment_scores, universal_relation
-from subprobe.tasks.base import Task, _source
+from subprobe.metrics.dep import attachment_scores_of, attachment_statistics, universal_relation
+from subprobe.metrics.statistics import SentenceStats
+from subprobe.tasks.base import Task, _source, sentence_ids
 
 DECODERS = ("mst", "argmax")
 #: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
@@ -137,8 +138,8 @@ class DepTask(Task):
 
     # evaluation
 
-    def metrics(self, dataset: Dataset, predictions, vocabs) -> dict[str, float]:
-        """The scores listed in the class docstring (fractions)."""
+    def statistics(self, dataset: Dataset, predictions, vocabs) -> SentenceStats:
+        """Per-sentence counts of every score listed in the class docstring (one attachment table per variant)."""
         gold_heads = [e.labels["heads"] for e in dataset.encoded]
         gold_rels = [e.labels[self.field] for e in dataset.encoded]
 
@@ -146,19 +147,32 @@ class DepTask(Task):
             return [predictions[e.index][key] for e in dataset.encoded]
 
         universal = np.array([universal_relation(r) for r in vocabs[self.field].labels], dtype=object)
-        scores = attachment_scores(gold_heads, gold_rels, pred("heads"), pred(self.field))
-        out = {"uas": scores["uas"], "las": scores["las"]}
-        out["las_universal"] = attachment_scores(
-            gold_heads, [universal[g] for g in gold_rels], pred("heads"), [universal[p] for p in pred(self.field)]
-        )["las"]
+        ids = sentence_ids(dataset)
+        parts = {
+            "main.": attachment_statistics(gold_heads, gold_rels, pred("heads"), pred(self.field), ids=ids),
+            "universal.": attachment_statistics(gold_heads, [universal[g] for g in gold_rels], pred("heads"),
+                                                [universal[p] for p in pred(self.field)], ids=ids),
+        }
         for method in DECODERS:
-            scores = attachment_scores(gold_heads, gold_rels, pred(f"heads_{method}"), pred(f"rels_{method}"))
+            parts[f"{method}."] = attachment_statistics(gold_heads, gold_rels, pred(f"heads_{method}"),
+                                                        pred(f"rels_{method}"), ids=ids)
+        parts["paper."] = attachment_statistics(gold_heads, gold_rels, pred("heads_argmax"), pred("rels_argmax"),
+                                                pred("rels_gold_head"), ids=ids)
+        return SentenceStats.join(parts)
+
+    def score(self, totals):
+        """The scores listed in the class docstring (fractions) from :meth:`statistics`' column sums."""
+        def part(prefix: str) -> dict:
+            return attachment_scores_of({k[len(prefix):]: v for k, v in totals.items() if k.startswith(prefix)})
+
+        main = part("main.")
+        out = {"uas": main["uas"], "las": main["las"], "las_universal": part("universal.")["las"]}
+        for method in DECODERS:
+            scores = part(f"{method}.")
             out[f"uas_{method}"], out[f"las_{method}"] = scores["uas"], scores["las"]
-        paper = attachment_scores(
-            gold_heads, gold_rels, pred("heads_argmax"), pred("rels_argmax"), pred("rels_gold_head")
-        )
+        paper = part("paper.")
         out["paper_uas"], out["paper_las"] = paper["paper_uas"], paper["paper_las"]
-        return {k: float(v) for k, v in out.items()}
+        return out
 
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
         labels = vocabs[self.field].labels
