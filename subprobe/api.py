@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from subprobe.config import ProbeConfig
-from subprobe.data.pipeline import RawSplits, read_splits
+from subprobe.data.pipeline import NEXT_BLOCK, RawSplits, add_next_block, read_splits
 from subprobe.errors import ConfigError
 from subprobe.result import MaskFacts, Result, TrainFacts, build_metrics, finished
 from subprobe.resume import check_same_config, open_run_dir, record_resume, resume_config
@@ -61,6 +61,8 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     paths = split_paths(task, cfg)
     # before anything is written or loaded: bad data fails fast
     raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
+    if cfg.mdl_block_end is not None:  # MDL: the next block of training sentences, coded after training
+        add_next_block(raw, cfg.max_train_samples, cfg.mdl_block_end)
     if cfg.control:  # Hewitt & Liang's control task: every split's labels a seeded function of the word type
         from subprobe.data.control import apply_control
 
@@ -128,6 +130,11 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         tracker.close()
         return Result(cfg, {}, None, None, outcome.history)
     scores, soft_scores, predictions, statistics = score_splits(cfg, task, built, data)
+    codelength = None
+    if NEXT_BLOCK in data.splits:  # MDL: the next block's labels coded with this probe
+        from subprobe.training.codelength import code_block
+
+        codelength = code_block(cfg, task, built, data.splits, data.vocabs, data.pad_id)
     subnetwork = None
     if built.masked:
         from subprobe.masking.subnetwork import Subnetwork
@@ -166,6 +173,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         train=TrainFacts(
             outcome.steps, outcome.total_steps, outcome.stopped_early, outcome.seconds, outcome.words_per_second
         ),
+        codelength=codelength,
         wall_seconds=time.perf_counter() - started,
     )
     write_results(run, metrics, head, built, subnetwork, statistics)

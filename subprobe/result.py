@@ -74,6 +74,7 @@ def build_metrics(
     sentences: dict[str, int] | None = None,
     dropped_long: dict[str, int] | None = None,
     train: TrainFacts | None = None,
+    codelength: dict[str, Any] | None = None,
     wall_seconds: float | None = None,
 ) -> dict:
     """The content of ``metrics.json``, in its key order; pieces given as None are left out.
@@ -129,6 +130,8 @@ def build_metrics(
             "seconds": round(train.seconds, 1),
             "words_per_second": round(train.words_per_second, 1),
         }
+    if codelength is not None:  # an MDL block run: the next block's online code (subprobe.metrics.online_code)
+        metrics["codelength"] = codelength
     if wall_seconds is not None:
         metrics["wall_seconds"] = round(wall_seconds, 1)
     return metrics

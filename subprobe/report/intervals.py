@@ -23,15 +23,16 @@ NOTE = ("Brackets: 95% intervals. A cell of several runs (seeds) is mean ± stan
 
 
 def cell(values: Sequence[float], intervals: Sequence[Sequence[float] | None] = (), scale: float = 100.0,
-         digits: int = 2, count: bool = False) -> str:
+         digits: int = 2, count: bool = False, clip: bool = True) -> str:
     """``values`` (fractions) as a cell (see the module docstring); ``intervals``: each run's bootstrap interval
-    (used when there is one run); ``count``: add ``(n=...)`` for several runs."""
+    (used when there is one run); ``count``: add ``(n=...)`` for several runs; ``clip=False`` for values that are
+    not fractions (bits, ratios): the t interval is not clipped to [0, 1]."""
     if not values:
         return DASH
     spread = seed_interval(values)
     mean = f"{spread['mean'] * scale:.{digits}f}"
     if spread["n"] > 1:
-        lo, hi = max(spread["lo"], 0.0), min(spread["hi"], 1.0)  # every metric and density is a fraction
+        lo, hi = (max(spread["lo"], 0.0), min(spread["hi"], 1.0)) if clip else (spread["lo"], spread["hi"])
         text = f"{mean} ± {spread['sd'] * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
         return text + (f" (n={spread['n']})" if count else "")
     ci = intervals[0] if intervals else None

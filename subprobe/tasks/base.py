@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ class Task(ABC):
     data_files: dict[str, str] = {}
     #: File name ending of written predictions.
     prediction_suffix: str = ".txt"
+    #: The label field whose vocabulary holds the task's K labels (tagging: the tags; dep: the relations).
+    field: str = ""
 
     def configure(self, config) -> None:  # noqa: B027 (optional hook)
         """Take task options (reader settings) from the run configuration."""
@@ -55,6 +58,18 @@ class Task(ABC):
     @abstractmethod
     def predict(self, head: nn.Module, output, batch: Batch) -> dict[str, torch.Tensor]:
         """Predicted label ids per word slot, ``[B, 1+W]`` each."""
+
+    #: What :meth:`codelength` and :meth:`uniform_bits` code (``mdl.json``'s ``code``).
+    code: str = ""
+
+    @abstractmethod
+    def codelength(self, head: nn.Module, output, batch: Batch) -> torch.Tensor:
+        """Bits to transmit each word's gold labels with the probe's distribution (the task's own factorisation),
+        ``[B, 1+W]``, 0 outside words: the online code of MDL probing (:mod:`subprobe.metrics.online_code`)."""
+
+    @abstractmethod
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        """Bits to transmit the gold labels of every encoded sentence of ``dataset`` with the uniform code."""
 
     @abstractmethod
     def statistics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> SentenceStats:
@@ -113,6 +128,16 @@ class TaggingTask(Task):
 
     def predict(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         return {self.field: output.argmax(-1)}
+
+    code = "-log2 p(label | sentence) per word under the probe; uniform: log2 K per word (K labels)"
+
+    def codelength(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        nats = F.cross_entropy(output.flatten(0, 1).float(), batch.labels[self.field].flatten(), ignore_index=IGNORE,
+                               reduction="none")
+        return nats.view(batch.labels[self.field].shape) / math.log(2)
+
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        return dataset.n_words * math.log2(len(vocabs[self.field]))
 
 
 def _source(dataset: Dataset) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,19 @@ class DepTask(Task):
             "rels_argmax": argmax_rels,
             "rels_gold_head": gold_head_rels,
         }
+
+    code = ("the biaffine head's factorisation: per word -log2 p(gold head) - log2 p(gold relation | gold head); "
+            "uniform: log2 n for the head (ROOT or one of the other n - 1 words of an n-word sentence) + log2 K for "
+            "the relation (K relations)")
+
+    def codelength(self, head: BiaffineHead, output, batch: Batch) -> torch.Tensor:
+        nats = head.word_nll(output, batch.labels["heads"], batch.labels[self.field], batch.word_mask)
+        return nats / math.log(2)
+
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        lengths = np.array([e.n_words for e in dataset.encoded], dtype=np.float64)
+        return float(np.sum(lengths * np.log2(np.maximum(lengths, 1.0)))) + lengths.sum() * math.log2(
+            len(vocabs[self.field]))
 
     # evaluation
 
