@@ -6,6 +6,8 @@ import hashlib
 import json
 from collections import Counter
 
+import pytest
+
 from subprobe.cli import main
 from subprobe.data.control import (
     Distribution,
@@ -105,12 +107,15 @@ def test_selectivity_pairs_task_and_control_runs(tmp_path) -> None:
     add_run(store, {**base, "rank": "d"}, {"dev": {"accuracy": 0.95}, "bits": bits})
     add_run(store, {**base, "rank": "5"}, {"dev": {"accuracy": 0.93}, "bits": bits})  # no control: no row
     rows = selectivity_rows(load_results(store.root))
-    # r=1: task (0.90 + 0.80) / 2 = 85.00, control (0.30 + 0.40) / 2 = 35.00; r=d: 95.00 - 15.00
-    assert rows == [["tiny", "upos", "mlp", "r=1", "pretrained", "accuracy", "85.00", "35.00", "50.00", 2, 2],
+    # r=1: task (0.90 + 0.80) / 2 = 85.00, control (0.30 + 0.40) / 2 = 35.00, each ± 7.07 [t interval over the two
+    # seeds, clipped to [0, 100]]; r=d: 95.00 - 15.00 (one run each: no interval without sentence statistics)
+    assert rows == [["tiny", "upos", "mlp", "r=1", "pretrained", "accuracy", "85.00 ± 7.07 [21.47, 100.00]",
+                     "35.00 ± 7.07 [0.00, 98.53]", "50.00", 2, 2],
                     ["tiny", "upos", "mlp", "r=d", "pretrained", "accuracy", "95.00", "15.00", "80.00", 1, 1]]
     out = tmp_path / "report"
     assert main(["report", str(store.root), "--out", str(out)]) == 0
-    assert (out / "selectivity.csv").read_text().splitlines()[1].endswith("85.00,35.00,50.00,2,2")
+    assert (out / "selectivity.csv").read_text().splitlines()[1].endswith(
+        '"85.00 ± 7.07 [21.47, 100.00]","35.00 ± 7.07 [0.00, 98.53]",50.00,2,2')
     table1 = (out / "table1-dev.csv").read_text()
     assert "95.00" in table1 and "55.00" not in table1  # the control run (15.00) is not averaged into MLP-1
 
@@ -121,3 +126,62 @@ def test_the_selectivity_grid_pairs_every_probe_with_its_control() -> None:
     assert Counter((p["task"], p["probe"], p["control"]) for p in points) == {
         (t, probe, c): 1 for t in ("upos", "dep", "ner") for probe in ("subnetwork", "mlp") for c in (False, True)
     }
+
+
+def test_dep_control_runs_decode_each_word_and_refuse_mst() -> None:
+    from subprobe.config import ProbeConfig
+    from subprobe.errors import ConfigError
+
+    assert ProbeConfig(task="dep", control=True).resolved().decoder == "argmax"
+    assert ProbeConfig(task="dep").resolved().decoder == "mst"
+    assert ProbeConfig(task="dep", decoder="argmax").resolved().decoder == "argmax"
+    with pytest.raises(ConfigError, match="--decoder mst cannot score the dependency control task"):
+        ProbeConfig(task="dep", control=True, decoder="mst").resolved()
+
+
+def test_a_perfect_memoriser_of_the_dep_control_task_scores_one() -> None:
+    """Arc scores that put all their mass on the control heads of 500 random sentences: the control run's decoder
+    (argmax) gives UAS 1.0; a single-rooted tree (MST) cannot hold them (about 0.7)."""
+    import random
+
+    import torch
+
+    from subprobe.config import ProbeConfig
+    from subprobe.heads.biaffine import BiaffineHead, BiaffineOutput
+    from subprobe.metrics.dep import attachment_scores
+    from subprobe.tasks.registry import get_task
+
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(300)]
+    sentences = [[rng.choice(vocab) for _ in range(rng.randint(2, 20))] for _ in range(500)]
+    gold = [control_heads(words, 0) for words in sentences]
+    task = get_task("dep")
+    task.configure(ProbeConfig(task="dep", control=True).resolved())
+    width = 1 + max(map(len, sentences))
+    arc = torch.full((len(sentences), width, width), -1e4)
+    mask = torch.zeros(len(sentences), width, dtype=torch.bool)
+    for b, heads in enumerate(gold):
+        for i, h in enumerate(heads, start=1):
+            arc[b, i, h] = 10.0
+        mask[b, 1 : len(heads) + 1] = True
+    out = BiaffineOutput(arc, torch.zeros(0), torch.zeros(0))
+
+    def uas(method: str) -> float:
+        pred = BiaffineHead.decode_heads(None, out, mask, method)
+        predicted = [pred[b, 1 : len(h) + 1].tolist() for b, h in enumerate(gold)]
+        return attachment_scores(gold, gold, predicted, gold)["uas"]
+
+    assert uas(task.decoder) == 1.0
+    assert uas("mst") < 0.8
+
+
+def test_dep_selectivity_compares_per_word_heads_on_both_sides(tmp_path) -> None:
+    """The task run (MST headline) pairs with its control run (argmax): both sides are read as las_argmax."""
+    store = Store(tmp_path / "store")
+    base = {"task": "dep", "model": "tiny", "probe": "mlp", "rank": "1"}
+    bits = {"lower": 1, "upper": 32}
+    add_run(store, base, {"dev": {"las": 0.80, "las_argmax": 0.78, "las_mst": 0.80}, "bits": bits})
+    add_run(store, {**base, "control": True}, {"dev": {"las": 0.50, "las_argmax": 0.50, "las_mst": 0.30},
+                                              "bits": bits})
+    assert selectivity_rows(load_results(store.root)) == [
+        ["tiny", "dep", "mlp", "r=1", "pretrained", "las_argmax", "78.00", "50.00", "28.00", 1, 1]]

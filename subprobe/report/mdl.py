@@ -18,8 +18,8 @@ from subprobe.report.render import Table
 
 #: Settings that differ between the blocks of one MDL point, or never change a result.
 BLOCK_FIELDS = frozenset({"max_train_samples", "mdl_block_end", "epochs", *settings_where(in_key=False)})
-#: Settings that differ between the seeds of one row of the table.
-SEED_FIELDS = frozenset({"seed", "reset_seed"})
+#: Settings that differ between the replicas (seeds) of one row of the table (``replica`` in subprobe.config).
+SEED_FIELDS = frozenset(settings_where(replica=True))
 PROBE_ORDER = {"subnetwork": 0, "mlp": 1, "linear": 2, "finetune": 3}
 SETTING_ORDER = {"pretrained": 0, "reset-encoder": 1, "reset-all": 2}
 
