@@ -164,3 +164,57 @@ def test_a_run_writes_intervals_from_its_own_sentence_statistics(tiny_bert, tiny
         assert set(metrics[f"{key}_ci"]) == set(metrics[key])
         for name, (lo, hi) in metrics[f"{key}_ci"].items():
             assert 0 <= lo <= hi <= 1, name
+
+
+def _table_run(tmp_path, name: str, probe: str, setting: str, correct: list[int], **config) -> dict:
+    """A result as load_results gives it, with dev sentence statistics (2 words per sentence)."""
+    run = _stats_run(tmp_path, name, correct)
+    return {**run, "probe": probe, "setting": setting, "model": "m", "series": "m",
+            "config": {"granularity": "neuron", "rank": "d", "lambda_max": 1.0, **config}}
+
+
+def test_table1_claims_carry_paired_bootstrap_p_values(tmp_path) -> None:
+    from subprobe.report.tables import claims
+
+    results = [
+        _table_run(tmp_path, "sub-pre", "subnetwork", "pretrained", [2, 2, 2, 2]),
+        _table_run(tmp_path, "mlp-pre", "mlp", "pretrained", [1, 1, 1, 1]),  # below on every sentence
+        _table_run(tmp_path, "sub-enc", "subnetwork", "reset-encoder", [0, 1, 1, 1]),
+        _table_run(tmp_path, "mlp-enc", "mlp", "reset-encoder", [1, 2, 1, 1]),  # above: sentences 0 and 1
+        _table_run(tmp_path, "sub-all", "subnetwork", "reset-all", [1, 1, 1, 1]),
+        _table_run(tmp_path, "mlp-all", "mlp", "reset-all", [1, 1, 1, 1]),  # a tie: the claim fails
+    ]
+    found = claims(results)["upos"]["headline"]
+    assert found["subnetwork_above_mlp_pretrained"] is True
+    assert found["p_values"]["subnetwork_above_mlp_pretrained"] == pytest.approx(1 / 1001)
+    assert found["subnetwork_below_mlp_reset"] is False  # reset-all is a tie
+    assert found["p_values"]["subnetwork_below_mlp_reset"] == 1.0  # the tie fails in every resample
+    results[-1] = _table_run(tmp_path, "mlp-all2", "mlp", "reset-all", [1, 1, 1, 2])
+    found = claims(results)["upos"]["headline"]
+    # reset-all: MLP-1 is above only through sentence 3, reset-encoder through sentences 0 and 1: the compound
+    # claim holds in a resample iff it draws sentence 3 and (sentence 0 or 1) -- by hand from the same draws
+    counts = bootstrap.resample_counts(4)
+    holds = (counts[:, 3] > 0) & ((counts[:, 0] + counts[:, 1]) > 0)
+    assert found["p_values"]["subnetwork_below_mlp_reset"] == pytest.approx((1 + (~holds).sum()) / 1001)
+    assert found["p_values_seeds"]["subnetwork_below_mlp_reset"] is None  # one seed per cell
+
+
+def test_pareto_dominance_p_value_rebuilds_the_frontier_in_every_resample(tmp_path) -> None:
+    from subprobe.report.pareto import dominance_p_value
+
+    def point(label: str, bits: float, name: str, correct: list[int]) -> tuple[dict, dict]:
+        run = _stats_run(tmp_path, name, correct)
+        return {"label": label, "bits": bits, "runs": [run["run_dir"]]}, run
+
+    cheap, r1 = point("matrix", 10, "cheap", [1, 1, 1, 1])
+    dear, r2 = point("neuron", 100, "dear", [2, 2, 2, 2])
+    mlp, r3 = point("r=1", 50, "mlp", [1, 1, 1, 2])  # better than the cheap subnetwork on sentence 3 only
+    runs = {r["run_dir"]: {**r} for r in (r1, r2, r3)}
+    curves = {"subnetwork": [cheap, dear], "mlp_lower": [mlp], "mlp_upper": []}
+    # at 50 bits the frontier is the cheap point (the dear one costs 100): it never beats MLP-1, p = 1
+    assert dominance_p_value(curves, "lower", runs, "dev") == 1.0
+    assert dominance_p_value(curves, "upper", runs, "dev") is None  # no points on that curve
+    mlp2, r4 = point("r=d", 200, "mlp2", [1, 1, 1, 1])
+    runs[r4["run_dir"]] = r4
+    curves["mlp_lower"] = [mlp2]  # at 200 bits the dear point is on the frontier and wins everywhere
+    assert dominance_p_value(curves, "lower", runs, "dev") == pytest.approx(1 / 1001)
