@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mdl = sub.add_parser(
         "mdl", help="MDL probing (Voita & Titov 2020): the online codelength of the task's labels under a probe",
-        description="Train the probe on growing prefixes of the training data (0.1%% .. 100%%), code each next block "
+        description="Train the probe on growing prefixes of the training data (0.1% .. 100%), code each next block "
         "with the probe trained on what came before, and write OUT/mdl.json (online and uniform codelengths, "
         "compression, per-block codelengths). Each block is an ordinary run in OUT/blocks/; running the command "
         "again continues where it stopped.",
