@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from subprobe.version import __version__ as __version__
 
-__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "probe"]
+__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "mdl", "probe"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from subprobe.api import probe
 
         return probe
+    if name == "mdl":
+        from subprobe.complexity.mdl import mdl
+
+        return mdl
     if name == "Result":
         from subprobe.runs.result import Result
 

@@ -70,7 +70,7 @@ def test_every_built_in_experiment_has_a_writer_and_names_known_tasks_and_probes
     from subprobe.experiments.writers import WRITERS
     from subprobe.probes.registry import probe_family
 
-    assert builtin_grids() == ("density", "figure1", "figure2", "morphology", "selectivity", "table1", "table2")
+    assert builtin_grids() == ("density", "figure1", "figure2", "mdl", "morphology", "selectivity", "table1", "table2")
     for name in builtin_grids():
         grid = load_grid(name)
         assert grid.name == name and grid.writer in WRITERS, name

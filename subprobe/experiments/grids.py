@@ -34,7 +34,8 @@ class Grid:
     description: str
     axes: dict
     profiles: dict
-    #: what ``subprobe reproduce`` writes after running the grid (a name of the writers' registry; "" for none)
+    #: what ``subprobe reproduce`` writes after running the grid (a name of the writers' registry; "": the writer
+    #: named like the grid)
     writer: str = ""
 
     def points(self, profile: str | None = None, **restrict: list) -> list[dict]:

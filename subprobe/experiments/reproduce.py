@@ -1,5 +1,5 @@
 """``subprobe reproduce NAME``: run a built-in experiment -- its grid into a store, then its writer's tables or
-figures (the paper's tables and figures, and the selectivity, density and morphology grids beyond it). The
+figures (the paper's tables and figures, and the selectivity, density, MDL and morphology grids beyond it). The
 experiments are the grid files of :mod:`subprobe.experiments.grids`; each names its writer
 (:data:`subprobe.experiments.writers.WRITERS`)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from subprobe.errors import ConfigError
 from subprobe.experiments.grids import builtin_grids, load_grid
 from subprobe.experiments.sweep import check_overrides, default_store, point_values, run_points, seeds_axis
-from subprobe.experiments.writers import STORE_RECORDS, WRITERS
+from subprobe.experiments.writers import EXPANDS, STORE_RECORDS, WRITERS
 
 
 def experiments() -> tuple[str, ...]:
@@ -44,7 +44,10 @@ def reproduce(
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     grid = load_grid(what)
-    write = WRITERS[grid.writer]
+    writer = grid.writer or grid.name
+    if writer not in WRITERS:
+        raise ConfigError(f"grid {grid.name} names no writer (`writer:`, one of {', '.join(WRITERS)}); add one")
+    write = WRITERS[writer]
     points = seeds_axis(grid.points(profile, task=tasks), seeds)
     base = {k: v for k, v in (("model", model), ("data_dir", data_dir)) if v}
     if device:  # where the runs compute; not part of a run's key (see store.NON_RESULT_FIELDS)
@@ -52,11 +55,14 @@ def reproduce(
     if gradient_checkpointing:
         base["gradient_checkpointing"] = True
     check_overrides(overrides or {}, grid, seeds)
+    expand = EXPANDS.get(writer)
+    if expand is not None:  # e.g. MDL: every point becomes its online code's block runs (each a whole configuration)
+        points, base, overrides = expand([point_values(p, base, overrides) for p in points]), {}, {}
     store = default_store(out)
     counts = run_points(points, store, base, echo=echo, overrides=overrides, executor=executor)
     wanted = {store.run_dir(_config(point_values(p, base, overrides)))[1].name for p in points}
     root = Path(store.root)
-    if grid.writer in STORE_RECORDS:
+    if writer in STORE_RECORDS:
         results = store.results()
     else:
         from subprobe.report.loading import load_results

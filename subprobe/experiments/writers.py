@@ -19,16 +19,18 @@ def _paper_table(build, name: str, results: list[dict], root: Path, model: str, 
     """Table 1 or Table 2 of the paper (``build``) beside its numbers, and the paper's claims (``NAME.md``,
     ``NAME.csv``, ``NAME-claims.json``)."""
     from subprobe.report import tables
+    from subprobe.report.claims import all_claims
 
     markdown, csv_text = build(results, "dev", model)
     test_md, _ = build(results, "test", model)
-    claims = tables.claims(results, "dev")
+    claims = all_claims(results, "dev")
     write_text(root / f"{name}.md", markdown + "\n" + test_md)
     write_text(root / f"{name}.csv", csv_text)
     write_json(root / f"{name}-claims.json", claims)
     echo(markdown)
-    if show_claims and claims:
-        echo(f"The paper's claims on this model (dev; {name}-claims.json):\n" + tables.claims_text(claims))
+    if show_claims and claims["table1"]:
+        echo(f"The paper's claims on this model (dev; p: paired bootstrap over dev sentences; {name}-claims.json):\n"
+             + tables.claims_text(claims["table1"]))
     return {"claims": claims, "markdown": markdown, "files": "tables"}
 
 
@@ -99,11 +101,30 @@ def _figure2(name: str, results: list[dict], root: Path, model: str, echo) -> di
             "files": "numbers and plots (HTML: subprobe report STORE --out DIR)"}
 
 
+def _mdl(name: str, results: list[dict], root: Path, model: str, echo) -> dict:
+    """MDL's online codes (every point's block runs assembled): mdl.{json,md,csv} and codelength-vs-data plots."""
+    from subprobe.report import figures
+
+    written = figures.write_mdl(results, root)
+    echo(written["markdown"])
+    return {"report": written["report"], "rows": written["table"].rows, "markdown": written["markdown"],
+            "images": written["images"], "files": "mdl.{md,csv,json} and figures/mdl-<task>.{png,svg}"}
+
+
+def _mdl_blocks(points: list[dict]) -> list[dict]:
+    """Every point of an MDL grid as its online code's block runs (:func:`subprobe.complexity.mdl.expand_points`)."""
+    from subprobe.complexity.mdl import expand_points
+
+    return expand_points(points)
+
+
 #: Writer names (a grid's ``writer:``) -> writers.
 WRITERS: dict[str, Writer] = {
     "table1": _table1, "table2": _table2, "tasks": _tasks, "selectivity": _selectivity, "density": _density,
-    "figure1": _figure1, "figure2": _figure2,
+    "figure1": _figure1, "figure2": _figure2, "mdl": _mdl,
 }
+#: Writers whose grid points are expanded before they run (each point's values -> the runs it stands for).
+EXPANDS: dict[str, Callable[[list[dict]], list[dict]]] = {"mdl": _mdl_blocks}
 #: Writers that read the store's own records (config: the grid point); the others read the runs as the report does
 #: (config.yaml with the point overlaid, series labels).
 STORE_RECORDS = ("table1", "table2")

@@ -8,7 +8,7 @@ from functools import cache
 
 from subprobe.probes.family import ProbeFamily
 from subprobe.probes.registry import families
-from subprobe.report import render
+from subprobe.report import intervals, render, significance
 from subprobe.report.loading import family, run_label, settings
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
@@ -71,8 +71,17 @@ VALUE_KINDS = {
 
 def paper_comparable(m: dict, split: str) -> float | None:
     """The run's value measured as the paper measured it (soft mask for subnetworks; see :func:`paper_metric`)."""
-    scores = m.get(f"{split}_soft") or m.get(split) or {}
-    return scores.get(paper_metric(m["task"], m["primary_metric"]))
+    key, metric = value_source(m, split, "paper_comparable")
+    return (m.get(key) or {}).get(metric)
+
+
+def value_source(m: dict, split: str, kind: str) -> tuple[str, str]:
+    """Where a run's value of ``kind`` (:data:`VALUE_KINDS`) is: the scores key (``dev``, ``dev_soft``, ...) and
+    the metric."""
+    if kind == "headline":
+        return split, m["primary_metric"]
+    key = f"{split}_soft" if m.get(f"{split}_soft") else split
+    return key, paper_metric(m["task"], m["primary_metric"])
 
 
 def paper_families() -> list[ProbeFamily]:
@@ -98,7 +107,8 @@ def _row_key(m: dict) -> str | None:
 def collect(results: list[dict], split: str = "dev") -> dict:
     """(task, row, setting) -> lists of values (fractions): ``values`` (our headline, the primary metric with the
     hard mask), ``paper`` (:func:`paper_comparable`) and ``density``."""
-    cells: dict = defaultdict(lambda: {"values": [], "paper": [], "density": []})
+    cells: dict = defaultdict(lambda: {"values": [], "paper": [], "density": [], "values_ci": [], "paper_ci": [],
+                                       "runs": [], "paper_runs": []})
     for m in results:
         row = _row_key(m)
         scores = m.get(split)
@@ -106,22 +116,22 @@ def collect(results: list[dict], split: str = "dev") -> dict:
             continue
         cell = cells[(m["task"], row, m["setting"])]
         cell["values"].append(scores[m["primary_metric"]])
+        cell["values_ci"].append(intervals.run_interval(m, split, m["primary_metric"]))
+        cell["runs"].append(m)
         comparable = paper_comparable(m, split)
         if comparable is not None:
             cell["paper"].append(comparable)
+            cell["paper_ci"].append(intervals.run_interval(m, *value_source(m, split, "paper_comparable")))
+            cell["paper_runs"].append(m)
         if "density" in m:
             cell["density"].append(m["density"])
     return cells
 
 
-def mean_std(values: list[float], scale: float = 100.0) -> str:
-    """``values`` (fractions) as a percentage cell: the mean, with ``± std`` over several values; "–" for none."""
-    if not values:
-        return "–"
-    mean = statistics.fmean(values) * scale
-    if len(values) > 1:
-        return f"{mean:.2f} ± {statistics.stdev(values) * scale:.2f}"
-    return f"{mean:.2f}"
+def mean_std(values: list[float], scale: float = 100.0, cis: list | None = None) -> str:
+    """``values`` (fractions) as a percentage cell: the value [bootstrap interval ``cis[0]``] of one run, mean ±
+    standard deviation [t interval] over several (:func:`subprobe.report.intervals.cell`); "–" for none."""
+    return intervals.cell(values, cis or (), scale)
 
 
 def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict]]]:
@@ -138,7 +148,9 @@ def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict
 
 
 def _cell(cells: dict, key: tuple, kind: str = "values", scale: float = 100.0) -> str:
-    return mean_std(cells[key][kind], scale) if key in cells else "–"
+    if key not in cells:
+        return "–"
+    return mean_std(cells[key][kind], scale, cells[key].get(f"{kind}_ci"))
 
 
 def _series_id(prefix: str, i: int) -> str:
@@ -147,8 +159,8 @@ def _series_id(prefix: str, i: int) -> str:
 
 
 def _series_tables(results: list[dict], split: str, model: str, prefix: str, header: list[str], rows_of,
-                   note: str, title: str = "in %") -> tuple[list[Table], list[list]]:
-    """One display table per series of ``results`` (ids ``PREFIX-SPLIT``, ``PREFIX-SPLIT-2``, ...; ``note`` under
+                   notes: list[str], title: str = "in %") -> tuple[list[Table], list[list]]:
+    """One display table per series of ``results`` (ids ``PREFIX-SPLIT``, ``PREFIX-SPLIT-2``, ...; ``notes`` under
     the last) and the data rows of all of them. ``rows_of(group)``: a series' display rows and data rows (the
     data rows get the split and the series appended)."""
     shown: list[Table] = []
@@ -157,9 +169,8 @@ def _series_tables(results: list[dict], split: str, model: str, prefix: str, hea
     for i, (series, group) in enumerate(groups):
         block, data = rows_of(group)
         data_rows += [[*row, split, series] for row in data]
-        notes = [note] if i == len(groups) - 1 else []
         shown.append(Table(_series_id(f"{prefix}-{split}", i), f"Ours ({series or 'model'}, {split}, {title})", header,
-                           block, notes))
+                           block, notes if i == len(groups) - 1 else []))
     return shown, data_rows
 
 
@@ -192,7 +203,8 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     note = ("Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the "
             "property); ↓: lower is better (the probe should not learn the task on a random model). "
             f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.")
-    shown, data_rows = _series_tables(results, split, model, "table1", ["task", "probe", *columns], rows_of, note)
+    shown, data_rows = _series_tables(results, split, model, "table1", ["task", "probe", *columns], rows_of,
+                                      [note, intervals.NOTE])
     data_header = ["task", "probe"] + [f"{s}_{k}" for s in SETTINGS for k in ("comparable", "paper", "headline")]
     return shown, Table(f"table1-{split}-data", "", [*data_header, "split", "series"], data_rows)
 
@@ -245,7 +257,7 @@ def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> t
     note = ("Density: fraction of masked weights kept by the hard mask on the pretrained model. "
             f"Ours (setting columns): {VALUE_KINDS['paper_comparable']}. Headline: {VALUE_KINDS['headline']}. "
             "Paper: bert-base-uncased, Cao et al. 2021, Table 2.")
-    shown, data_rows = _series_tables(results, split, model, "table2", header, rows_of, note)
+    shown, data_rows = _series_tables(results, split, model, "table2", header, rows_of, [note, intervals.NOTE])
     data_header = ["task", "probe", *(f"{s}_comparable" for s in order), *(f"{s}_paper" for s in order),
                    *(f"{s}_headline" for s in order), "density_pretrained", "split", "series"]
     return shown, Table(f"table2-{split}-data", "", data_header, data_rows)
@@ -282,56 +294,92 @@ def tasks_tables(results: list[dict], split: str = "dev", model: str = "", name:
         return block, data
 
     header = ["task", "probe", *settings_seen]
-    shown, data_rows = _series_tables(kept, split, model, name, header, rows_of,
-                                      "Hard mask; mean ± standard deviation over runs (seeds).", "primary metric in %")
+    note = "Hard mask; mean ± standard deviation over runs (seeds)."
+    shown, data_rows = _series_tables(kept, split, model, name, header, rows_of, [note, intervals.NOTE],
+                                      "primary metric in %")
     return shown, Table(f"{name}-{split}-data", "", [*header, "split", "series"], data_rows)
+
+
+#: The claims of Table 1, as named in ``table1-claims.json``.
+CLAIMS = ("subnetwork_above_mlp_pretrained", "subnetwork_below_mlp_reset")
 
 
 def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:
     """Per task: does subnetwork beat MLP-1 on the pretrained model, and lose to it on both reset models?
 
     Tested separately on each kind of value (:data:`VALUE_KINDS`): ``{"headline": {...}, "paper_comparable":
-    {...}}`` with the two claims as booleans (None when a cell is missing). Keyed by task, or by
-    "task (series)" when the results hold several models or budgets.
+    {...}}`` with the two claims (:data:`CLAIMS`) as booleans on the means over seeds (None when a cell is missing),
+    ``p_values``: each claim's paired bootstrap test over the split's sentences
+    (:data:`subprobe.report.significance.TEST`; the reset claim holds in a resample only if it holds on both reset
+    models) and ``p_values_seeds``: a one-sided exact permutation test over seeds (the larger p of the two reset
+    models; None unless every cell has two or more seeds). Keyed by task, or by "task (series)" when the results
+    hold several models or budgets.
     """
     groups = by_series(results)
     out = {}
     for series, group in groups:
         cells = collect(group, split)
         for task in tasks_in(cells):
-            found = {kind: _claims_on(cells, task, key) for kind, key in (("headline", "values"),
-                                                                          ("paper_comparable", "paper"))}
+            found = {kind: _claims_on(cells, task, kind, split) for kind in ("headline", "paper_comparable")}
             if found["headline"] is None and found["paper_comparable"] is None:
                 continue
-            empty = {"subnetwork_above_mlp_pretrained": None, "subnetwork_below_mlp_reset": None}
+            empty = {**dict.fromkeys(CLAIMS), "p_values": dict.fromkeys(CLAIMS),
+                     "p_values_seeds": dict.fromkeys(CLAIMS)}
             out[task if len(groups) == 1 else f"{task} ({series})"] = {k: v or empty for k, v in found.items()}
     return out
 
 
-def _claims_on(cells: dict, task: str, kind: str) -> dict[str, bool | None] | None:
-    def mean(row: str, setting: str) -> float | None:
+def _claims_on(cells: dict, task: str, kind: str, split: str) -> dict | None:
+    values_key, runs_key = ("values", "runs") if kind == "headline" else ("paper", "paper_runs")
+
+    def cell(row: str, setting: str, what: str) -> list:
         c = cells.get((task, row, setting))
-        return statistics.fmean(c[kind]) if c and c[kind] else None
+        return c[what] if c else []
+
+    def mean(row: str, setting: str) -> float | None:
+        values = cell(row, setting, values_key)
+        return statistics.fmean(values) if values else None
 
     subnetwork, mlp = (f.paper_row() for f in _paper_pair())
     pre = (mean(subnetwork, "pretrained"), mean(mlp, "pretrained"))
     if pre == (None, None):
         return None
     resets = [(mean(subnetwork, s), mean(mlp, s)) for s in ("reset-encoder", "reset-all")]
-    return {
-        "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
-        "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),
+    holds = {
+        CLAIMS[0]: None if None in pre else pre[0] > pre[1],
+        CLAIMS[1]: None if any(None in r for r in resets) else all(a < b for a, b in resets),
     }
+    # the claims as "a above b" pairs: sub > MLP-1 pretrained; MLP-1 > sub on each reset model
+    pairs = {CLAIMS[0]: [(subnetwork, mlp, "pretrained")],
+             CLAIMS[1]: [(mlp, subnetwork, s) for s in ("reset-encoder", "reset-all")]}
+
+    def source(m: dict) -> tuple[str, str]:
+        return value_source(m, split, kind)
+
+    p_values, p_seeds = {}, {}
+    for name, parts in pairs.items():
+        if holds[name] is None:
+            p_values[name] = p_seeds[name] = None
+            continue
+        p_values[name] = significance.claim([(cell(a, s, runs_key), cell(b, s, runs_key)) for a, b, s in parts],
+                                            source)
+        p_seeds[name] = significance.seeds_claim([(cell(a, s, values_key), cell(b, s, values_key))
+                                                  for a, b, s in parts])
+    return {**holds, "p_values": p_values, "p_values_seeds": p_seeds}
 
 
 def claims_text(found: dict[str, dict]) -> str:
-    """One line per task and kind of value: do the paper's two claims hold (yes / no / – when a cell is missing)?"""
+    """One line per task and kind of value: do the paper's two claims hold (yes / no / – when a cell is missing),
+    with the paired bootstrap p-value of each?"""
     word = {True: "yes", False: "no", None: "–"}
     names = {"paper_comparable": "paper's metric, soft mask", "headline": "headline, hard mask"}
+
+    def said(c: dict, name: str) -> str:
+        p = (c.get("p_values") or {}).get(name)
+        return word[c[name]] + ("" if p is None else f" (p = {p:.3f})")
+
     return "\n".join(
-        f"{task} ({names[kind]}): subnetwork > MLP-1 on the pretrained model: "
-        f"{word[c['subnetwork_above_mlp_pretrained']]}; subnetwork < MLP-1 on both reset models: "
-        f"{word[c['subnetwork_below_mlp_reset']]}"
+        f"{task} ({names[kind]}): subnetwork > MLP-1 on the pretrained model: {said(c, CLAIMS[0])}; "
+        f"subnetwork < MLP-1 on both reset models: {said(c, CLAIMS[1])}"
         for task, kinds in found.items() for kind, c in kinds.items()
     )
-

@@ -13,9 +13,10 @@ lies (``dataset``), what ``subprobe predict`` reads (``input_formats``) and writ
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from subprobe.data.datasets import DatasetFacts
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.heads.tagger import TaggerHead
+from subprobe.metrics.statistics import SentenceStats
 
 #: Scores of the paper's Table 1 for one task: the three model settings (pretrained, reset encoder, reset all), in %.
 PaperRow = tuple[float, float, float]
@@ -67,6 +69,8 @@ class Task(ABC):
     prediction_suffix: str = ".txt"
     #: slot 0 must be a token of its own (the dependency ROOT): a model without a leading token needs a BOS
     needs_root: bool = False
+    #: the label field whose vocabulary holds the task's K labels (tagging: the tags; dep: the relations)
+    field: str = ""
     #: the metric a task run and its control-task run are compared on (selectivity); "": the primary metric
     selectivity_metric: str = ""
 
@@ -125,9 +129,32 @@ class Task(ABC):
     def predict(self, head: nn.Module, output, batch: Batch) -> dict[str, torch.Tensor]:
         """Predicted label ids per word slot, ``[B, 1+W]`` each."""
 
+    #: What :meth:`codelength` and :meth:`uniform_bits` code (``mdl.json``'s ``code``).
+    code: str = ""
+
     @abstractmethod
+    def codelength(self, head: nn.Module, output, batch: Batch) -> torch.Tensor:
+        """Bits to transmit each word's gold labels with the probe's distribution (the task's own factorisation),
+        ``[B, 1+W]``, 0 outside words: the online code of MDL probing (:mod:`subprobe.metrics.online_code`)."""
+
+    @abstractmethod
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        """Bits to transmit the gold labels of every encoded sentence of ``dataset`` with the uniform code."""
+
+    @abstractmethod
+    def statistics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> SentenceStats:
+        """Per-sentence sufficient statistics of ``predictions`` (sentence index -> field -> per-word ids), one row
+        per encoded sentence of ``dataset`` (see :mod:`subprobe.metrics.statistics`)."""
+
+    @abstractmethod
+    def score(self, totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The scores (fractions) of :meth:`statistics`' column sums: scalars, or one value per bootstrap resample.
+        Depends on the statistics' names only, so saved statistics are scored without the data."""
+
     def metrics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> dict[str, float]:
-        """Scores (fractions) of ``predictions`` (sentence index -> field -> per-word ids)."""
+        """Scores (fractions) of ``predictions``: :meth:`score` of the summed :meth:`statistics`."""
+        totals = self.statistics(dataset, predictions, vocabs).totals()
+        return {k: float(v) for k, v in self.score(totals).items()}
 
     @abstractmethod
     def with_predictions(self, sentence: Sentence, predicted: dict[str, np.ndarray], vocabs) -> Sentence:
@@ -156,8 +183,6 @@ class Task(ABC):
 class TaggingTask(Task):
     """A task with one label per word, scored by a linear tagger head; ``field`` names the label sequence (the
     :class:`Sentence` field it is read from, and its vocabulary's key in ``vocab.json``)."""
-
-    field: str = ""
 
     def labels_of(self, sentence: Sentence) -> list[str] | None:
         """The sentence's label sequence (None when it has none)."""
@@ -201,6 +226,15 @@ class TaggingTask(Task):
 
     def with_predictions(self, sentence: Sentence, predicted: dict[str, np.ndarray], vocabs) -> Sentence:
         return self.with_labels(sentence, self.predicted_labels(predicted, vocabs))
+    code = "-log2 p(label | sentence) per word under the probe; uniform: log2 K per word (K labels)"
+
+    def codelength(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        nats = F.cross_entropy(output.flatten(0, 1).float(), batch.labels[self.field].flatten(), ignore_index=IGNORE,
+                               reduction="none")
+        return nats.view(batch.labels[self.field].shape) / math.log(2)
+
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        return dataset.n_words * math.log2(len(vocabs[self.field]))
 
 
 def _source(dataset: Dataset) -> str:
@@ -215,3 +249,8 @@ def gold_and_predicted(dataset: Dataset, predictions, field: str) -> tuple[list[
         gold.append(e.labels[field])
         pred.append(predictions[e.index][field])
     return gold, pred
+
+
+def sentence_ids(dataset: Dataset) -> list[int]:
+    """The split indices of the encoded sentences (the rows of a task's :meth:`Task.statistics`)."""
+    return [e.index for e in dataset.encoded]

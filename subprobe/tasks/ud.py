@@ -10,8 +10,9 @@ from subprobe.data.conllu import COLUMNS, read_conllu, write_conllu
 from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
-from subprobe.metrics.tagging import accuracy
-from subprobe.tasks.base import TaggingTask, gold_and_predicted
+from subprobe.metrics.statistics import SentenceStats
+from subprobe.metrics.tagging import accuracy_scores, accuracy_statistics
+from subprobe.tasks.base import TaggingTask, gold_and_predicted, sentence_ids
 
 
 class UDTaggingTask(TaggingTask):
@@ -25,8 +26,11 @@ class UDTaggingTask(TaggingTask):
     dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
 
-    def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
-        return accuracy(*gold_and_predicted(dataset, predictions, self.field))
+    def statistics(self, dataset, predictions, vocabs) -> SentenceStats:
+        return accuracy_statistics(*gold_and_predicted(dataset, predictions, self.field), sentence_ids(dataset))
+
+    def score(self, totals):
+        return accuracy_scores(totals)
 
     def read(self, path: str | Path) -> list[Sentence]:
         sentences = read_conllu(path)
