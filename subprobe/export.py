@@ -26,39 +26,58 @@ def export_run(
 ) -> Path:
     """Export the subnetwork of the finished run ``run_dir`` to ``out``; returns ``out``."""
     import subprobe
+    from subprobe.atomic import atomic_dir, write_text
     from subprobe.models.loading import load_encoder, quiet_transformers
     from subprobe.models.reset import apply_setting
-    from subprobe.runs import RunDir, prepare_run_dir
+    from subprobe.result import read_metrics
+    from subprobe.runs import RunDir
 
     run, out = RunDir(run_dir), Path(out)
     run_dir = run.path
+    if not run.path.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory; give the --out directory of a finished subnetwork run")
     if not run.finished or not run.has_config:
-        raise ConfigError(f"{run_dir}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG})")
+        hint = f"finish it first (subprobe probe --resume {run_dir})" if run.has_config else "give a finished run"
+        raise ConfigError(f"{run_dir}: not a finished subprobe run (no {RunDir.METRICS} or {RunDir.CONFIG}); {hint}")
     cfg = run.read_config().resolved()
     if cfg.probe != "subnetwork" or not run.has_masks:
         raise ConfigError(
             f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a subnetwork run"
         )
-    if out.resolve() == run_dir.resolve():
-        raise ConfigError(f"--out {out}: is the run directory itself; choose another --out")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
-    metrics = run.read_metrics()
+    _check_out(out, run_dir, overwrite)
+    metrics = read_metrics(run)
     subnetwork = run.read_masks()
     encoder, tokenizer = load_encoder(cfg.model)
     apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     subnetwork.bake(encoder)
-    prepare_run_dir(out, overwrite=True)
-    with quiet_transformers():
-        encoder.save_pretrained(str(out), safe_serialization=True)
-        tokenizer.save_pretrained(str(out))
     command = command or f"subprobe export {shlex.quote(str(run_dir))} --out {shlex.quote(str(out))}"
     card = model_card(cfg, metrics, subnetwork.density(), subprobe.__version__, probe_command(cfg), command)
-    (out / "README.md").write_text(card, encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written into a temporary directory beside --out, which then replaces it: never half an export
+    with atomic_dir(out) as tmp, quiet_transformers():
+        encoder.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        write_text(tmp / "README.md", card)
     echo(f"exported {cfg.model} with the hard mask of {run_dir} (density {subnetwork.density():.4f}) to {out}")
     return out
+
+
+def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out that export must not replace: the run directory or a folder holding it, a file, a
+    non-empty directory without --overwrite, or (even with --overwrite) a directory that is not a model."""
+    resolved, source = out.resolve(), run_dir.resolve()
+    if resolved == source or source.is_relative_to(resolved):
+        raise ConfigError(f"--out {out}: holds the run directory {run_dir} itself; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
+        if not (out / "config.json").is_file():
+            raise ConfigError(
+                f"--out {out}: not an exported model (no config.json), so --overwrite will not delete it; "
+                "choose another --out"
+            )
 
 
 def probe_command(cfg: ProbeConfig) -> str:

@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from subprobe.atomic import read_json, write_json, write_text
+from subprobe.atomic import read_json, write_json, write_safetensors, write_text
 from subprobe.config import ProbeConfig
-from subprobe.errors import ConfigError
+from subprobe.errors import ConfigError, DamagedFileError
 
 __all__ = ["RunDir", "config_differences", "prepare_run_dir", "read_json", "run_status", "write_json", "write_text"]
 
@@ -171,15 +171,25 @@ class RunDir:
         write_json(self.env_path, stamp)
 
     def read_vocab(self) -> dict[str, list[str]]:
-        return read_json(self.vocab_path)
+        """field -> labels in id order (DamagedFileError when it is not that)."""
+        vocab = read_json(self.vocab_path)
+        if not isinstance(vocab, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in vocab.values()
+        ):
+            raise DamagedFileError(str(self.vocab_path), "not a mapping of label lists")
+        return vocab
 
     def write_vocab(self, vocabs: dict) -> None:
         """``vocabs``: field -> LabelVocab (its ``labels`` in id order)."""
         write_json(self.vocab_path, {k: list(v.labels) for k, v in vocabs.items()})
 
     # -- results ----------------------------------------------------------------------------------
-    def read_metrics(self) -> Any:
-        return read_json(self.metrics_path)
+    def read_metrics(self) -> dict:
+        """The run's metrics (DamagedFileError when the file is not a JSON object)."""
+        metrics = read_json(self.metrics_path)
+        if not isinstance(metrics, dict):
+            raise DamagedFileError(str(self.metrics_path), f"a JSON {type(metrics).__name__}, not an object")
+        return metrics
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.metrics_path, metrics)
@@ -188,7 +198,15 @@ class RunDir:
         """The dev-check records of ``log.jsonl`` ([] when there is none)."""
         if not self.log_path.is_file():
             return []
-        return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+        records = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a kill (logs of older versions were appended)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def read_masks(self):
         """The saved :class:`~subprobe.masking.subnetwork.Subnetwork`."""
@@ -200,17 +218,13 @@ class RunDir:
         subnetwork.save(self.masks_path)
 
     def read_head(self) -> dict:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.head_path))
+        return read_tensors(self.head_path)
 
     def write_head(self, module) -> None:
         _save_module(module, self.head_path)
 
     def read_adapter(self) -> dict:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.adapter_path))
+        return read_tensors(self.adapter_path)
 
     def write_adapter(self, module) -> None:
         _save_module(module, self.adapter_path)
@@ -220,16 +234,26 @@ class RunDir:
         self.checkpoint_path.unlink(missing_ok=True)
 
     def write_error(self, text: str) -> None:
-        self.error_path.write_text(text, encoding="utf-8")
+        write_text(self.error_path, text)
 
     def clear_error(self) -> None:
         self.error_path.unlink(missing_ok=True)
 
 
 def _save_module(module, path: Path) -> None:
-    from safetensors.torch import save_file
+    write_safetensors(path, module.state_dict())
 
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
+
+def read_tensors(path: Path) -> dict:
+    """The tensors of a safetensors file (never code: safetensors holds data only); DamagedFileError if unreadable."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # SafetensorError (header, truncation), OSError
+        raise DamagedFileError(str(path), f"not a whole safetensors file: {str(exc).splitlines()[0]}") from None
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from subprobe.atomic import atomic_path
+
 FORMATS = ("png", "svg")
 SETTING_COLOURS = {"pretrained": "#1f77b4", "reset-encoder": "#ff7f0e", "reset-all": "#7f7f7f"}
 #: The y axis name of each task's primary metric.
@@ -25,7 +27,9 @@ def _save(fig, stem: Path) -> list[Path]:
     paths = []
     for fmt in FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(path, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight",
+                        metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     _pyplot().close(fig)
     return paths

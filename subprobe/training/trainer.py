@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from subprobe.atomic import AppendFile
 from subprobe.data.batching import Dataset, bucketed_batches
 from subprobe.device import module_device
 from subprobe.errors import SubprobeError
@@ -98,7 +99,7 @@ def train(
     distributed.seed_noise(config.seed, ranks, p.step)
     device = module_device(model)  # batches go where the probe is (--device)
     p.running_loss, p.running_pen = p.running_loss.to(device), p.running_pen.to(device)
-    log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+    log_file = AppendFile(log_path) if log_path else None  # every version written whole (subprobe.atomic)
     bar = _progress(total, config.progress, p.step)
     start = time.perf_counter() - p.seconds
     first_epoch, skip = p.epoch, p.batch_in_epoch
