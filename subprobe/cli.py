@@ -8,7 +8,7 @@ import sys
 import types
 import typing
 
-from subprobe.errors import SubprobeError
+from subprobe.errors import SubprobeError, WriteError
 
 #: Order of the flag groups in ``subprobe probe --help`` (a field's ``group`` metadata; others go last).
 GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
@@ -61,11 +61,18 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[s
             group.add_argument(flag, type=kind, default=default, metavar=f.name.upper(), help=help_text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line ``subprobe: error: ...`` (no usage dump), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"subprobe: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from subprobe import __version__
     from subprobe.config import ProbeConfig
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="subprobe", description="Subnetwork probing (Cao, Sanh & Rush 2021) and its baselines."
     )
     parser.add_argument("--version", action="version", version=f"subprobe {__version__}")
@@ -241,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
         _set_threads(getattr(args, "threads", None))
         if args.command == "probe":
@@ -262,10 +270,44 @@ def main(argv: list[str] | None = None) -> int:
     except SubprobeError as exc:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("subprobe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        again = {"sweep": "; run the same command again to continue (finished points are skipped, interrupted ones "
+                          "continue from their checkpoints)",
+                 "reproduce": "; run the same command again to continue (finished points are skipped)"}
+        print(f"subprobe: {'stopped by SIGTERM' if terminated else 'interrupted'}{again.get(args.command, '')}",
+              file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        _restore_sigterm(previous)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's time limit, ``kill``, a container stop), raised where the program is: it stops as
+    Ctrl-C does -- the last checkpoint is kept, the command to continue is printed -- with exit status 143."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` for the duration of :func:`main` (main thread only); returns the
+    previous handler (None when nothing was installed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _probe(args: argparse.Namespace, argv: list[str]) -> int:
@@ -280,8 +322,22 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
         base = dataclasses.asdict(ProbeConfig.from_yaml(args.config))
         values = {k: (values[k] if k in given else base[k]) for k in values}
     _check_flag_combinations(values, given)
-    probe(ProbeConfig(**values), echo=_echo)
+    config = ProbeConfig(**values)
+    try:
+        probe(config, echo=_echo)
+    except WriteError as exc:
+        raise WriteError(exc.path, exc.reason, exc.kept, _continue_after_write_error(config)) from None
     return 0
+
+
+def _continue_after_write_error(config) -> str:
+    """What to do when a run could not write a file: free space, then resume (or start again: nothing kept)."""
+    from subprobe.runs import RunDir
+
+    out = RunDir(config.out) if config.out else RunDir(config.default_out())
+    if out.has_config:
+        return f"free disk space or fix permissions, then continue with `subprobe probe --resume {out.path}`"
+    return "free disk space or fix permissions, then run the same command again"
 
 
 def _check_flag_combinations(values: dict, given: set[str]) -> None:
@@ -322,7 +378,11 @@ def _resume(args: argparse.Namespace, given: set[str], values: dict) -> int:
     if values.get("dry_run"):
         raise ConfigError("--resume trains and --dry-run does not; drop one of them")
     overrides = {k: values[k] for k in given if k in values and (values[k] or k not in ("overwrite", "dry_run"))}
-    resume(args.resume, echo=_echo, **overrides)
+    try:
+        resume(args.resume, echo=_echo, **overrides)
+    except WriteError as exc:
+        fix = f"free disk space or fix permissions, then continue with `subprobe probe --resume {args.resume}`"
+        raise WriteError(exc.path, exc.reason, exc.kept, fix) from None
     return 0
 
 

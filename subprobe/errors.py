@@ -47,3 +47,4 @@ class DamagedFileError(SubprobeError, ValueError):
     def __init__(self, path: str, reason: str, fix: str | None = None) -> None:
         super().__init__(f"{path}: cannot be read ({reason}); {fix or self.DEFAULT_FIX}")
         self.path = path
+        self.reason = reason

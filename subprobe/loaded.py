@@ -134,7 +134,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512), encoder.config.max_position_embeddings)
     apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)
     head = task.build_head(encoder.config.hidden_size, vocabs, **task.head_options(cfg))
-    head.load_state_dict(run.read_head())
+    _load_weights(head, run.read_head(), run.head_path, cfg)
     built = build_probe(cfg, encoder, head)
     subnetwork = None
     if built.masked:
@@ -142,6 +142,13 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         saved = {e.name: e.log_alpha for e in subnetwork.entries}
         if set(saved) != {m.name for m in built.masked}:
             raise ConfigError(f"{run.masks_path}: its matrices do not match model {cfg.model}")
+        for m in built.masked:
+            if tuple(saved[m.name].shape) != tuple(m.log_alpha.shape):
+                raise ConfigError(
+                    f"{run.masks_path}: the mask of {m.name} has shape {tuple(saved[m.name].shape)} but "
+                    f"{cfg.model} with --granularity {cfg.granularity} needs {tuple(m.log_alpha.shape)}; "
+                    f"the files of {run_dir} do not belong together: train the run again"
+                )
         with torch.no_grad():
             for m in built.masked:
                 m.log_alpha.copy_(saved[m.name])
@@ -150,12 +157,25 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             raise ConfigError(
                 f"{run.adapter_path}: missing (runs made before subprobe saved MLP-1 weights); train the run again"
             )
-        built.model.adapter.load_state_dict(run.read_adapter())
+        _load_weights(built.model.adapter, run.read_adapter(), run.adapter_path, cfg)
     built.model.eval()
     for p in built.model.parameters():
         p.requires_grad_(False)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return LoadedRun(run_dir, cfg, metrics, vocabs, task, built.model, tokenizer, subnetwork, max_length, pad_id)
+
+
+def _load_weights(module: torch.nn.Module, state: dict, path: Path, cfg: ProbeConfig) -> None:
+    """Copy saved weights into ``module``; names or shapes that differ (a head for another vocabulary or model,
+    files of two runs mixed) are one ConfigError naming the file."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc).splitlines()[0])
+        raise ConfigError(
+            f"{path}: does not fit the probe that {RunDir.CONFIG} and {RunDir.VOCAB} describe (model {cfg.model}; "
+            f"{detail[:160]}); the files of {path.parent} do not belong together: train the run again"
+        ) from None
 
 
 def _as_sentence(item) -> Sentence:

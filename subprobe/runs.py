@@ -141,7 +141,7 @@ class RunDir:
             return "checkpoint"
         if self.has_config:
             return "started"
-        if any(self.path.iterdir()):
+        if _holds_files(self.path):
             return "foreign"
         return "empty"
 
@@ -172,11 +172,11 @@ class RunDir:
 
     def read_vocab(self) -> dict[str, list[str]]:
         """field -> labels in id order (DamagedFileError when it is not that)."""
-        vocab = read_json(self.vocab_path)
+        vocab = self._damaged_says_what_to_do(read_json, self.vocab_path)
         if not isinstance(vocab, dict) or not all(
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in vocab.values()
         ):
-            raise DamagedFileError(str(self.vocab_path), "not a mapping of label lists")
+            raise DamagedFileError(str(self.vocab_path), "not a mapping of label lists", self.retrain_advice())
         return vocab
 
     def write_vocab(self, vocabs: dict) -> None:
@@ -186,9 +186,11 @@ class RunDir:
     # -- results ----------------------------------------------------------------------------------
     def read_metrics(self) -> dict:
         """The run's metrics (DamagedFileError when the file is not a JSON object)."""
-        metrics = read_json(self.metrics_path)
+        metrics = self._damaged_says_what_to_do(read_json, self.metrics_path)
         if not isinstance(metrics, dict):
-            raise DamagedFileError(str(self.metrics_path), f"a JSON {type(metrics).__name__}, not an object")
+            raise DamagedFileError(
+                str(self.metrics_path), f"a JSON {type(metrics).__name__}, not an object", self.retrain_advice()
+            )
         return metrics
 
     def write_metrics(self, metrics: dict) -> None:
@@ -212,22 +214,34 @@ class RunDir:
         """The saved :class:`~subprobe.masking.subnetwork.Subnetwork`."""
         from subprobe.masking.subnetwork import Subnetwork
 
-        return Subnetwork.load(self.masks_path)
+        return self._damaged_says_what_to_do(Subnetwork.load, self.masks_path)
 
     def write_masks(self, subnetwork) -> None:
         subnetwork.save(self.masks_path)
 
     def read_head(self) -> dict:
-        return read_tensors(self.head_path)
+        return self._damaged_says_what_to_do(read_tensors, self.head_path)
 
     def write_head(self, module) -> None:
         _save_module(module, self.head_path)
 
     def read_adapter(self) -> dict:
-        return read_tensors(self.adapter_path)
+        return self._damaged_says_what_to_do(read_tensors, self.adapter_path)
 
     def write_adapter(self, module) -> None:
         _save_module(module, self.adapter_path)
+
+    def retrain_advice(self) -> str:
+        """What to do about a damaged file of this run (the run is a pure function of its config.yaml)."""
+        return (f"the file is damaged (truncated or corrupted): restore it from a copy, or train the run again with "
+                f"`subprobe probe --config {self.config_path} --overwrite` (in a sweep store: move {self.path} "
+                "away and run the sweep again)")
+
+    def _damaged_says_what_to_do(self, reader, path: Path):
+        try:
+            return reader(path)
+        except DamagedFileError as exc:
+            raise DamagedFileError(str(path), exc.reason, self.retrain_advice()) from None
 
     def remove_checkpoint(self) -> None:
         """A finished run keeps no checkpoint (``metrics.json`` marks it)."""
@@ -260,15 +274,25 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     """Create the run directory; refuse to reuse a non-empty one unless ``overwrite``."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: exists and is not a directory; choose another --out")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and _holds_files(path):
         if not overwrite:
             raise ConfigError(
                 f"--out {path}: run directory already exists; pass --resume {path} to continue it, "
                 "--overwrite to replace it, or choose another --out"
             )
+        if not (path / RunDir.CONFIG).is_file():  # never delete a directory that is not a run
+            raise ConfigError(
+                f"--out {path}: holds files but no subprobe run (no {RunDir.CONFIG}), so --overwrite will not delete "
+                "it; choose another --out"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _holds_files(path: Path) -> bool:
+    """Anything in ``path`` besides the temporary files of an atomic write that a kill interrupted."""
+    return any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in path.iterdir())
 
 
 def run_status(path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,6 +184,10 @@ class SlurmExecutor(Executor):
     def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
         import submitit
         from submitit.helpers import as_completed
+
+        if self.cluster == "slurm" and shutil.which("srun") is None:  # before anything is submitted
+            raise ConfigError("--executor slurm: this machine is not part of a SLURM cluster (no srun command); run "
+                              "the sweep on a SLURM login node, or use --executor local or ray")
 
         executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)
         executor.update_parameters(name="subprobe", **self.parameters)

@@ -11,6 +11,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from subprobe.config import ProbeConfig, settings_where
+from subprobe.errors import DamagedFileError
 from subprobe.runs import RunDir, read_json, write_json
 
 #: Fields that do not change a run's result and are left out of its key (``in_key=False``, see
@@ -50,9 +51,18 @@ class Store:
         self.index_path = self.root / "index.json"
 
     def load_index(self) -> dict:
-        if self.index_path.is_file():
-            return read_json(self.index_path)
-        return {}
+        """key -> entry; a damaged index is one DamagedFileError line saying how to rebuild it."""
+        if not self.index_path.is_file():
+            return {}
+        fix = (f"move it away (mv {self.index_path} {self.index_path}.damaged) and run the sweep again: every sweep "
+               "records its points in a new index, and finished runs are kept")
+        try:
+            index = read_json(self.index_path)
+        except DamagedFileError as exc:
+            raise DamagedFileError(str(self.index_path), exc.reason, fix) from None
+        if not isinstance(index, dict) or not all(isinstance(e, dict) for e in index.values()):
+            raise DamagedFileError(str(self.index_path), "not a mapping of point entries", fix)
+        return index
 
     def lock(self) -> FileLock:
         """The lock every writer of index.json holds (sweeps in other processes or on other nodes write it too)."""
@@ -75,16 +85,26 @@ class Store:
         return str(Path(run_dir).relative_to(self.root))
 
     def resolve(self, recorded: str) -> Path:
-        path = Path(recorded)
-        return path if path.is_absolute() else self.root / path
+        """The run directory an index entry records: always ``ROOT/runs/<name>`` (see
+        :func:`subprobe.report.loading.store_run_dir`: an index cannot point outside its store)."""
+        name = Path(str(recorded).replace("\\", "/")).name
+        return self.runs / (name if name not in ("", ".", "..") else "-")
 
     def finished(self, run_dir: Path) -> bool:
-        return RunDir(run_dir).finished
+        """metrics.json is there and readable (a damaged one is not skipped: running the point says what to do)."""
+        run = RunDir(run_dir)
+        if not run.finished:
+            return False
+        try:
+            run.read_metrics()
+        except (OSError, ValueError):
+            return False
+        return True
 
     def results(self) -> list[dict]:
         """metrics.json of every finished run in the store, with its run directory."""
         out = []
-        for entry in sorted(self.load_index().values(), key=lambda e: e.get("run_dir", "")):
+        for entry in sorted(self.load_index().values(), key=lambda e: str(e.get("run_dir", ""))):
             path = self.resolve(entry.get("run_dir", ""))
             if entry.get("status") == "done" and RunDir(path).finished:
                 metrics = RunDir(path).read_metrics()

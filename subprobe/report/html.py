@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
+from subprobe.errors import SubprobeError
 from subprobe.report import figures, localisation, pareto, render, selectivity, stability, tables
 from subprobe.report.loading import load_results
 from subprobe.report.mask_sources import controls_table
@@ -56,8 +58,18 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
                  echo=print) -> Path:
     """Write ``OUT/index.html``, ``OUT/report.md`` and the figures' numbers and plots; returns index.html."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SubprobeError(f"--out {out}: exists and is not a directory; choose another --out")
+    notes: list[str] = []
+    every = load_results(runs_dir, notes)
+    for note in notes:  # nothing left out silently
+        echo(f"subprobe: note: {note}", file=sys.stderr)
+    if not every:
+        raise SubprobeError(
+            f"{runs_dir}: no finished runs to report{' (see the notes above)' if notes else ''}; give a results "
+            "store or a directory of run directories, after a sweep or probe has finished"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    every = load_results(runs_dir)
     results = [r for r in every if not selectivity.is_control(r)]  # control tasks: the selectivity table only
     selective = selectivity.selectivity_table(every, split)
     write_text(out / "selectivity.csv", render.to_csv(selective))
