@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
+        # (code that catches the exception and raises its own KeyboardInterrupt, such as Ray's, loses the type)
+        terminated = isinstance(exc, Terminated) or Terminated.received
         again = {"sweep": "; run the same command again to continue (finished points are skipped, interrupted ones "
                           "continue from their checkpoints)",
                  "reproduce": "; run the same command again to continue (finished points are skipped)"}
@@ -287,6 +288,9 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a cluster's time limit, ``kill``, a container stop), raised where the program is: it stops as
     Ctrl-C does -- the last checkpoint is kept, the command to continue is printed -- with exit status 143."""
 
+    #: set when the handler ran (main() reports SIGTERM even if some library re-raised a plain KeyboardInterrupt)
+    received = False
+
 
 def _stop_on_sigterm():
     """Turn SIGTERM into :class:`Terminated` for the duration of :func:`main` (main thread only); returns the
@@ -297,7 +301,10 @@ def _stop_on_sigterm():
     if threading.current_thread() is not threading.main_thread():
         return None
 
+    Terminated.received = False
+
     def stop(signum, frame):
+        Terminated.received = True
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, stop)

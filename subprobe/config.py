@@ -345,6 +345,9 @@ class ProbeConfig:
             raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc}); check the path") from None
         except UnicodeDecodeError:
             raise ConfigError(f"--config {path}: not UTF-8 text; save the file as UTF-8") from None
+        except RecursionError:
+            raise ConfigError(f"--config {path}: not valid YAML (nested too deeply); write one `key: value` per line"
+                              ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -362,8 +365,9 @@ class ProbeConfig:
         unknown = sorted((str(k) for k in set(values) - known), key=lambda k: (lines.get(k, 0), k))
         if unknown:
             where = f"{path}:{lines[unknown[0]]}" if unknown[0] in lines else str(path)
+            shown = ", ".join(k if k.isprintable() and k.strip() == k and k else repr(k) for k in unknown)
             raise ConfigError(
-                f"{where}: unknown configuration keys {', '.join(unknown)}; "
+                f"{where}: unknown configuration keys {shown}; "
                 "remove them (`subprobe probe --help` lists the settings, with - for _)"
             )
         for key, value in values.items():
@@ -375,7 +379,7 @@ def yaml_key_lines(path: str | Path) -> dict[str, int]:
     """1-based line of each top-level key of a YAML mapping file ({} when it cannot be read as one)."""
     try:
         node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, ValueError, yaml.YAMLError):
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):
         return {}
     if not isinstance(node, yaml.MappingNode):
         return {}

@@ -159,7 +159,10 @@ class RunDir:
         """The saved configuration as plain YAML data (OSError, UnicodeDecodeError or YAMLError when unreadable)."""
         import yaml
 
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        try:
+            return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise yaml.YAMLError(f"{self.config_path}: nested too deeply") from None
 
     def write_config(self, cfg: ProbeConfig) -> None:
         write_text(self.config_path, cfg.to_yaml())
@@ -234,8 +237,8 @@ class RunDir:
     def retrain_advice(self) -> str:
         """What to do about a damaged file of this run (the run is a pure function of its config.yaml)."""
         return (f"the file is damaged (truncated or corrupted): restore it from a copy, or train the run again with "
-                f"`subprobe probe --config {self.config_path} --overwrite` (in a sweep store: move {self.path} "
-                "away and run the sweep again)")
+                f"`subprobe probe --config {self.config_path} --out {self.path} --overwrite` (in a sweep store: move "
+                f"{self.path} away and run the sweep again)")
 
     def _damaged_says_what_to_do(self, reader, path: Path):
         try:

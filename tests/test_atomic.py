@@ -122,7 +122,11 @@ class Scanner(ast.NodeVisitor):
             weights_only = [k for k in node.keywords if k.arg == "weights_only"]
             if not (weights_only and isinstance(weights_only[0].value, ast.Constant) and weights_only[0].value.value):
                 self.flag(node, "torch.load without weights_only=True")
-        if any(k.arg == "trust_remote_code" for k in node.keywords):
+        remote = [k for k in node.keywords if k.arg == "trust_remote_code"]
+        if name == "from_pretrained" and not (remote and isinstance(remote[0].value, ast.Constant)
+                                              and remote[0].value.value is False):
+            self.flag(node, "from_pretrained without trust_remote_code=False")
+        elif remote and not (isinstance(remote[0].value, ast.Constant) and remote[0].value.value is False):
             self.flag(node, "trust_remote_code")
         if name in ("eval", "exec") and not method:
             self.flag(node, f"{name}()")
@@ -180,6 +184,8 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
             torch.load(path)
             torch.load(path, weights_only=False)
             model.from_pretrained(path, trust_remote_code=True)
+            model.from_pretrained(path)
+            model.other(path, trust_remote_code=True)
 
         def fine(path, fig, model, name, obj):
             with atomic_path(path) as tmp:
@@ -190,6 +196,7 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
             name.replace("_", "-")
             obj.copy()
             torch.load(path, weights_only=True)
+            model.from_pretrained(path, trust_remote_code=False)
             yaml.safe_load(open(path))
             "a-b".replace("-", "_")
     """))
@@ -200,7 +207,9 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
         "savefig() outside an atomic_path/atomic_dir block",
         "save_pretrained() outside an atomic_path/atomic_dir block",
         "savefig() outside an atomic_path/atomic_dir block", "pickle.load", "yaml.load (use yaml.safe_load)",
-        "torch.load without weights_only=True", "torch.load without weights_only=True", "trust_remote_code",
+        "torch.load without weights_only=True", "torch.load without weights_only=True",
+        "from_pretrained without trust_remote_code=False", "from_pretrained without trust_remote_code=False",
+        "trust_remote_code",
     ]
 
 

@@ -88,6 +88,9 @@ def load_grid(name_or_path: str) -> Grid:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML (nested too deeply); see the built-in grids for the layout"
+                          ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -138,8 +141,8 @@ def _checked_grid(data, node, source: str) -> Grid:
         raise ConfigError(f"{source}:{_line(_child(node, unknown[0]))}: unknown grid key {unknown[0]!r}; a grid has "
                           "name, description, axes and profiles")
     for key in ("name", "description"):
-        if key in data and not isinstance(data[key], str):
-            raise ConfigError(f"{source}:{_line(_child(node, key))}: {key} must be a string")
+        if key in data and not (isinstance(data[key], str) and data[key].isprintable()):
+            raise ConfigError(f"{source}:{_line(_child(node, key))}: {key} must be a string on one line")
     for key, values in axes.items():
         axis_node = _child(axes_node, key)
         if not isinstance(values, list) or not values:

@@ -69,6 +69,14 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / "index.json.lock"), timeout=LOCK_TIMEOUT)
 
+    def point_lock(self, run_dir: Path) -> FileLock:
+        """The lock a process holds while it runs the point of ``run_dir`` (``ROOT/locks/<name>.lock``): a second
+        sweep on the same store skips the point instead of training into the same directory. An OS lock: it is
+        released when its process dies, however it dies."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{Path(run_dir).name}.lock"), thread_local=False)
+
     def record(self, key: str, entry: dict) -> None:
         """Update one entry of the index: read, change and write (temp file + rename) under the store's lock."""
         with self.lock():

@@ -66,13 +66,15 @@ def load_encoder(name: str, attn_implementation: str = "eager"):
         check_hub_reachable(name, path)  # seconds, not a retry loop, when the Hub cannot be reached
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+            # never code from the model's folder (auto_map), and never a prompt asking whether to run it
+            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
             try:
                 model = AutoModel.from_pretrained(
-                    path, attn_implementation=attn_implementation, add_pooling_layer=False
+                    path, attn_implementation=attn_implementation, add_pooling_layer=False, trust_remote_code=False
                 )
             except TypeError:  # families without a pooler argument
-                model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+                model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation,
+                                                  trust_remote_code=False)
     except OSError as exc:
         if _offline() and not local.is_dir():
             raise SubprobeError(
