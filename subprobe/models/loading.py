@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from pathlib import Path
 
 from subprobe.errors import SubprobeError
@@ -83,6 +84,11 @@ def load_encoder(name: str, attn_implementation: str = "eager"):
             ) from exc
         hint = "check the id or path, or your network (the Hub may not be reachable: use a local path)"
         raise SubprobeError(f"--model {name}: could not load it ({hint}): {str(exc).splitlines()[0]}") from exc
+    except pickle.UnpicklingError as exc:  # a pickled checkpoint with more than tensors: refused, never run
+        raise SubprobeError(
+            f"--model {name}: could not load it (its weights are a pickle that holds more than tensors, which is "
+            "never loaded: code could run); use a model saved as safetensors"
+        ) from exc
     except ValueError as exc:  # unrecognised model type, tokenizer that cannot be built, ...
         raise SubprobeError(
             f"--model {name}: could not load it ({str(exc).splitlines()[0].strip()}); "

@@ -43,7 +43,10 @@ def load_results(root: str | Path, notes: list[str] | None = None) -> list[dict]
                     notes.append(f"{index_path}: point {key} failed ({str(entry.get('error', ''))[:120]}); not in "
                                  "the report (run the sweep again to retry it)")
         for status, count in sorted(states.items()):
-            if status != "failed":
+            if status == "done":  # recorded as done, but no finished run directory under ROOT/runs
+                notes.append(f"{index_path}: {count} point(s) marked done have no finished run directory under "
+                             f"{root / 'runs'}; not in the report")
+            elif status != "failed":
                 notes.append(f"{index_path}: {count} point(s) {status}, not finished; not in the report")
         candidates = sorted((root / "runs").glob(f"*/{RunDir.METRICS}")) if (root / "runs").is_dir() else []
     else:
