@@ -414,7 +414,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.profile != "quick" and profile is None:
         from subprobe.errors import ConfigError
 
-        raise ConfigError(f"--profile {args.profile!r} is not defined by grid {grid.name}")
+        defined = ", ".join(map(str, grid.profiles)) or "none (this grid defines no profiles: drop --profile)"
+        raise ConfigError(f"--profile {args.profile!r} is not defined by grid {grid.name}; use {defined}")
     points = seeds_axis(grid.points(profile), args.seeds)
     base = {k: v for k, v in (("model", args.model), ("data_dir", args.data_dir)) if v}
     base.update(_hardware(args))
@@ -505,10 +506,16 @@ def _compare(args: argparse.Namespace) -> int:
     subnetworks = []
     for path in (args.run_a, args.run_b):
         run = RunDir(path)
+        if not run.path.is_dir():
+            raise SubprobeError(f"{path}: no such run directory; give the --out directories of two subnetwork runs")
         if not run.has_masks:
             raise SubprobeError(f"{path}: no {RunDir.MASKS}; compare needs two subnetwork-probe runs")
         subnetworks.append(run.read_masks())
-    result = subnetworks[0].compare(subnetworks[1])
+    try:
+        result = subnetworks[0].compare(subnetworks[1])
+    except SubprobeError as exc:
+        raise SubprobeError(f"compare {args.run_a} {args.run_b}: {exc}; compare two subnetwork runs of the same model "
+                            "(granularity and layout may differ)") from None
     if args.json:
         print(json.dumps({"run_a": str(args.run_a), "run_b": str(args.run_b), **result.as_dict()}, indent=2))
     else:

@@ -62,13 +62,14 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
         raise SubprobeError(f"--out {out}: exists and is not a directory; choose another --out")
     notes: list[str] = []
     every = load_results(runs_dir, notes)
+    if not every:
+        left = f" ({len(notes)} left out, the first: {notes[0]})" if notes else ""
+        raise SubprobeError(
+            f"{runs_dir}: no finished runs to report{left}; give a results store or a directory of run "
+            "directories, after a sweep or probe has finished"
+        )
     for note in notes:  # nothing left out silently
         echo(f"subprobe: note: {note}", file=sys.stderr)
-    if not every:
-        raise SubprobeError(
-            f"{runs_dir}: no finished runs to report{' (see the notes above)' if notes else ''}; give a results "
-            "store or a directory of run directories, after a sweep or probe has finished"
-        )
     out.mkdir(parents=True, exist_ok=True)
     results = [r for r in every if not selectivity.is_control(r)]  # control tasks: the selectivity table only
     selective = selectivity.selectivity_table(every, split)
