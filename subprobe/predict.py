@@ -115,7 +115,9 @@ def _check_not_overwriting(out_path: Path, input_path: Path, run_dir: Path) -> N
         return
     if input_path.exists() and out_path.samefile(input_path):
         raise ConfigError(f"--out {out_path}: is the --input file; write the predictions to another file")
-    if out_path.resolve().parent == Path(run_dir).resolve() and not out_path.name.startswith("predictions-"):
+    from subprobe.runs import RunDir
+
+    if out_path.resolve().parent == Path(run_dir).resolve() and out_path.name in RunDir.FILES:
         raise ConfigError(
             f"--out {out_path}: is a file of the run directory {run_dir}; write the predictions to another file"
         )

@@ -40,6 +40,8 @@ class RunDir:
     MLFLOW = "mlruns"
     #: Files that loading a finished run needs (besides the per-probe weight files).
     NEEDED_TO_LOAD = (CONFIG, VOCAB, METRICS, HEAD)
+    #: Every fixed file name of a run directory (what no other command may overwrite there).
+    FILES = (CONFIG, ENV, VOCAB, LOG, MASKS, HEAD, ADAPTER, CHECKPOINT, METRICS, ERROR)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
