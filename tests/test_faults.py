@@ -146,7 +146,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_the_resumed_run_is_whol
     assert_same_run(reference, out)
 
 
-@pytest.mark.slow  # child processes with pools or Ray: CI runs it (the whole suite)
+@pytest.mark.slow  # several child processes (pools, Ray): CI runs it (the whole suite)
 def test_a_full_disk_in_report_export_and_sweep(reference, tiny_bert, tiny_ud, tmp_path, capsys):
     """Each command under an 8 KiB file-size limit: one line, no half-written file, and the re-run is whole."""
     # report: the figures (PNG, SVG) are over the limit
@@ -334,7 +334,7 @@ def workers_gone(store: Store, timeout: float = 10) -> bool:
     return not any(alive(p) for p in pids)
 
 
-@pytest.mark.slow  # child processes with pools or Ray: CI runs it (the whole suite)
+@pytest.mark.slow  # several child processes (pools, Ray): CI runs it (the whole suite)
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
 def test_a_two_worker_sweep_stopped_at_a_random_step(sig, grid, serial, tiny_bert, tiny_ud, tmp_path, capsys):
     """A worker signals the sweep process at a random step of its point; the workers stop with it (SIGKILL: they
@@ -364,7 +364,7 @@ def test_a_two_worker_sweep_stopped_at_a_random_step(sig, grid, serial, tiny_ber
     assert results(store) == serial
 
 
-@pytest.mark.slow  # child processes with pools or Ray: CI runs it (the whole suite)
+@pytest.mark.slow  # several child processes (pools, Ray): CI runs it (the whole suite)
 def test_two_sweeps_on_one_store_at_once_share_the_points(grid, serial, tiny_bert, tiny_ud, tmp_path):
     """Each point is trained by exactly one of them (the point's lock), and each returns when the grid is done."""
     root = tmp_path / "store"
@@ -387,7 +387,7 @@ def test_two_sweeps_on_one_store_at_once_share_the_points(grid, serial, tiny_ber
         assert entry["status"] == "done"
 
 
-@pytest.mark.slow  # child processes with pools or Ray: CI runs it (the whole suite)
+@pytest.mark.slow  # several child processes (pools, Ray): CI runs it (the whole suite)
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the [ray] extra is not installed")
 def test_a_ray_sweep_survives_a_killed_worker_and_stops_on_sigterm(grid, serial, tiny_bert, tiny_ud, tmp_path, capsys):
     """A Ray worker is SIGKILLed at a random step: Ray retries the task, which continues from the point's checkpoint.
