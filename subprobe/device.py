@@ -2,8 +2,9 @@
 
 ``auto`` picks CUDA when torch sees a GPU, else the CPU (MPS only when asked for: its bf16 and
 some kernels are incomplete). The model, the masks, the head, every batch and cached features
-live on the chosen device; autocast uses its type. The quick profile's bf16 stays bf16 on the CPU
-and on CUDA GPUs that support it, and becomes fp32 elsewhere (said on stderr).
+live on the chosen device; autocast uses its type. The quick profile's bf16 stays bf16 where the hardware
+multiplies bf16 natively (AVX512-BF16/AMX CPUs, NVIDIA Ampere and newer) and becomes fp32 elsewhere (said on
+stderr): emulated bf16 is slower than fp32.
 """
 
 from __future__ import annotations
@@ -50,24 +51,41 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively on ``device``."""
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: a CPU with AVX512-BF16 or AMX-BF16, an NVIDIA GPU of
+    compute capability 8.0 or newer (Ampere on). Elsewhere bf16 is emulated (a V100's or T4's, an AVX2 CPU's) and
+    slower than fp32."""
+    if device.type == "cpu":
+        capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+        return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return False
+
+
+def bf16_runs(device: torch.device) -> bool:
+    """Whether bf16 runs on ``device`` at all, natively or emulated (MPS: treated as not)."""
     if device.type == "cpu":
         return True
     if device.type == "cuda":
         with torch.cuda.device(device):
-            return bool(torch.cuda.is_bf16_supported())
+            return bool(torch.cuda.is_bf16_supported(including_emulation=True))
     return False
 
 
 def effective_precision(precision: str, device: torch.device, explicit: bool) -> tuple[str, str | None]:
-    """(precision to use, note for stderr or None). bf16 from a profile falls back to fp32 where it is not
-    supported; bf16 asked for explicitly on such a device is a ConfigError."""
-    if precision != "bf16" or bf16_supported(device):
+    """(precision to use, note for stderr or None).
+
+    bf16 from a profile stays bf16 only where it is native (:func:`bf16_native`) and becomes fp32 elsewhere; bf16
+    asked for explicitly runs where it runs at all (emulated: with a note that it is slower than fp32) and is a
+    ConfigError where it does not."""
+    if precision != "bf16" or bf16_native(device):
         return precision, None
     if explicit:
+        if bf16_runs(device):
+            return "bf16", f"{device_name(device)} has no native bf16: --precision bf16 is emulated, slower than fp32"
         raise ConfigError(f"--precision bf16 is not supported on {device}; use --precision fp32")
-    return "fp32", f"{device} does not support bf16: the profile's precision becomes fp32"
+    return "fp32", f"{device_name(device)} has no native bf16: the profile's precision becomes fp32"
 
 
 def seed_everything(seed: int) -> None:
@@ -89,10 +107,13 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
-    """``cpu``, or ``cuda:0 (NVIDIA H100 ...)`` for the environment stamp."""
+    """``cpu (AMD EPYC)``, or ``cuda:0 (NVIDIA H100 ...)`` for the environment stamp and notes."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "cpu":
+        name = getattr(torch.cpu, "get_capabilities", dict)().get("cpu_name")
+        return f"cpu ({name})" if name else "cpu"
     return str(device)
 
 

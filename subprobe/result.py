@@ -24,6 +24,9 @@ class MaskFacts:
 
     mask_params: int | None
     density: float | None = None
+    #: the expected fraction of masked weights kept by a mask sample (weight-weighted expected L0): what training
+    #: sees, beside the hard mask's ``density``
+    expected_density: float | None = None
     masked_weights: int | None = None
     density_by_layer: dict | None = None
     density_by_role: dict | None = None
@@ -33,6 +36,7 @@ class MaskFacts:
         return cls(
             mask_params=subnetwork.num_mask_params,
             density=subnetwork.density(),
+            expected_density=subnetwork.expected_density(),
             masked_weights=subnetwork.num_masked_weights,
             density_by_layer=subnetwork.density_by("layer"),
             density_by_role=subnetwork.density_by("role"),
@@ -63,6 +67,7 @@ def build_metrics(
     masks: MaskFacts | None = None,
     mask_source: dict[str, Any] | None = None,
     coverage: dict | None = None,
+    granularity_fallbacks: list[dict] | None = None,
     num_attention_heads: int | None = None,
     reset_params: int | None = None,
     probe_params: int | None = None,
@@ -94,12 +99,14 @@ def build_metrics(
         if soft_scores and split in soft_scores:
             metrics[f"{split}_soft"] = soft_scores[split]
     if masks is not None:
-        for key in ("mask_params", "masked_weights", "density", "density_by_layer", "density_by_role"):
+        for key in ("mask_params", "masked_weights", "density", "expected_density", "density_by_layer",
+                    "density_by_role"):
             if getattr(masks, key) is not None:
                 metrics[key] = getattr(masks, key)
     metrics.update({k: v for k, v in (mask_source or {}).items() if v is not None})
     optional = {
         "coverage": coverage,  # masked weights / block projection weights, missing roles
+        "granularity_fallbacks": granularity_fallbacks,  # matrices whose block is not the one asked for
         "num_attention_heads": num_attention_heads,  # for the report's per-head localisation
         "reset_params": reset_params,
         "probe_params": probe_params,

@@ -63,6 +63,7 @@ def add_run(store: Store, values: dict, metrics: dict, subnetwork: Subnetwork | 
     full = build_metrics(
         task=config.task, probe=config.probe, setting=config.setting, model=config.model,
         primary_metric=PRIMARY[config.task], scores={s: metrics[s] for s in ("dev", "test") if s in metrics},
+        task_facts={"control": True, "control_seed": config.control_seed} if config.control else None,
         masks=masks, bits=bits, probe_params=metrics.get("probe_params"),
     )
     run.write_metrics(full)

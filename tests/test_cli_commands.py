@@ -60,11 +60,12 @@ def test_overwrite_replaces_a_run_directory_and_nothing_else_does(tiny_bert, tin
 
 
 def check_rows(text: str) -> dict[tuple[str, str], tuple]:
-    """``data check`` lines as (task, split) -> (sentences, words) or ("missing",)."""
-    lines = text.strip().splitlines()
-    assert lines[0].split() == ["task", "split", "sentences", "words", "path"]
+    """``data check``'s task table as (task, split) -> (sentences, words) or ("missing",)."""
+    lines = text.strip().split("\n\n")[0].splitlines()
+    assert lines[0].startswith("data root: ")
+    assert lines[1].split() == ["task", "split", "sentences", "words", "path"]
     rows = {}
-    for line in lines[1:]:
+    for line in lines[2:]:
         task, split, *rest = line.split()
         rows[(task, split)] = ("missing",) if rest[0] == "missing" else (int(rest[0].replace(",", "")),
                                                                            int(rest[1].replace(",", "")))
@@ -89,9 +90,22 @@ def test_data_check_counts_sentences_and_words(tiny_data_root, tmp_path, capsys,
     assert main(["data", "check"]) == 1
     rows = check_rows(capsys.readouterr().out)
     assert rows[("ner", "test")] == ("missing",) and rows[("ner", "dev")] == (4, 26)
+    # no data root: upos and dep read the embedded UD English-EWT r2.1; ner has nothing (exit status 1)
     monkeypatch.delenv("SUBPROBE_DATA")
-    assert main(["data", "check"]) == 2
-    assert "SUBPROBE_DATA is not set" in capsys.readouterr().err
+    assert main(["data", "check"]) == 1
+    out = capsys.readouterr().out
+    rows = check_rows(out)
+    for task in ("upos", "dep"):
+        assert rows[(task, "train")] == (12_543, 204_585) and rows[(task, "test")] == (2_077, 25_096)
+    assert rows[("ner", "train")] == ("missing",)
+    assert "subprobe data get conll2003" in out and "embedded: UD English-EWT r2.1 (CC BY-SA 4.0" in out
+    # a root without some dataset: its rows are missing, under the path the first layout would use
+    (partial / "conll2003").rename(partial / "elsewhere")
+    assert main(["data", "check", "--data-dir", str(partial)]) == 1
+    out = capsys.readouterr().out
+    assert check_rows(out)[("ner", "dev")] == ("missing",) and str(partial / "conll2003" / "eng.testa") in out
+    assert main(["data", "check", "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory" in capsys.readouterr().err
 
 
 def linear_argv(tiny_bert, out, *paths) -> list[str]:

@@ -6,6 +6,8 @@ import hashlib
 import json
 from collections import Counter
 
+import pytest
+
 from subprobe.cli import main
 from subprobe.data.control import (
     Distribution,
@@ -121,3 +123,62 @@ def test_the_selectivity_grid_pairs_every_probe_with_its_control() -> None:
     assert Counter((p["task"], p["probe"], p["control"]) for p in points) == {
         (t, probe, c): 1 for t in ("upos", "dep", "ner") for probe in ("subnetwork", "mlp") for c in (False, True)
     }
+
+
+def test_dep_control_runs_decode_each_word_and_refuse_mst() -> None:
+    from subprobe.config import ProbeConfig
+    from subprobe.errors import ConfigError
+
+    assert ProbeConfig(task="dep", control=True).resolved().decoder == "argmax"
+    assert ProbeConfig(task="dep").resolved().decoder == "mst"
+    assert ProbeConfig(task="dep", decoder="argmax").resolved().decoder == "argmax"
+    with pytest.raises(ConfigError, match="--decoder mst cannot score the dependency control task"):
+        ProbeConfig(task="dep", control=True, decoder="mst").resolved()
+
+
+def test_a_perfect_memoriser_of_the_dep_control_task_scores_one() -> None:
+    """Arc scores that put all their mass on the control heads of 500 random sentences: the control run's decoder
+    (argmax) gives UAS 1.0; a single-rooted tree (MST) cannot hold them (about 0.7)."""
+    import random
+
+    import torch
+
+    from subprobe.config import ProbeConfig
+    from subprobe.heads.biaffine import BiaffineHead, BiaffineOutput
+    from subprobe.metrics.dep import attachment_scores
+    from subprobe.tasks.registry import get_task
+
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(300)]
+    sentences = [[rng.choice(vocab) for _ in range(rng.randint(2, 20))] for _ in range(500)]
+    gold = [control_heads(words, 0) for words in sentences]
+    task = get_task("dep")
+    task.configure(ProbeConfig(task="dep", control=True).resolved())
+    width = 1 + max(map(len, sentences))
+    arc = torch.full((len(sentences), width, width), -1e4)
+    mask = torch.zeros(len(sentences), width, dtype=torch.bool)
+    for b, heads in enumerate(gold):
+        for i, h in enumerate(heads, start=1):
+            arc[b, i, h] = 10.0
+        mask[b, 1 : len(heads) + 1] = True
+    out = BiaffineOutput(arc, torch.zeros(0), torch.zeros(0))
+
+    def uas(method: str) -> float:
+        pred = BiaffineHead.decode_heads(None, out, mask, method)
+        predicted = [pred[b, 1 : len(h) + 1].tolist() for b, h in enumerate(gold)]
+        return attachment_scores(gold, gold, predicted, gold)["uas"]
+
+    assert uas(task.decoder) == 1.0
+    assert uas("mst") < 0.8
+
+
+def test_dep_selectivity_compares_per_word_heads_on_both_sides(tmp_path) -> None:
+    """The task run (MST headline) pairs with its control run (argmax): both sides are read as las_argmax."""
+    store = Store(tmp_path / "store")
+    base = {"task": "dep", "model": "tiny", "probe": "mlp", "rank": "1"}
+    bits = {"lower": 1, "upper": 32}
+    add_run(store, base, {"dev": {"las": 0.80, "las_argmax": 0.78, "las_mst": 0.80}, "bits": bits})
+    add_run(store, {**base, "control": True}, {"dev": {"las": 0.50, "las_argmax": 0.50, "las_mst": 0.30},
+                                              "bits": bits})
+    assert selectivity_rows(load_results(store.root)) == [
+        ["tiny", "dep", "mlp", "r=1", "pretrained", "las_argmax", "78.00", "50.00", "28.00", 1, 1]]

@@ -36,12 +36,47 @@ def test_cuda_without_cuda_fails_before_writing(tiny_bert, tiny_ud, tmp_path, ca
 
 
 def test_profile_bf16_falls_back_where_unsupported_and_explicit_bf16_is_refused():
-    assert effective_precision("bf16", torch.device("cpu"), explicit=False) == ("bf16", None)
     precision, note = effective_precision("bf16", torch.device("meta"), explicit=False)
-    assert precision == "fp32" and "does not support bf16" in note
+    assert precision == "fp32" and "has no native bf16" in note
     with pytest.raises(ConfigError, match="--precision bf16 is not supported on meta"):
         effective_precision("bf16", torch.device("meta"), explicit=True)
     assert effective_precision("fp32", torch.device("meta"), explicit=True) == ("fp32", None)
+
+
+def test_bf16_is_chosen_only_where_it_is_native(monkeypatch):
+    """An AVX2-only CPU and a V100 (compute capability 7.0) emulate bf16: the profile's bf16 becomes fp32 there, an
+    explicit --precision bf16 runs with a note; AMX / AVX512-BF16 CPUs and Ampere GPUs keep bf16."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"cpu_name": "AMD EPYC", "avx2": True})
+    precision, note = effective_precision("bf16", cpu, explicit=False)
+    assert precision == "fp32" and note == "cpu (AMD EPYC) has no native bf16: the profile's precision becomes fp32"
+    precision, note = effective_precision("bf16", cpu, explicit=True)
+    assert precision == "bf16" and "emulated, slower than fp32" in note
+    for flag in ("amx_bf16", "avx512_bf16"):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda flag=flag: {flag: True})
+        assert effective_precision("bf16", cpu, explicit=False) == ("bf16", None)
+
+    class NoContext:
+        def __init__(self, *args) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args) -> None:
+            return None
+
+    capability = [(7, 0)]
+    monkeypatch.setattr(torch.cuda, "device", NoContext)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[0])
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "Tesla V100-SXM2-16GB")
+    gpu = torch.device("cuda", 0)
+    precision, note = effective_precision("bf16", gpu, explicit=False)
+    assert precision == "fp32" and note.startswith("cuda:0 (Tesla V100-SXM2-16GB) has no native bf16")
+    assert effective_precision("bf16", gpu, explicit=True)[0] == "bf16"
+    capability[0] = (8, 0)
+    assert effective_precision("bf16", gpu, explicit=False) == ("bf16", None)
 
 
 def test_seed_everything_repeats_torch_numpy_python():
@@ -91,7 +126,7 @@ def test_cli_device_cpu_and_gradient_checkpointing_run(tiny_bert, tiny_ud, tmp_p
     assert main(probe_argv(tiny_bert, tiny_ud, checkpointed, "--device", "cpu", "--gradient-checkpointing",
                            epochs=1)) == 0
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (plain, checkpointed))
-    assert json.loads((plain / "env.json").read_text())["device"] == "cpu"
+    assert json.loads((plain / "env.json").read_text())["device"].startswith("cpu")
     assert a["dev"]["accuracy"] == pytest.approx(b["dev"]["accuracy"], abs=1e-6)
     assert a["density"] == pytest.approx(b["density"], abs=1e-6)
 
@@ -225,3 +260,15 @@ def test_hub_check_passes_an_open_port_and_names_a_closed_one(monkeypatch):
         loading.check_hub_reachable("org/model", "org/model")
     monkeypatch.setattr(loading, "_in_cache", lambda repo_id: True)
     loading.check_hub_reachable("org/model", "org/model")  # cached: never contacts the Hub
+
+
+def test_penalty_segment_means_without_segment_reduce(monkeypatch):
+    """Apple's MPS has no segment_reduce kernel: the index_add path gives the same per-matrix means."""
+    from subprobe.masking import subnetwork
+
+    values = torch.tensor([1.0, 3.0, 2.0, 4.0, 6.0, 8.0])
+    assert "mps" not in subnetwork.SEGMENT_REDUCE_DEVICES
+    expected = torch.tensor([2.0, 5.0])  # the means of [1, 3] and [2, 4, 6, 8]
+    assert torch.allclose(subnetwork.segment_means(values, [2, 4]), expected)
+    monkeypatch.setattr(subnetwork, "SEGMENT_REDUCE_DEVICES", ())  # as on MPS
+    assert torch.allclose(subnetwork.segment_means(values, [2, 4]), expected)

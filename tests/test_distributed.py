@@ -109,3 +109,36 @@ def test_two_processes_continue_a_run_from_its_checkpoint(tiny_bert, tiny_ud, tm
     assert steps_logged(out) == [3, 6]  # step 3 from the first process, step 6 from the two
     assert [r["from_step"] for r in json.loads((out / "env.json").read_text())["resumes"]] == [4]
     assert not (out / "checkpoint.pt").exists()
+
+
+def _train_with_disagreeing_ranks(rank: int, port: int, argv: list[str]) -> None:
+    """Rank ``rank`` of 2, through ``subprobe probe``: rank 1's own early-stopping rule always says stop, rank 0's
+    never does (as when dev scores differ in the last bit between GPUs)."""
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"})
+    from subprobe.training import trainer
+
+    trainer._converged = lambda *args: rank == 1
+    torch.set_num_threads(1)
+    assert main(argv) == 0
+
+
+def test_rank0_decides_early_stopping_for_every_process(tiny_bert, tiny_ud, tmp_path):
+    out = tmp_path / "run"
+    argv = probe_argv(tiny_bert, tiny_ud, out, "--probe", "linear", "--patience", "1", epochs=3, batch_size=8,
+                      eval_every=1)
+    context = torch.multiprocessing.spawn(_train_with_disagreeing_ranks, args=(free_port(), argv), nprocs=2,
+                                          join=False)
+    try:
+        for _ in range(240):
+            if context.join(timeout=0.5):
+                break
+        else:
+            raise AssertionError("a process is still waiting: the ranks did not take one early-stopping decision")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == metrics["train"]["total_steps"] == 9  # rank 0 never stopped: nor did 1
+    assert not metrics["train"]["stopped_early"]

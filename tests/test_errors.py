@@ -263,8 +263,8 @@ def test_granularity_that_does_not_divide(tiny_bert, capsys):
     expect(
         ["probe", "--model", tiny_bert, "--dry-run", "--granularity", "5,1"],
         capsys,
-        "--granularity 5,1: block (5,1) does not divide a 32x32",
-        "choose block sizes that divide",
+        "--granularity 5,1: block (5,1) does not divide encoder.layer.0.attention.self.query (32x32)",
+        "choose block sizes that divide every masked matrix (e.g. --granularity 4,1)",
     )
 
 
@@ -328,15 +328,17 @@ def test_training_file_is_a_directory(probe_args, tmp_path, capsys):
     expect([*probe_args, "--train", tmp_path], capsys, f"--train {tmp_path}: is a directory", "check the path")
 
 
-def test_no_data_directory_and_no_train_file(tiny_bert, monkeypatch, capsys):
+def test_no_data_directory_and_no_train_file(tiny_bert, monkeypatch, capsys, tmp_path):
+    """NER has no embedded data (CoNLL-2003 cannot be shipped): one line saying how to get it, nothing written."""
     monkeypatch.delenv("SUBPROBE_DATA", raising=False)
     expect(
-        ["probe", "--model", tiny_bert],
+        ["probe", "--task", "ner", "--model", tiny_bert, "--out", tmp_path / "run"],
         capsys,
-        "no --train file given and SUBPROBE_DATA is not set",
-        "set SUBPROBE_DATA",
-        "or pass --train PATH",
+        "no --train file given and no data root: CoNLL-2003 English NER is not shipped with subprobe",
+        "subprobe data get conll2003",
+        "pass --data-dir DIR (or set SUBPROBE_DATA) or --train/--dev/--test PATH",
     )
+    assert not (tmp_path / "run").exists()
 
 
 def test_run_directory_exists(probe_args, tmp_path, capsys):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from subprobe.cli import main
-from subprobe.experiments.executors import RayExecutor, make_executor
+from subprobe.experiments.executors import RayExecutor, make_executor, ray_gpu_request
 from subprobe.experiments.store import Store
 from tests.test_executors import GRID, results_by_point
 
@@ -53,5 +53,16 @@ def test_ray_tasks_give_the_serial_results(local_ray, tiny_bert, tiny_ud, tmp_pa
 def test_ray_requests_follow_threads_and_device():
     executor = make_executor("ray", threads=2, device="cuda:0", ray_address="ray://head:10001")
     assert isinstance(executor, RayExecutor)
-    assert (executor.cpus, executor.gpus, executor.threads, executor.address) == (2, 1.0, 2, "ray://head:10001")
-    assert (make_executor("ray").cpus, make_executor("ray", device="cpu").gpus) == (1, 0.0)
+    assert (executor.cpus, executor.device, executor.threads, executor.address) == (2, "cuda:0", 2, "ray://head:10001")
+    assert make_executor("ray").cpus == 1
+
+
+@pytest.mark.parametrize("device, cluster_gpus, expected", [
+    ("cuda:1", 4, (1.0, "cuda")),  # the task's one visible GPU is cuda, whichever the cluster granted
+    ("cuda", 4, (1.0, "cuda")),
+    (None, 2, (1.0, None)),  # auto on a GPU cluster: a GPU per task, and the task's auto picks it
+    ("auto", 0, (0.0, "auto")),
+    ("cpu", 8, (0.0, "cpu")),
+])
+def test_ray_gpu_requests_follow_the_resolved_device(device, cluster_gpus, expected):
+    assert ray_gpu_request(device, cluster_gpus) == expected

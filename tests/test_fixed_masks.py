@@ -177,3 +177,41 @@ def test_random_like_draws_a_shared_mask_once_per_group() -> None:
         rand = random_like(source, seed)
         q, o, f = (hc.hard_mask(e.log_alpha) for e in rand.entries)
         assert torch.equal(q.flatten(), o.flatten()) and int(q.sum()) == 2 and int(f.sum()) == 2
+
+
+def test_a_control_refuses_a_source_of_other_weights(tiny_bert, tiny_ud, tmp_path, source_run, capsys) -> None:
+    """Same shapes, other weights: another checkpoint (a copy of the tiny BERT re-initialised), another setting, or
+    another reset seed of a reset model -- each one line, nothing written."""
+    import shutil
+
+    from transformers import AutoModel
+
+    other = tmp_path / "other-bert"
+    shutil.copytree(tiny_bert, other)
+    torch.manual_seed(1)
+    AutoModel.from_config(AutoModel.from_pretrained(tiny_bert).config).save_pretrained(other)
+    cases = [
+        (("--model", str(other)), "--model"),
+        (("--setting", "reset-all"), "--setting pretrained, this run has --setting reset-all"),
+    ]
+    for flag in ("--random-mask-like", "--complement-of"):
+        for extra, needle in cases:
+            out = tmp_path / "control"
+            argv = probe_argv(tiny_bert, tiny_ud, out, flag, str(source_run), *extra)
+            if extra[0] == "--model":
+                argv[argv.index("--model") + 1] = str(other)
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and needle in err and "a control keeps the weights" in err
+            assert not out.exists()
+    reset = tmp_path / "reset-source"
+    assert main(probe_argv(tiny_bert, tiny_ud, reset, "--setting", "reset-all", "--reset-seed", "1", epochs=1)) == 0
+    argv = probe_argv(tiny_bert, tiny_ud, tmp_path / "c", "--complement-of", str(reset), "--setting", "reset-all")
+    assert main(argv) == 2
+    assert "--reset-seed 1, this run has --reset-seed 0" in capsys.readouterr().err
+    argv = probe_argv(tiny_bert, tiny_ud, tmp_path / "c", "--complement-of", str(reset), "--setting", "reset-all",
+                      "--reset-seed", "1", epochs=1)
+    assert main(argv) == 0
+    same = probe_argv(tiny_bert, tiny_ud, tmp_path / "d", "--complement-of", str(source_run), epochs=1)
+    same[same.index("--model") + 1] = str(tiny_bert) + "/"  # the same directory written another way
+    assert main(same) == 0

@@ -67,3 +67,25 @@ def test_a_target_density_point_shows_its_target_not_lambda(store) -> None:
     results = [{**r, "config": {**r["config"], "target_density": 0.1}} for r in load_results(store.root)]
     rows = stability_rows(results)
     assert [row[4] for row in rows] == ["p=0.1"]
+
+
+def test_seed_replicas_of_sweep_seeds_group_into_one_point(tmp_path) -> None:
+    """``--seeds N`` varies the seed and the reset seed (every replica field, ``replica=True`` in the config):
+    the replicas of one point are one row of the stability and the selectivity tables, not N rows."""
+    from subprobe.experiments.sweep import seeds_axis
+    from subprobe.report.selectivity import selectivity_rows
+
+    store = Store(tmp_path / "store")
+    base = {"task": "upos", "model": "tiny", "probe": "subnetwork", "granularity": "weight", "setting": "reset-all"}
+    keeps = ([1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 0])
+    for point, keep, acc in zip(seeds_axis([base], 3), keeps, (0.6, 0.7, 0.8)):
+        assert point["reset_seed"] == point["seed"]
+        add_run(store, point, {"dev": {"accuracy": acc}, "test": {"accuracy": acc}}, _sub(keep))
+    control = {**base, "control": True}
+    for point in seeds_axis([control], 2):
+        add_run(store, point, {"dev": {"accuracy": 0.2}, "test": {"accuracy": 0.2}}, _sub([1, 0, 0, 0]))
+    results = load_results(store.root)
+    rows = stability_rows([r for r in results if not r["config"].get("control")])
+    assert len(rows) == 1 and rows[0][5:8] == [3, "0.5556", "0.3333"]
+    (row,) = selectivity_rows(results)
+    assert row[6:] == ["70.00", "20.00", "50.00", 3, 2]

@@ -139,32 +139,36 @@ def test_penalty_counts_each_shared_mask_once(tiny_bert) -> None:
     assert l0_penalty(masked, "param-mean").item() == pytest.approx((4 * p3 + 132 * p0) / 136, rel=1e-6)
 
 
-def test_grouped_query_and_unknown_roles_are_refused() -> None:
-    t = [MaskTarget("q", "q", 0, (32, 32)), MaskTarget("k", "k", 0, (16, 32))]
-    with pytest.raises(ConfigError, match="grouped-query"):
-        shared_plan(t, "head", 4)
-    assert [p[1:] for p in shared_plan(t, "layer", 4)] == [((32, 32), "layer.0.attention", 1),
-                                                           ((16, 32), "layer.0.attention", 1)]
+def test_grouped_query_heads_and_unknown_roles() -> None:
+    """4 query heads of 8 rows, 2 K/V heads: Q and O share the query heads' group, K and V the K/V heads' group."""
+    t = [MaskTarget("q", "q", 0, (32, 32)), MaskTarget("k", "k", 0, (16, 32)), MaskTarget("v", "v", 0, (16, 32)),
+         MaskTarget("o", "o", 0, (32, 32))]
+    assert [p[1:] for p in shared_plan(t, "head", 4)] == [
+        ((8, 32), "layer.0.attention", 4), ((8, 32), "layer.0.kv", 2), ((8, 32), "layer.0.kv", 2),
+        ((32, 8), "layer.0.attention", 4)]
+    assert [p[1:] for p in shared_plan(t[:2], "layer", 4)] == [((32, 32), "layer.0.attention", 1),
+                                                               ((16, 32), "layer.0.attention", 1)]
+    with pytest.raises(ConfigError, match="not whole heads of 8 rows"):
+        shared_plan([t[0], MaskTarget("k", "k", 0, (12, 32))], "head", 4)
     with pytest.raises(ConfigError, match="neither attention nor FFN"):
         shared_plan([MaskTarget("x", "other", 0, (32, 32))], "head", 4)
 
 
 @pytest.mark.parametrize("model_type", list(FAMILIES))
-def test_every_family_masks_per_head_or_refuses_grouped_query(model_type, family_path):  # noqa: F811
+def test_every_family_masks_per_head(model_type, family_path):  # noqa: F811
+    """Query heads and (grouped-query) K/V heads are units of every family; all masks at 1 reproduce the model."""
     path = family_path(model_type)
     reference, model = load(path), load(path)
     from subprobe.models.targets import discover
 
     targets = discover(model, model_type).targets
     kv = getattr(model.config, "num_key_value_heads", NH)
-    if kv != NH:
-        with pytest.raises(ConfigError, match="grouped-query"):
-            install_masks(model, targets, Granularity.parse("head"), "strided", 32)
-        return
     masked = install_masks(model, targets, Granularity.parse("head"), "strided", 32)
     assert all(isinstance(m, SharedMaskedLinear) for m in masked)
     ffn_in = {t.shape[0] for t in targets if t.role == "ffn_in"}
-    assert num_masks(masked) == 2 * (NH + ffn_in.pop())
+    assert num_masks(masked) == 2 * (NH + (kv if kv != NH else 0) + ffn_in.pop())
+    groups = {m.group for m in masked if m.role in ("k", "v")}
+    assert groups == ({"layer.0.kv", "layer.1.kv"} if kv != NH else {"layer.0.attention", "layer.1.attention"})
     set_mask_mode(model, "hard")
     ids = torch.randint(5, model.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -182,3 +186,28 @@ def test_probe_cli_with_head_masks_records_bits(tiny_bert, tiny_ud, tmp_path) ->
 
     run = load_run(out)
     assert run.subnetwork.num_mask_params == 136
+
+
+def test_a_dropped_kv_head_zeroes_exactly_its_k_and_v_rows(family_path) -> None:  # noqa: F811
+    """Tiny Llama (4 query heads of 8 rows, 2 K/V heads): dropping K/V head 1 zeroes K and V rows 8..15 and
+    nothing else; the hard-masked forward equals the model with those rows zeroed by hand."""
+    from subprobe.models.targets import discover
+
+    path = family_path("llama")
+    model, reference = load(path), load(path)
+    masked = install_masks(model, discover(model, "llama").targets, Granularity.parse("head"), "strided", 32)
+    by = {m.name.removeprefix("layers."): m for m in masked}
+    with torch.no_grad():
+        for p in mask_groups(masked):
+            p.fill_(K)
+        by["0.self_attn.k_proj"].shared.log_alpha[1] = D
+        for name in ("k_proj", "v_proj"):
+            reference.get_submodule(f"layers.0.self_attn.{name}").weight[8:16] = 0.0
+    sub = Subnetwork.from_modules(masked, "head")
+    assert sub.num_mask_params == 2 * (4 + 2 + 64)
+    assert sub.density_by("role")["k"] == pytest.approx(1 - 8 * 32 / (2 * 16 * 32))
+    assert sub.density_by("role")["q"] == 1.0
+    set_mask_mode(model, "hard")
+    ids = torch.randint(5, model.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(hidden(model, ids), hidden(reference, ids), atol=1e-5, rtol=0)

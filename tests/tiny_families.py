@@ -73,12 +73,13 @@ def build_bpe_tokenizer(path: Path, with_bos: bool) -> int:
     return len(fast)
 
 
-def build_family(path: Path, model_type: str) -> Path:
-    """Save a tiny random ``model_type`` model and its tokenizer to ``path``."""
+def build_family(path: Path, model_type: str, **overrides) -> Path:
+    """Save a tiny random ``model_type`` model and its tokenizer to ``path`` (``overrides``: config values)."""
     import torch
     from transformers import CONFIG_MAPPING, AutoModel
 
     kwargs, kind = FAMILIES[model_type]
+    kwargs = {**kwargs, **overrides}
     if kind == "wordpiece":
         build_tiny_model(path, family="bert")  # writes the word-piece tokenizer (and a BERT we overwrite)
         for leftover in ("model.safetensors", "config.json"):

@@ -141,8 +141,13 @@ def _word_spans(word_ids: list[int | None], n_words: int) -> tuple[np.ndarray, n
     return start, end
 
 
+#: Batches per length bucket of the shuffled training order (see :func:`bucketed_batches`).
+BUCKET_BATCHES = 50
+
+
 def bucketed_batches(
-    encoded: list[EncodedSentence], batch_size: int, *, shuffle: bool, seed: int = 0, bucket_batches: int = 50
+    encoded: list[EncodedSentence], batch_size: int, *, shuffle: bool, seed: int = 0,
+    bucket_batches: int = BUCKET_BATCHES,
 ) -> list[list[int]]:
     """Indices into ``encoded`` grouped into batches of similar subword length.
 

@@ -143,31 +143,54 @@ def _stop_workers(pool) -> None:
         process.join(timeout=10)
 
 
+def ray_gpu_request(device: str | None, cluster_gpus: float) -> tuple[float, str | None]:
+    """(GPUs each Ray task asks for, the ``--device`` the task runs with) for the sweep's ``--device``.
+
+    ``cuda`` or ``cuda:N``: one GPU, and the task runs on ``cuda`` (Ray makes the GPU it grants the task's only
+    visible one, so an index would point at a GPU the task cannot see); ``auto`` (or none given): one GPU when the
+    cluster has any (the task's ``auto`` then resolves to it), else none; ``cpu``/``mps``: none.
+    """
+    spec = (device or "auto").strip().lower()
+    if spec.startswith("cuda"):
+        return 1.0, "cuda"
+    if spec == "auto":
+        return (1.0 if cluster_gpus > 0 else 0.0), device
+    return 0.0, device
+
+
 class RayExecutor(Executor):
-    """Each point is a Ray task asking for ``cpus`` CPUs (its torch threads) and ``gpus`` GPUs. Joins the
-    cluster at ``address``, or the Ray instance this process has already started, or starts a local one.
-    ``jobs`` caps how many points are in flight (default: as many as the cluster schedules)."""
+    """Each point is a Ray task asking for ``cpus`` CPUs (its torch threads) and the GPUs its device needs
+    (:func:`ray_gpu_request`). Joins the cluster at ``address``, or the Ray instance this process has already
+    started, or starts a local one. ``jobs`` caps how many points are in flight (default: as many as the cluster
+    schedules)."""
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, jobs: int | None = None, cpus: float = 1, gpus: float = 0,
-                 retries: int = 2) -> None:
+    def __init__(self, address: str | None = None, jobs: int | None = None, cpus: float = 1,
+                 device: str | None = None, retries: int = 2) -> None:
         try:
             import ray  # noqa: F401
         except ImportError as exc:
             raise ConfigError("--executor ray needs Ray: pip install 'subprobe[ray]'") from exc
-        self.address, self.jobs, self.cpus, self.gpus, self.retries = address, jobs, cpus, gpus, retries
+        self.address, self.jobs, self.cpus, self.device, self.retries = address, jobs, cpus, device, retries
+        self.gpus: float | None = None  # known once the cluster is joined (see ray_gpu_request)
         self.threads = max(1, int(cpus))
         self.slots = jobs or 1
 
     def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
+        import dataclasses
+
         import ray
 
         started_here = not ray.is_initialized()
         if started_here:
             _keeping_sigterm(lambda: ray.init(address=self.address, include_dashboard=False, log_to_driver=False))
+        resources = ray.cluster_resources()
+        self.gpus, device = ray_gpu_request(self.device, resources.get("GPU", 0))
+        if device != self.device:  # where the task runs is not part of a point's key
+            jobs = [dataclasses.replace(job, values={**job.values, "device": device}) for job in jobs]
         if self.jobs is None:
-            self.slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.cpus, 1e-9)))
+            self.slots = max(1, int(resources.get("CPU", 1) // max(self.cpus, 1e-9)))
         task = ray.remote(run_point).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries)
         queue, in_flight = list(jobs), {}
         try:
@@ -302,8 +325,7 @@ def make_executor(name: str = "local", *, jobs: int | None = None, threads: int 
             return SerialExecutor()
         return LocalExecutor(jobs, threads)
     if name == "ray":
-        gpus = 1.0 if device is not None and device.startswith("cuda") else 0.0
-        return RayExecutor(ray_address, jobs, cpus=threads or 1, gpus=gpus)
+        return RayExecutor(ray_address, jobs, cpus=threads or 1, device=device)
     options = dict(given_slurm)
     if jobs is not None and "array_parallelism" not in options:
         options["array_parallelism"] = jobs

@@ -12,8 +12,9 @@ baking therefore work per matrix as for any granularity, while training, the pen
 count every shared mask once. The training sample is drawn once per encoder forward (a pre-hook), so
 all matrices of a group see the same sample.
 
-Grouped-query attention (K/V with fewer heads than Q) is refused for ``head``: a K/V head serves several
-query heads, so no one mask per head exists.
+With grouped-query attention (fewer K/V heads than query heads: Llama, Mistral, Qwen2, Gemma), ``head``
+gives every query head a mask (its Q rows, its O columns) and every key/value head one of its own (its K and
+V rows): a K/V head serves several query heads, so it cannot share one query head's mask.
 """
 
 from __future__ import annotations
@@ -77,12 +78,18 @@ class SharedMaskedLinear(MaskedLinear):
 def shared_plan(
     targets: list[MaskTarget], unit: str, num_heads: int | None
 ) -> list[tuple[MaskTarget, tuple[int, int], str, int]]:
-    """Per target: its block, its group's name (``layer.L.attention`` / ``layer.L.ffn``) and the group's size."""
+    """Per target: its block, its group's name and the group's size.
+
+    Groups: ``layer.L.attention`` (with ``head``: one unit per query head, gating its Q rows and O columns, and
+    its K and V rows when every query head has its own), ``layer.L.kv`` (``head`` with grouped-query attention:
+    one unit per key/value head, gating its K and V rows), ``layer.L.ffn`` (one unit per FFN neuron; ``layer``:
+    one unit for the whole part).
+    """
     if unit == "head" and not num_heads:
         raise ConfigError("--granularity head: the model's config has no num_attention_heads; use neuron or layer")
+    head_dim = _head_dims(targets, num_heads) if unit == "head" else {}
     plan = []
     sizes: dict[str, int] = {}
-    qkv_rows: dict[str, int] = {}
     for t in targets:
         out_f, in_f = t.shape
         part = "attention" if t.role in ATTENTION_ROLES else "ffn" if t.role in FFN_ROLES else None
@@ -95,10 +102,14 @@ def shared_plan(
         if unit == "layer":
             block, size = (out_f, in_f), 1
         elif t.role in ("q", "k", "v"):
-            if out_f % num_heads:
-                raise ConfigError(f"--granularity head: {t.name} has {out_f} rows, not divisible into "
-                                  f"{num_heads} heads")
-            block, size = (out_f // num_heads, in_f), num_heads
+            hd = head_dim[t.layer]
+            if out_f % hd:
+                raise ConfigError(f"--granularity head: {t.name} has {out_f} rows, not whole heads of {hd} rows "
+                                  f"(the query's {num_heads} heads); use --granularity neuron or layer")
+            size = out_f // hd
+            if t.role != "q" and size != num_heads:  # grouped-query attention: K/V heads are units of their own
+                group = f"layer.{t.layer}.kv"
+            block = (hd, in_f)
         elif t.role == "o":
             if in_f % num_heads:
                 raise ConfigError(f"--granularity head: {t.name} has {in_f} columns, not divisible into "
@@ -108,18 +119,29 @@ def shared_plan(
             block, size = (1, in_f), out_f
         else:
             block, size = (out_f, 1), in_f
-        if unit == "head" and t.role in ("q", "k", "v") and qkv_rows.setdefault(group, out_f) != out_f:
-            raise ConfigError(
-                f"--granularity head: {t.name} has {out_f} rows but the query has {qkv_rows[group]} (grouped-query "
-                "K/V heads serve several query heads); use --granularity neuron or layer"
-            )
         if sizes.setdefault(group, size) != size:
             raise ConfigError(
                 f"--granularity {unit}: {t.name} has {size} units but the rest of {group} has {sizes[group]} "
-                "(FFN matrices of different widths); use --granularity neuron or layer"
+                "(matrices of different widths); use --granularity neuron or layer"
             )
         plan.append((t, block, group, size))
     return plan
+
+
+def _head_dims(targets: list[MaskTarget], num_heads: int) -> dict[int, int]:
+    """Rows per attention head in every layer, from its (first) query matrix."""
+    dims: dict[int, int] = {}
+    for t in targets:
+        if t.role == "q" and t.layer not in dims:
+            if t.shape[0] % num_heads:
+                raise ConfigError(f"--granularity head: {t.name} has {t.shape[0]} rows, not divisible into "
+                                  f"{num_heads} heads")
+            dims[t.layer] = t.shape[0] // num_heads
+    for t in targets:
+        if t.role in ("k", "v") and t.layer not in dims:
+            raise ConfigError(f"--granularity head: layer {t.layer} has {t.role.upper()} but no query matrix to "
+                              "tell the head size; use --granularity neuron or layer")
+    return dims
 
 
 def install_shared_masks(

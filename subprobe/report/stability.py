@@ -1,10 +1,9 @@
 """Stability of the found subnetworks across seeds: mean pairwise IoU of the kept weights per point.
 
-Subnetwork runs that differ only in ``--seed`` (every other setting that changes a result equal, see
-``in_key`` in :mod:`subprobe.config`) are one point; a point with two or more seeds gets a row (a
-seed run twice counts once: its first run directory by name): the mean, minimum and maximum IoU over all pairs
-of seeds and the mean weight-level agreement
-(:mod:`subprobe.masking.compare`).
+Subnetwork runs that differ only in replica settings (the seeds: ``replica`` in :mod:`subprobe.config`; every
+other setting that changes a result equal) are one point; a point with two or more replicas gets a row (a
+replica run twice counts once: its first run directory by name): the mean, minimum and maximum IoU over all pairs
+of replicas and the mean weight-level agreement (:mod:`subprobe.masking.compare`).
 """
 
 from __future__ import annotations
@@ -14,8 +13,10 @@ from subprobe.masking.compare import compare
 from subprobe.report.render import Table
 from subprobe.runs import RunDir
 
-#: Configuration fields that do not define a point: the seed, and settings that never change a result.
-NOT_IN_POINT = frozenset({"seed", *settings_where(in_key=False)})
+#: Configuration fields that vary between replicas of one point (the seeds; ``replica`` in subprobe.config).
+REPLICA_FIELDS = settings_where(replica=True)
+#: Configuration fields that do not define a point: the replica fields, and settings that never change a result.
+NOT_IN_POINT = frozenset({*REPLICA_FIELDS, *settings_where(in_key=False)})
 
 HEADER = ["series", "task", "setting", "unit", "λmax", "seeds", "mean IoU", "min IoU", "max IoU", "mean agreement",
           "mean density"]
@@ -57,11 +58,17 @@ def _strength(config: dict) -> object:
     return f"p={target:g}" if target is not None else config.get("lambda_max", "")
 
 
+def replica_of(result: dict) -> tuple:
+    """Which replica of its point a run is: its replica settings (the seeds)."""
+    config = result.get("config", {})
+    return tuple(repr(config.get(name)) for name in REPLICA_FIELDS)
+
+
 def _one_per_seed(runs: list[dict]) -> list[dict]:
-    """The first run of each seed by run directory: a rerun of a seed says nothing about stability."""
+    """The first run of each replica by run directory: a rerun of a seed says nothing about stability."""
     first: dict[object, dict] = {}
     for r in sorted(runs, key=lambda r: str(r["run_dir"])):
-        first.setdefault(r.get("config", {}).get("seed", r.get("seed")), r)
+        first.setdefault(replica_of(r), r)
     return list(first.values())
 
 
@@ -70,7 +77,7 @@ def stability_table(results: list[dict]) -> Table:
     return Table(
         "stability", "Stability across seeds (weight-level IoU of the kept weights)", HEADER, stability_rows(results),
         notes=["IoU: weights kept by both runs / weights kept by either, averaged over all pairs of seeds of a point "
-               "(a point: every setting equal but --seed; a seed run twice counts once, its first run directory). "
+               "(a point: every setting equal but the seeds; a seed run twice counts once, its first run directory). "
                "`subprobe compare RUN_A RUN_B` shows one pair by layer and role."],
         empty="No subnetwork point has two or more seeds (run a sweep or reproduce with --seeds N).",
     )

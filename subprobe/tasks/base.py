@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from subprobe.data.batching import IGNORE, Batch, Dataset
+from subprobe.data.datasets import DatasetFacts
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.heads.tagger import TaggerHead
@@ -21,11 +22,12 @@ class Task(ABC):
 
     name: str = ""
     primary_metric: str = ""
-    #: Dataset folder under SUBPROBE_DATA and file names per split.
-    data_folder: str = ""
-    data_files: dict[str, str] = {}
+    #: The dataset the task reads by default (where its files are found; see :mod:`subprobe.data.datasets`).
+    dataset: DatasetFacts | None = None
     #: File name ending of written predictions.
     prediction_suffix: str = ".txt"
+    #: The metric a task run and its control-task run are compared on (selectivity); "" : the primary metric.
+    selectivity_metric: str = ""
 
     def configure(self, config) -> None:  # noqa: B027 (optional hook)
         """Take task options (reader settings) from the run configuration."""

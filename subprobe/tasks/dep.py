@@ -10,6 +10,7 @@ from torch import nn
 
 from subprobe.data.batching import IGNORE, Batch, Dataset
 from subprobe.data.conllu import read_conllu, write_conllu
+from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
@@ -18,6 +19,9 @@ from subprobe.metrics.dep import attachment_scores, universal_relation
 from subprobe.tasks.base import Task, _source
 
 DECODERS = ("mst", "argmax")
+#: How dependency control-task runs decode heads (``--control --task dep``): per word, not as a tree (the control
+#: heads attach about a third of the words to ROOT and make 2-cycles, which no single-rooted tree holds).
+CONTROL_DECODER = "argmax"
 #: ``--deprel``: relations as in the file (``full``, the paper's) or without subtypes (``universal``).
 DEPRELS = ("full", "universal")
 
@@ -43,17 +47,19 @@ class DepTask(Task):
 
     name = "dep"
     primary_metric = "las"
-    data_folder = "ud-english-ewt"
-    data_files = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+    dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
     field = "rels"
+    #: selectivity compares heads decoded per word on both sides: control runs decode with argmax (their trees are
+    #: not single-rooted) and every run scores argmax heads too
+    selectivity_metric = "las_argmax"
 
     def __init__(self) -> None:
         self.decoder = "mst"
         self.deprel = "full"
 
     def configure(self, config) -> None:
-        self.decoder = _check_decoder(getattr(config, "decoder", "mst"))
+        self.decoder = _decoder_of(config)
         self.deprel = getattr(config, "deprel", "full")
         if self.deprel not in DEPRELS:
             raise ConfigError(f"--deprel {self.deprel!r} is not known; use one of {', '.join(DEPRELS)}")
@@ -92,7 +98,7 @@ class DepTask(Task):
         options = {
             "arc_dim": int(getattr(config, "arc_dim", 1024)),
             "label_dim": int(getattr(config, "label_dim", 256)),
-            "decoder": _check_decoder(getattr(config, "decoder", "mst")),
+            "decoder": _decoder_of(config),
         }
         if getattr(config, "precision", None) == "bf16":
             options["compute_dtype"] = "bf16"
@@ -169,6 +175,18 @@ class DepTask(Task):
             heads.append([int(h) for h in p["heads"]])
             rels.append([labels[int(r)] for r in p[self.field]])
         write_conllu(sentences, path, heads=heads, deprels=rels)
+
+
+def default_decoder(task: str, control: bool) -> str:
+    """``--decoder`` when not given: MST trees, except for the dependency control task, whose trees are not
+    single-rooted (:data:`CONTROL_DECODER`, each word's best head)."""
+    return CONTROL_DECODER if control and task == "dep" else "mst"
+
+
+def _decoder_of(config) -> str:
+    """The run's decoder (a configuration not yet resolved gets the default of its task and control flag)."""
+    value = getattr(config, "decoder", None)
+    return _check_decoder(value if value is not None else default_decoder("dep", getattr(config, "control", False)))
 
 
 def _check_decoder(value: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from subprobe.atomic import write_text
 from subprobe.data.batching import Dataset
 from subprobe.data.conll2003 import read_conll2003
+from subprobe.data.datasets import CONLL2003
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.metrics.ner import ner_scores
@@ -19,8 +20,7 @@ class NerTask(TaggingTask):
     name = "ner"
     primary_metric = "f1"
     field = "ner"
-    data_folder = "conll2003"
-    data_files = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+    dataset = CONLL2003
     prediction_suffix = ".txt"
 
     def __init__(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from subprobe.data.sources import SPLITS, data_root
 from subprobe.errors import ConfigError
 from subprobe.tasks.base import Task
 
@@ -26,25 +25,16 @@ def get_task(name: str) -> Task:
     raise ConfigError(f"--task {name!r} is not known; use one of {', '.join(TASK_NAMES)}")
 
 
-def check_data(data_dir: str | None) -> list[dict]:
-    """Rows describing what datasets are found for each task, with sentence and word counts."""
-    root = data_root(data_dir)
-    if root is None:
-        raise ConfigError("SUBPROBE_DATA is not set; set it (e.g. SUBPROBE_DATA=../shared/data) or pass --data-dir")
-    if not root.is_dir():
-        raise ConfigError(f"--data-dir {root}: no such directory")
-    rows = []
+def check_data(data_dir: str | None):
+    """What ``subprobe data check`` reports: every task's files with counts, the embedded data and the
+    downloads (a :class:`subprobe.data.check.DataCheck`)."""
+    from subprobe.data.check import check
+    from subprobe.data.download import user_data_dir
+
+    tasks = []
     for name in TASK_NAMES:
         try:
-            task = get_task(name)
+            tasks.append(get_task(name))
         except ImportError:
             continue
-        for split in SPLITS:
-            path = root / task.data_folder / task.data_files[split]
-            row = {"task": name, "split": split, "path": str(path), "found": path.is_file()}
-            if path.is_file():
-                sentences = task.read(path)
-                row["sentences"] = len(sentences)
-                row["words"] = sum(len(s) for s in sentences)
-            rows.append(row)
-    return rows
+    return check(tasks, data_dir, user_data_dir())

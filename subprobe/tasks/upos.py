@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from subprobe.data.conllu import read_conllu, write_conllu
+from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
 from subprobe.metrics.tagging import accuracy
@@ -15,8 +16,7 @@ class UposTask(TaggingTask):
     name = "upos"
     primary_metric = "accuracy"
     field = "upos"
-    data_folder = "ud-english-ewt"
-    data_files = {"train": "en_ewt-ud-train.conllu", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+    dataset = UD_ENGLISH_EWT
     prediction_suffix = ".conllu"
 
     def read(self, path: str | Path) -> list[Sentence]:

@@ -11,6 +11,10 @@ run directory (config, log, checkpoints, metrics); a resumed run hands rank 0's 
 What differs from one process: the random numbers drawn during training (hard-concrete mask noise, dropout)
 are drawn per process, from a stream seeded by the seed and the rank, so a data-parallel run does not repeat a
 single-process run bit for bit; after a resume, processes other than rank 0 draw from a fresh stream.
+
+Decisions that end or change the loop are rank 0's, broadcast to every process (:func:`rank0_decides`): dev
+scores can differ in the last bit between GPUs (atomic additions), and a process that stopped on its own
+would leave the others waiting forever in the next ``all_reduce``.
 """
 
 from __future__ import annotations
@@ -93,6 +97,17 @@ def on_main(ranks: Ranks, fn):
     if kind == "error":
         raise SubprobeError(value)
     return value
+
+
+def rank0_decides(flag: bool, ranks: Ranks, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every process (early stopping: one decision for all; see the module doc)."""
+    if not ranks.active:
+        return flag
+    import torch.distributed as dist
+
+    box = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(box, src=0)
+    return bool(box.item())
 
 
 def shard(indices: list[int], ranks: Ranks) -> list[int]:

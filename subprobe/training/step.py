@@ -2,7 +2,8 @@
 ``benchmarks/train_speed.py`` times it.
 
 A step at position ``step`` of ``total_steps``: the learning rates are warmed up
-(:func:`~subprobe.training.schedules.warmup_factor`), this process's share of the batch goes forward,
+(:func:`~subprobe.training.schedules.warmup_factor`), this process's share of the batch goes forward (in
+``--sub-batches`` parts, each with its own mask sample, their gradients accumulated, as the paper's code did),
 the objective ``loss + lambda * penalty`` (lambda from :func:`~subprobe.training.schedules.lambda_at`;
 with ``--target-density``: ``loss + l1 (s - p) + l2 (s - p)^2``, see :mod:`subprobe.masking.constraint`)
 goes backward, gradients are averaged over the processes of a data-parallel run, and Adam steps (the
@@ -54,6 +55,28 @@ class TrainStep:
         c = self.config
         return lambda_at(step, self.total_steps, c.lambda_max, c.lambda_start, c.lambda_end)
 
+    def _sub_batches(self, indices: list[int]) -> list[list[int]]:
+        """``indices`` cut into ``--sub-batches`` nearly equal parts (none for an empty share)."""
+        k = min(self.config.sub_batches or 1, len(indices))
+        if k <= 1:
+            return [indices] if indices else []
+        size, extra = divmod(len(indices), k)
+        starts = [i * size + min(i, extra) for i in range(k + 1)]
+        return [indices[a:b] for a, b in zip(starts, starts[1:])]
+
+    def _accumulate(self, parts: list[list[int]], sentences: int) -> tuple[torch.Tensor, int]:
+        """Forward and backward each sub-batch (its own mask sample and dropout), its loss weighted by its share of
+        the sentences as the paper's code did; returns the summed loss (detached) and the words."""
+        config, model = self.config, self.probe.model
+        loss, words = torch.zeros((), device=self.device), 0
+        for part in parts:
+            batch = collate(self.train_set.encoded, part, config.word_pooling, self.pad_id).to(self.device)
+            part_loss = self.task.loss(model.head, model(batch), batch) * (len(part) / sentences)
+            if part_loss.requires_grad:
+                part_loss.backward()
+            loss, words = loss + part_loss.detach(), words + batch.n_words
+        return loss, words
+
     def __call__(self, indices: list[int], step: int) -> StepOutcome:
         """Train on the batch ``indices`` of the training set as step ``step`` (0-based)."""
         config, model, probe, ranks, device = self.config, self.probe.model, self.probe, self.ranks, self.device
@@ -62,12 +85,13 @@ class TrainStep:
         factor = warmup_factor(step, self.total_steps, config.warmup)
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = lr * factor
-        if mine:
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = self._sub_batches(mine)
+        if len(parts) == 1:
             batch = collate(self.train_set.encoded, mine, config.word_pooling, self.pad_id).to(device)
-            output = model(batch)
-            loss, words = self.task.loss(model.head, output, batch), batch.n_words
-        else:  # more processes than sentences in this (last) batch
-            loss, words = torch.zeros((), device=device), 0
+            loss, words = self.task.loss(model.head, model(batch), batch), batch.n_words
+        else:  # sub-batches (or none: more processes than sentences in this last batch)
+            loss, words = self._accumulate(parts, len(mine))
         penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
         target = None
         holding = False
@@ -78,7 +102,6 @@ class TrainStep:
             objective = loss + probe.constraint(penalty, target) if target is not None and not holding else loss
         else:
             objective = loss + lam * penalty if lam > 0 else loss
-        self.optimizer.zero_grad(set_to_none=True)
         if objective.requires_grad:
             objective.backward()
         if ranks.active:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from subprobe.atomic import AppendFile
-from subprobe.data.batching import Dataset, bucketed_batches
+from subprobe.data.batching import BUCKET_BATCHES, Dataset, bucketed_batches
 from subprobe.device import module_device
 from subprobe.errors import SubprobeError
 from subprobe.masking import counting
@@ -36,6 +36,14 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
     #: --target-density: the density at the end of the ramp, the units its rounding flipped, the final density
     projection: Projection | None = None
+
+
+def training_batches(train_set: Dataset, config, epoch: int) -> list[list[int]]:
+    """The batches of one epoch, seeded by the seed and the epoch: shuffled length buckets, or random batches
+    (``--batch-order random``, the paper's code: a bucket of one batch is a random batch)."""
+    window = 1 if config.batch_order == "random" else BUCKET_BATCHES
+    return bucketed_batches(train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch,
+                            bucket_batches=window)
 
 
 def density_of(probe: BuiltProbe) -> float | None:
@@ -108,9 +116,7 @@ def train(
         for epoch in range(first_epoch, config.epochs):
             if p.finished:
                 break
-            batches = bucketed_batches(
-                train_set.encoded, config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch
-            )
+            batches = training_batches(train_set, config, epoch)
             for position, indices in enumerate(batches):
                 if epoch == first_epoch and position < skip:
                     continue  # done before the checkpoint this run resumed from
@@ -161,17 +167,18 @@ def train(
                         if density is not None:
                             shown["density"] = f"{density:.3f}"
                         bar.set_postfix(shown)
-                    if step >= ramp_done and _converged(history, task.primary_metric, config, ramp_done):
-                        p.stopped = True
+                    converged = step >= ramp_done and _converged(history, task.primary_metric, config, ramp_done)
+                    p.stopped = distributed.rank0_decides(converged, ranks, device)  # one decision for all
                 p.finished = last or p.stopped
-                if checkpoint_path is not None and (step % every == 0 or p.finished):
+                if step % every == 0 or p.finished:  # every process checks; rank 0 writes the checkpoint
                     if p.since_log:
                         loss_now = float(p.running_loss) / p.since_log
                         pen_now = float(p.running_pen) / p.since_log
                         _check_finite(probe, step, loss_now, pen_now, config, checkpoint_path, last_good)
-                    p.seconds = time.perf_counter() - start
-                    save_checkpoint(checkpoint_path, make_payload(model, optimizer, p, **shape))
-                    last_good = step
+                    if checkpoint_path is not None:
+                        p.seconds = time.perf_counter() - start
+                        save_checkpoint(checkpoint_path, make_payload(model, optimizer, p, **shape))
+                        last_good = step
                 if p.finished:
                     break
     finally:
