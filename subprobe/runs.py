@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from subprobe.atomic import read_json, write_json, write_safetensors, write_text
+from subprobe.atomic import read_json, remove_stale_temporaries, write_json, write_safetensors, write_text
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError, DamagedFileError
 
@@ -291,6 +291,8 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
                 "it; choose another --out"
             )
         shutil.rmtree(path)
+    elif path.is_dir():  # empty but for the temporary files of a killed write: not part of the new run
+        remove_stale_temporaries(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -337,3 +337,16 @@ def test_file_size_limit_is_what_the_fault_tests_assume():
 def test_json_round_trip(tmp_path):
     atomic.write_json(tmp_path / "a.json", {"x": [1, 2.5, "é"]})
     assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8")) == {"x": [1, 2.5, "é"]}
+
+
+def test_a_run_directory_holding_only_stale_temporaries_counts_as_empty(tmp_path):
+    """A run killed while writing its first file leaves only a temporary: the next run starts there (and removes
+    it) instead of calling the directory foreign."""
+    from subprobe.runs import RunDir, prepare_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".config.yaml.0123abcd.tmp").write_text("task: up")
+    assert RunDir(run).status() == "empty"
+    prepare_run_dir(run, overwrite=False)
+    assert list(run.iterdir()) == []

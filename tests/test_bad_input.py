@@ -294,7 +294,7 @@ c_config_python_tag = config_case("task: !!python/object/apply:os.getcwd []\n", 
 def c_probe_overwrite_foreign_directory(runs, tmp, tiny):
     (tmp / "out").mkdir()
     (tmp / "out" / "thesis.tex").write_text("years of work")
-    return ["probe", *tiny, "--out", tmp / "out", "--overwrite", "--epochs", "1"], [
+    return ["probe", *tiny, "--out", tmp / "out", "--overwrite", "--epochs", "1", "--precision", "fp32"], [
         "holds files but no subprobe run (no config.yaml), so --overwrite will not delete it"]
 
 
