@@ -6,7 +6,7 @@ Nothing heavy is imported here; the public names load on first use.
 from __future__ import annotations
 
 __version__ = "0.2.0"
-__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "probe"]
+__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "mdl", "probe"]
 
 
 def __getattr__(name: str):
@@ -14,6 +14,10 @@ def __getattr__(name: str):
         from subprobe.api import probe
 
         return probe
+    if name == "mdl":
+        from subprobe.complexity.mdl import mdl
+
+        return mdl
     if name == "Result":
         from subprobe.result import Result
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from subprobe.config import ProbeConfig
-from subprobe.data.pipeline import RawSplits, read_splits
+from subprobe.data.pipeline import NEXT_BLOCK, RawSplits, add_next_block, read_splits
 from subprobe.errors import ConfigError
 from subprobe.result import MaskFacts, Result, TrainFacts, build_metrics, finished
 from subprobe.resume import check_same_config, open_run_dir, record_resume, resume_config
@@ -64,6 +64,8 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
         echo(note, file=sys.stderr)
     # before anything is written or loaded: bad data fails fast
     raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
+    if cfg.mdl_block_end is not None:  # MDL: the next block of training sentences, coded after training
+        add_next_block(raw, cfg.max_train_samples, cfg.mdl_block_end)
     if cfg.control:  # Hewitt & Liang's control task: every split's labels a seeded function of the word type
         from subprobe.data.control import apply_control
 
@@ -110,6 +112,8 @@ class Prepared:
 
 def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks, echo) -> Result:
     """The run itself (``probe`` after its checks); with several processes only rank 0 writes the run directory."""
+    from subprobe.metrics.bootstrap import confidence_intervals
+    from subprobe.metrics.bootstrap import method as bootstrap_method
     from subprobe.tracking import open_tracker
     from subprobe.training import distributed
 
@@ -128,7 +132,12 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
     if not ranks.main:  # rank 0 evaluates and writes the run directory
         tracker.close()
         return Result(cfg, {}, None, None, outcome.history)
-    scores, soft_scores, predictions = score_splits(cfg, task, built, data)
+    scores, soft_scores, predictions, statistics = score_splits(cfg, task, built, data)
+    codelength = None
+    if NEXT_BLOCK in data.splits:  # MDL: the next block's labels coded with this probe
+        from subprobe.training.codelength import code_block
+
+        codelength = code_block(cfg, task, built, data.splits, data.vocabs, data.pad_id)
     subnetwork = None
     if built.masked:
         from subprobe.masking.subnetwork import Subnetwork
@@ -147,6 +156,8 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         },
         scores=scores,
         soft_scores=soft_scores,
+        intervals={key: confidence_intervals(stats, task.score) for key, stats in statistics.items()},
+        interval_method=bootstrap_method(),
         masks=MaskFacts.of(subnetwork) if subnetwork is not None else None,
         mask_source=mask_source_facts(cfg, outcome.projection) if subnetwork is not None else None,
         coverage=built.coverage,  # masked weights / block projection weights, missing roles
@@ -166,9 +177,10 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
         train=TrainFacts(
             outcome.steps, outcome.total_steps, outcome.stopped_early, outcome.seconds, outcome.words_per_second
         ),
+        codelength=codelength,
         wall_seconds=time.perf_counter() - started,
     )
-    write_results(run, metrics, head, built, subnetwork)
+    write_results(run, metrics, head, built, subnetwork, statistics)
     tracker.log_final(metrics, outcome.steps)
     tracker.close()
     if cfg.predict:
@@ -341,14 +353,15 @@ def train_probe(cfg: ProbeConfig, task, built, data: Prepared, run: RunDir, chec
         raise
 
 
-def score_splits(cfg: ProbeConfig, task, built, data: Prepared) -> tuple[dict, dict, dict]:
+def score_splits(cfg: ProbeConfig, task, built, data: Prepared) -> tuple[dict, dict, dict, dict]:
     """Scores of dev and test (None for a missing split): with the hard mask for subnetworks, plus the soft
-    mask's; and the predictions of every scored split."""
+    mask's; the predictions of every scored split; and the per-sentence statistics of every score (``dev``,
+    ``dev_soft``, ...: :meth:`subprobe.tasks.base.Task.statistics`, what the bootstrap resamples)."""
     from subprobe.training.evaluate import evaluate
 
     eval_kwargs = dict(pooling=cfg.word_pooling, pad_id=data.pad_id)
     is_subnetwork = bool(built.masked)
-    scores, soft_scores, predictions = {}, {}, {}
+    scores, soft_scores, predictions, statistics = {}, {}, {}, {}
     for split in ("dev", "test"):
         if split not in data.splits:
             scores[split] = None
@@ -357,15 +370,21 @@ def score_splits(cfg: ProbeConfig, task, built, data: Prepared) -> tuple[dict, d
         mode = "hard" if is_subnetwork else None
         scores[split], predictions[split] = evaluate(built.model, task, dataset, data.vocabs, mask_mode=mode,
                                                      **eval_kwargs)
+        statistics[split] = task.statistics(dataset, predictions[split], data.vocabs)
         if is_subnetwork:
-            soft_scores[split], _ = evaluate(built.model, task, dataset, data.vocabs, mask_mode="soft", **eval_kwargs)
-    return scores, soft_scores, predictions
+            soft_scores[split], soft = evaluate(built.model, task, dataset, data.vocabs, mask_mode="soft",
+                                                **eval_kwargs)
+            statistics[f"{split}_soft"] = task.statistics(dataset, soft, data.vocabs)
+    return scores, soft_scores, predictions, statistics
 
 
-def write_results(run: RunDir, metrics: dict, head, built, subnetwork) -> None:
-    """Masks, head and adapter weights, then ``metrics.json`` (it marks the run finished); the checkpoint goes."""
+def write_results(run: RunDir, metrics: dict, head, built, subnetwork, statistics: dict | None = None) -> None:
+    """Masks, head and adapter weights, the per-sentence statistics of the scores, then ``metrics.json`` (it
+    marks the run finished); the checkpoint goes."""
     if subnetwork is not None:
         run.write_masks(subnetwork)
+    if statistics:
+        run.write_sentence_stats(statistics)
     run.write_head(head)
     if built.model.adapter is not None:  # MLP-1: what `subprobe predict` / load_run need besides the head
         run.write_adapter(built.model.adapter)

@@ -1,4 +1,5 @@
-"""Command line: ``subprobe probe | data check | data get`` (flags generated from the config dataclasses)."""
+"""Command line: ``subprobe probe | mdl | sweep | reproduce | report | data check | data get | ...`` (flags
+generated from the config dataclasses)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(a finished run is only reported; default: none, a new run)",
     )
 
+    mdl = sub.add_parser(
+        "mdl", help="MDL probing (Voita & Titov 2020): the online codelength of the task's labels under a probe",
+        description="Train the probe on growing prefixes of the training data (0.1% .. 100%), code each next block "
+        "with the probe trained on what came before, and write OUT/mdl.json (online and uniform codelengths, "
+        "compression, per-block codelengths). Each block is an ordinary run in OUT/blocks/; running the command "
+        "again continues where it stopped.",
+    )
+    _add_dataclass_arguments(mdl, ProbeConfig, skip=("mdl_block_end", "dry_run"))
+    _add_runtime_arguments(mdl)
+    mdl.add_argument(
+        "--config", metavar="YAML", help="read settings from a YAML file; flags override it (default: none)"
+    )
+    mdl.add_argument(
+        "--min-steps", type=int, default=50, metavar="N",
+        help="the fewest optimiser steps of a block's probe: small prefixes train more epochs (default: 50)",
+    )
+
     sweep = sub.add_parser("sweep", help="run a grid of probes (YAML: axes and profiles) into a resumable store")
     sweep.add_argument(
         "grid", help="grid YAML file, or a built-in grid name (table1, table2, figure1, figure2, selectivity, density)"
@@ -104,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = sub.add_parser("reproduce", help="run one of the paper's experiments and write its table")
     reproduce.add_argument(
-        "what", choices=["table1", "table2", "figure1", "figure2", "selectivity", "density"],
+        "what", choices=["table1", "table2", "figure1", "figure2", "selectivity", "density", "mdl"],
         help="which experiment (selectivity: task and control-task runs of the subnetwork and MLP-1 probes; "
-        "density: neuron subnetworks at target densities 0.02 .. 0.7, accuracy against density)",
+        "density: neuron subnetworks at target densities 0.02 .. 0.7, accuracy against density; mdl: the online "
+        "codelength of the subnetwork, MLP-1 and linear probes on the pretrained and reset-all models)",
     )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(
@@ -285,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             return _probe(args, argv if argv is not None else sys.argv[1:])
         if args.command == "data":
             return _data(args)
+        if args.command == "mdl":
+            return _mdl(args, argv if argv is not None else sys.argv[1:])
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "reproduce":
@@ -355,15 +376,31 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
     given = _given_flags(argv)
     if args.resume is not None:
         return _resume(args, given, values)
-    if args.config:
-        base = dataclasses.asdict(ProbeConfig.from_yaml(args.config))
-        values = {k: (values[k] if k in given else base[k]) for k in values}
-    _check_flag_combinations(values, given)
-    config = ProbeConfig(**values)
+    config = _config_of(args, values, given)
     try:
         probe(config, echo=_echo)
     except WriteError as exc:
         raise WriteError(exc.path, exc.reason, exc.kept, _continue_after_write_error(config)) from None
+    return 0
+
+
+def _config_of(args: argparse.Namespace, values: dict, given: set[str]):
+    """The ProbeConfig of a command's flags, over ``--config`` YAML when given (flags given explicitly win)."""
+    from subprobe.config import ProbeConfig
+
+    if args.config:
+        base = dataclasses.asdict(ProbeConfig.from_yaml(args.config))
+        values = {k: (values[k] if k in given else base[k]) for k in values}
+    _check_flag_combinations(values, given)
+    return ProbeConfig(**values)
+
+
+def _mdl(args: argparse.Namespace, argv: list[str]) -> int:
+    from subprobe.complexity.mdl import mdl
+    from subprobe.config import ProbeConfig
+
+    values = {f.name: getattr(args, f.name, f.default) for f in dataclasses.fields(ProbeConfig)}
+    mdl(_config_of(args, values, _given_flags(argv, "mdl")), min_steps=args.min_steps, echo=_echo)
     return 0
 
 
@@ -423,16 +460,16 @@ def _resume(args: argparse.Namespace, given: set[str], values: dict) -> int:
     return 0
 
 
-def _given_flags(argv: list[str]) -> set[str]:
+def _given_flags(argv: list[str], command: str = "probe") -> set[str]:
     """Names of the configuration flags given explicitly in ``argv`` (abbreviations and --no-X included)."""
     parser = build_parser()
-    for action in parser._subparsers._group_actions[0].choices["probe"]._actions:
+    for action in parser._subparsers._group_actions[0].choices[command]._actions:
         action.default = argparse.SUPPRESS
     try:
         given = vars(parser.parse_args(argv))
     except SystemExit:  # cannot happen: argv has been parsed once already
         return set()
-    return set(given) - {"command", "resume", "config"}
+    return set(given) - {"command", "resume", "config", "min_steps"}
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -440,6 +477,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from subprobe.experiments.sweep import check_overrides, default_store, run_points, seeds_axis
 
     grid = load_grid(args.grid)
+    if args.grid == "mdl":
+        from subprobe.errors import ConfigError
+
+        raise ConfigError("grid mdl: its points are MDL codes, run as block runs by `subprobe reproduce mdl`; use that")
     profile = args.profile if args.profile in grid.profiles else None
     if args.profile != "quick" and profile is None:
         from subprobe.errors import ConfigError

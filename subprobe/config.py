@@ -122,6 +122,11 @@ class ProbeConfig:
     test: str | None = option(None, "test file (reported separately)", group="data")
     max_train_samples: int | None = option(None, "use only the first N training sentences (debugging)", group="data")
     max_eval_samples: int | None = option(None, "use only the first N dev and test sentences (debugging)", group="data")
+    mdl_block_end: int | None = option(
+        None, "MDL's online code (set by subprobe mdl): after training on the first --max-train-samples training "
+        "sentences, code the training sentences from there up to this one (exclusive) with the probe and record their "
+        "codelength in metrics.json", group="data", per_point=False,
+    )
     word_pooling: Literal["last", "first", "mean"] = option(
         "last", "subword(s) representing a word (last: the paper)", group="data"
     )
@@ -307,6 +312,12 @@ class ProbeConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.mdl_block_end is not None and (self.max_train_samples is None
+                                               or self.mdl_block_end <= self.max_train_samples):
+            raise ConfigError(
+                f"--mdl-block-end {self.mdl_block_end}: the block to code follows the training prefix, so it needs "
+                "--max-train-samples N with N < --mdl-block-end (subprobe mdl sets both)"
+            )
         if self.sub_batches is not None and self.sub_batches > self.batch_size:
             raise ConfigError(f"--sub-batches {self.sub_batches} is more than --batch-size {self.batch_size} "
                               "sentences; give at most the batch size")

@@ -64,6 +64,8 @@ def build_metrics(
     task_facts: dict[str, Any] | None = None,
     scores: dict[str, Scores | None] | None = None,
     soft_scores: dict[str, Scores] | None = None,
+    intervals: dict[str, dict[str, list[float]]] | None = None,
+    interval_method: dict[str, Any] | None = None,
     masks: MaskFacts | None = None,
     mask_source: dict[str, Any] | None = None,
     coverage: dict | None = None,
@@ -77,12 +79,15 @@ def build_metrics(
     sentences: dict[str, int] | None = None,
     dropped_long: dict[str, int] | None = None,
     train: TrainFacts | None = None,
+    codelength: dict[str, Any] | None = None,
     wall_seconds: float | None = None,
 ) -> dict:
     """The content of ``metrics.json``, in its key order; pieces given as None are left out.
 
     ``scores``: split -> scores (hard mask for subnetworks; None for a split that was not scored);
     ``soft_scores``: split -> scores with the soft (expected) mask, written as ``<split>_soft``.
+    ``intervals``: ``dev``, ``dev_soft``, ... -> metric -> ``[lo, hi]``, each written as ``<key>_ci`` after its
+    scores; ``interval_method``: how (``ci``; :func:`subprobe.metrics.bootstrap.method`).
     ``mask_source``: subnetwork runs, where the mask comes from (written after the densities): ``mask_source``
     (learnt | random-like | complement), ``mask_source_run`` (the control's source run) and ``target_density``.
     """
@@ -94,10 +99,17 @@ def build_metrics(
         "primary_metric": primary_metric,
     }
     metrics.update(task_facts or {})  # e.g. dep: how heads were decoded for every score below
+    intervals = intervals or {}
     for split, values in (scores or {}).items():
         metrics[split] = values
+        if split in intervals:
+            metrics[f"{split}_ci"] = intervals[split]
         if soft_scores and split in soft_scores:
             metrics[f"{split}_soft"] = soft_scores[split]
+            if f"{split}_soft" in intervals:
+                metrics[f"{split}_soft_ci"] = intervals[f"{split}_soft"]
+    if intervals and interval_method is not None:
+        metrics["ci"] = interval_method
     if masks is not None:
         for key in ("mask_params", "masked_weights", "density", "expected_density", "density_by_layer",
                     "density_by_role"):
@@ -125,6 +137,8 @@ def build_metrics(
             "seconds": round(train.seconds, 1),
             "words_per_second": round(train.words_per_second, 1),
         }
+    if codelength is not None:  # an MDL block run: the next block's online code (subprobe.metrics.online_code)
+        metrics["codelength"] = codelength
     if wall_seconds is not None:
         metrics["wall_seconds"] = round(wall_seconds, 1)
     return metrics

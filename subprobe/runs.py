@@ -4,7 +4,8 @@
 data hashes, resumptions), ``vocab.json`` (label vocabularies), ``log.jsonl`` (one record per dev
 check), ``checkpoint.pt`` (while unfinished), ``metrics.json`` (written last: it marks the run
 finished), ``head.safetensors``, ``masks.safetensors`` (subnetwork probes), ``adapter.safetensors``
-(MLP-1), ``predictions-<split><suffix>`` (``--predict``), ``error.txt`` (a failed sweep point) and
+(MLP-1), ``predictions-<split><suffix>`` (``--predict``), ``sentence-stats.npz`` (the per-sentence counts behind every
+score, for bootstrap intervals and tests), ``error.txt`` (a failed sweep point) and
 the folders of ``--report-to`` trackers. Every JSON and text file is written atomically
 (:mod:`subprobe.atomic`).
 """
@@ -16,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from subprobe.atomic import read_json, remove_stale_temporaries, write_json, write_safetensors, write_text
+from subprobe.atomic import read_json, remove_stale_temporaries, write_bytes, write_json, write_safetensors, write_text
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError, DamagedFileError
 
@@ -35,6 +36,7 @@ class RunDir:
     ADAPTER = "adapter.safetensors"
     CHECKPOINT = "checkpoint.pt"
     METRICS = "metrics.json"
+    SENTENCE_STATS = "sentence-stats.npz"
     ERROR = "error.txt"
     TENSORBOARD = "tensorboard"
     MLFLOW = "mlruns"
@@ -91,6 +93,10 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / self.METRICS
+
+    @property
+    def sentence_stats_path(self) -> Path:
+        return self.path / self.SENTENCE_STATS
 
     @property
     def error_path(self) -> Path:
@@ -200,6 +206,40 @@ class RunDir:
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.metrics_path, metrics)
+
+    def write_sentence_stats(self, statistics: dict) -> None:
+        """``statistics``: ``dev``, ``dev_soft``, ``test``, ... -> :class:`~subprobe.metrics.statistics.SentenceStats`
+        (the per-sentence counts of the scores; what paired bootstrap tests across runs resample)."""
+        import io
+
+        import numpy as np
+
+        arrays = {}
+        for key, stats in statistics.items():
+            arrays[f"{key}.values"] = stats.values
+            arrays[f"{key}.ids"] = stats.ids
+            arrays[f"{key}.names"] = np.array(stats.names, dtype=str)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        write_bytes(self.sentence_stats_path, buffer.getvalue())
+
+    def read_sentence_stats(self) -> dict:
+        """What :meth:`write_sentence_stats` wrote ({} for a run without the file: older runs, dry runs)."""
+        if not self.sentence_stats_path.is_file():
+            return {}
+        import numpy as np
+
+        from subprobe.metrics.statistics import SentenceStats
+
+        try:  # arrays only (allow_pickle stays False)
+            with np.load(self.sentence_stats_path, allow_pickle=False) as data:
+                keys = sorted({name.rsplit(".", 1)[0] for name in data.files})
+                return {k: SentenceStats(tuple(str(n) for n in data[f"{k}.names"]), data[f"{k}.values"],
+                                         data[f"{k}.ids"]) for k in keys}
+        except Exception as exc:  # a truncated zip, a missing array, a pickled array
+            reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DamagedFileError(str(self.sentence_stats_path), f"{type(exc).__name__}: {reason}",
+                                   self.retrain_advice()) from None
 
     def read_log(self) -> list[dict]:
         """The dev-check records of ``log.jsonl`` ([] when there is none)."""

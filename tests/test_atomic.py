@@ -118,6 +118,11 @@ class Scanner(ast.NodeVisitor):
             self.flag(node, f"{owner}.{name}")
         if name in ("load", "load_all", "unsafe_load", "full_load") and owner == "yaml":
             self.flag(node, f"yaml.{name} (use yaml.safe_load)")
+        if name == "load" and owner in ("np", "numpy") and any(
+            k.arg == "allow_pickle" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+            for k in node.keywords
+        ):
+            self.flag(node, "np.load with allow_pickle")
         if name == "load" and owner == "torch":
             weights_only = [k for k in node.keywords if k.arg == "weights_only"]
             if not (weights_only and isinstance(weights_only[0].value, ast.Constant) and weights_only[0].value.value):
@@ -162,6 +167,7 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
     package.mkdir()
     (package / "bad.py").write_text(textwrap.dedent("""
         import json, os, pickle, shutil, torch, yaml
+        import numpy as np
         from pathlib import Path
         from safetensors.torch import save_file
         from subprobe.atomic import atomic_path
@@ -183,6 +189,7 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
             yaml.load(open(path), Loader=yaml.Loader)
             torch.load(path)
             torch.load(path, weights_only=False)
+            np.load(path, allow_pickle=True)
             model.from_pretrained(path, trust_remote_code=True)
             model.from_pretrained(path)
             model.other(path, trust_remote_code=True)
@@ -196,6 +203,7 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
             name.replace("_", "-")
             obj.copy()
             torch.load(path, weights_only=True)
+            np.load(path, allow_pickle=False)
             model.from_pretrained(path, trust_remote_code=False)
             yaml.safe_load(open(path))
             "a-b".replace("-", "_")
@@ -207,7 +215,7 @@ def test_the_scan_finds_each_kind_of_direct_write(tmp_path):
         "savefig() outside an atomic_path/atomic_dir block",
         "save_pretrained() outside an atomic_path/atomic_dir block",
         "savefig() outside an atomic_path/atomic_dir block", "pickle.load", "yaml.load (use yaml.safe_load)",
-        "torch.load without weights_only=True", "torch.load without weights_only=True",
+        "torch.load without weights_only=True", "torch.load without weights_only=True", "np.load with allow_pickle",
         "from_pretrained without trust_remote_code=False", "from_pretrained without trust_remote_code=False",
         "trust_remote_code",
     ]

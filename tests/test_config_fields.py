@@ -55,7 +55,8 @@ def test_store_key_and_resume_lists_come_from_the_fields():
     }
     assert _NOT_COMPARED == {"out", "overwrite", "dry_run", *RESUME_OVERRIDES}
     assert settings_where(per_point=False) == (
-        "model", "profile", "data_dir", "device", "gradient_checkpointing", "out", "overwrite", "dry_run", "progress",
-    )
+        "model", "profile", "data_dir", "mdl_block_end", "device", "gradient_checkpointing", "out", "overwrite",
+        "dry_run", "progress",
+    )  # mdl_block_end: reproduce mdl sets it for every block
     # predict is not part of the key but must match on resume; the learning rates are the other way round
     assert "predict" not in RESUME_OVERRIDES and "mask_lr" not in NON_RESULT_FIELDS

@@ -107,12 +107,15 @@ def test_selectivity_pairs_task_and_control_runs(tmp_path) -> None:
     add_run(store, {**base, "rank": "d"}, {"dev": {"accuracy": 0.95}, "bits": bits})
     add_run(store, {**base, "rank": "5"}, {"dev": {"accuracy": 0.93}, "bits": bits})  # no control: no row
     rows = selectivity_rows(load_results(store.root))
-    # r=1: task (0.90 + 0.80) / 2 = 85.00, control (0.30 + 0.40) / 2 = 35.00; r=d: 95.00 - 15.00
-    assert rows == [["tiny", "upos", "mlp", "r=1", "pretrained", "accuracy", "85.00", "35.00", "50.00", 2, 2],
+    # r=1: task (0.90 + 0.80) / 2 = 85.00, control (0.30 + 0.40) / 2 = 35.00, each ± 7.07 [t interval over the two
+    # seeds, clipped to [0, 100]]; r=d: 95.00 - 15.00 (one run each: no interval without sentence statistics)
+    assert rows == [["tiny", "upos", "mlp", "r=1", "pretrained", "accuracy", "85.00 ± 7.07 [21.47, 100.00]",
+                     "35.00 ± 7.07 [0.00, 98.53]", "50.00", 2, 2],
                     ["tiny", "upos", "mlp", "r=d", "pretrained", "accuracy", "95.00", "15.00", "80.00", 1, 1]]
     out = tmp_path / "report"
     assert main(["report", str(store.root), "--out", str(out)]) == 0
-    assert (out / "selectivity.csv").read_text().splitlines()[1].endswith("85.00,35.00,50.00,2,2")
+    assert (out / "selectivity.csv").read_text().splitlines()[1].endswith(
+        '"85.00 ± 7.07 [21.47, 100.00]","35.00 ± 7.07 [0.00, 98.53]",50.00,2,2')
     table1 = (out / "table1-dev.csv").read_text()
     assert "95.00" in table1 and "55.00" not in table1  # the control run (15.00) is not averaged into MLP-1
 

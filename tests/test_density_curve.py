@@ -55,19 +55,21 @@ def synthetic() -> list[dict]:
 def test_the_table_has_one_row_per_target_with_mean_and_std_over_seeds() -> None:
     rows = density_rows(density_report(synthetic()))
     # upos before dep (the paper's order), targets ascending; upos 0.1: (0.80 + 0.90) / 2 = 85.00,
-    # std sqrt(2 * 0.05^2 / 1) = 7.07; densities (0.1010 + 0.0990) / 2, (0.1200 + 0.1000) / 2
+    # std sqrt(2 * 0.05^2 / 1) = 7.07, t interval 85 -+ 12.7062 x 7.07 / sqrt(2) clipped to [0, 100];
+    # densities (0.1010 + 0.0990) / 2, (0.1200 + 0.1000) / 2
     assert rows == [
         ["upos", MODEL, "pretrained", "neuron", "0.05", "0.0500", "–", "accuracy", "70.00", 1, "1000"],
-        ["upos", MODEL, "pretrained", "neuron", "0.1", "0.1000", "0.1100", "accuracy", "85.00 ± 7.07", 2, "1000"],
+        ["upos", MODEL, "pretrained", "neuron", "0.1", "0.1000", "0.1100", "accuracy", "85.00 ± 7.07 [21.47, 100.00]",
+         2, "1000"],
         ["dep", MODEL, "pretrained", "neuron", "0.1", "0.1002", "0.0950", "las", "60.00", 1, "500"],
     ]
     test_rows = density_rows(density_report(synthetic(), "test"))
     # on test the run without dev scores counts too: 0.75, 0.85, 0.25 -> 61.67, std sqrt(0.206667 / 2) = 32.15
-    assert test_rows[1][8:10] == ["61.67 ± 32.15", 3]
+    assert test_rows[1][8:10] == ["61.67 ± 32.15 [0.00, 100.00]", 3]
     table = density_table(density_report(synthetic()))
     assert table.header[8] == "dev (%)" and table.id == "density"
-    assert "| upos | models/tiny | pretrained | neuron | 0.1 | 0.1000 | 0.1100 | accuracy | 85.00 ± 7.07 | 2 | 1000 |" \
-        in markdown(table)
+    assert ("| upos | models/tiny | pretrained | neuron | 0.1 | 0.1000 | 0.1100 | accuracy "
+            "| 85.00 ± 7.07 [21.47, 100.00] | 2 | 1000 |") in markdown(table)
 
 
 def test_lines_that_differ_in_another_setting_are_named_and_kept_apart() -> None:
@@ -107,8 +109,8 @@ def test_write_density_writes_numbers_and_one_plot_per_task(tmp_path, monkeypatc
     assert drawn["density-dep"] == {"xscale": "log", "x": [0.1002], "y": [60.0]}
     rows = list(csv.reader(io.StringIO((tmp_path / "density.csv").read_text())))
     assert rows[0][:5] == ["task", "model", "setting", "granularity", "target density"]
-    assert rows[2] == ["upos", MODEL, "pretrained", "neuron", "0.1", "0.1000", "0.1100", "accuracy", "85.00 ± 7.07",
-                       "2", "1000"]
+    assert rows[2] == ["upos", MODEL, "pretrained", "neuron", "0.1", "0.1000", "0.1100", "accuracy",
+                       "85.00 ± 7.07 [21.47, 100.00]", "2", "1000"]
     report = json.loads((tmp_path / "density.json").read_text())
     point = report[0]["lines"][0]["points"][1]
     assert point["target"] == 0.1 and point["n"] == 2 and point["values"] == [0.8, 0.9]

@@ -90,7 +90,8 @@ def test_two_processes_train_one_probe_into_one_run_directory(tiny_bert, tiny_ud
     assert done.stdout.count("run directory") == 1  # one summary, from rank 0
     assert not (out / "checkpoint.pt").exists()  # removed once metrics.json is written
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "env.json", "head.safetensors", "log.jsonl",
-                                                     "masks.safetensors", "metrics.json", "vocab.json"]
+                                                     "masks.safetensors", "metrics.json", "sentence-stats.npz",
+                                                     "vocab.json"]
 
 
 @pytest.mark.slow

@@ -223,6 +223,20 @@ def test_a_damaged_file_of_a_finished_run_is_one_line_for_every_reader(name, ref
     assert_same_run(reference, run)
 
 
+def test_damaged_sentence_statistics_are_one_line(reference, tmp_path):
+    """sentence-stats.npz (what the report's paired tests resample) cut short: one line naming it, never a pickle."""
+    from subprobe.errors import DamagedFileError
+    from subprobe.runs import RunDir
+
+    run = copy_run(reference, tmp_path / "run")
+    assert set(RunDir(run).read_sentence_stats()) >= {"dev", "test"}
+    truncate(run / "sentence-stats.npz")
+    with pytest.raises(DamagedFileError) as info:
+        RunDir(run).read_sentence_stats()
+    assert str(info.value).startswith(f"{run / 'sentence-stats.npz'}: cannot be read (")
+    assert "\n" not in str(info.value) and "--overwrite" in str(info.value)
+
+
 def test_a_damaged_checkpoint_then_resume_as_the_line_says(tiny_bert, tiny_ud, tmp_path, reference, capsys):
     out = tmp_path / "run"
     killed = subprobe(argv_for(tiny_bert, tiny_ud, out), fault="SIGKILL@8@self")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 
@@ -136,8 +138,9 @@ def test_controls_table_puts_each_control_beside_its_source() -> None:
         _result("/runs/other", "learnt", 0.80, 0.5),  # no controls: no row
     ]
     rows = controls_rows(results)
+    # two random-like runs: mean ± sd [t interval, clipped]; no sentence statistics (no run directories): p is "–"
     assert rows == [["upos", "pretrained", "learnt", "accuracy", "90.00", "0.2500",
-                     "55.00 ± 7.07 (n=2)", "0.2500", "40.00", "0.7500"]]
+                     "55.00 ± 7.07 [0.00, 100.00] (n=2)", "0.2500", "–", "40.00", "0.7500", "–"]]
     table = controls_table(results)
     assert table.id == "mask-controls" and len(table.header) == len(rows[0])
 
@@ -152,6 +155,9 @@ def test_report_shows_learnt_random_like_and_complement(tiny_bert, tiny_ud, tmp_
     write_report(runs, tmp_path / "report", echo=lambda *a, **k: None)
     csv_rows = (tmp_path / "report" / "mask-controls.csv").read_text().splitlines()
     assert len(csv_rows) == 2 and csv_rows[1].startswith("upos,pretrained,learnt,accuracy,")
+    row = next(csv.reader(io.StringIO(csv_rows[1])))
+    # real runs save their per-sentence statistics: the paired tests have p-values in (0, 1]
+    assert 0 < float(row[8]) <= 1 and 0 < float(row[11]) <= 1
     assert "Learnt vs random-like vs complement" in (tmp_path / "report" / "report.md").read_text()
 
 

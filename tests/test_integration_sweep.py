@@ -120,9 +120,19 @@ def pct(value: float) -> str:
     return f"{value * 100:.2f}"
 
 
+def cell(m: dict, key: str, metric: str) -> str:
+    """A one-run table cell: the value [its bootstrap interval over sentences from metrics.json], in %."""
+    lo, hi = m[f"{key}_ci"][metric]
+    return f"{pct(m[key][metric])} [{pct(lo)}, {pct(hi)}]"
+
+
+def headline(m: dict, split: str = "dev") -> str:
+    return cell(m, split, "accuracy")
+
+
 def comparable(m: dict, split: str = "dev") -> str:
     """The paper's UPOS value: sentence-macro accuracy, with the soft mask for subnetworks (report/tables.py)."""
-    return pct((m.get(f"{split}_soft") or m[split])["accuracy_macro"])
+    return cell(m, f"{split}_soft" if m.get(f"{split}_soft") else split, "accuracy_macro")
 
 
 def test_tables_hold_the_runs_values(swept):
@@ -132,7 +142,7 @@ def test_tables_hold_the_runs_values(swept):
                                ("Fine-tuning", "finetune", "")):
         for setting in ("pretrained", "reset-encoder"):
             m = runs[(setting, probe, unit)]
-            assert table1[label][f"{setting}_headline"] == pct(m["dev"]["accuracy"]), (label, setting)
+            assert table1[label][f"{setting}_headline"] == headline(m), (label, setting)
             assert table1[label][f"{setting}_comparable"] == comparable(m), (label, setting)
         assert table1[label]["reset-all_headline"] == table1[label]["reset-all_comparable"] == "–"
     assert table1["Subnetworks"]["pretrained_paper"] == "93.39"  # Cao et al., Table 1
@@ -140,13 +150,13 @@ def test_tables_hold_the_runs_values(swept):
     assert sub["dev"]["accuracy"] != sub["dev_soft"]["accuracy"]  # so the cells above tell the masks apart
     table1_test = {r["probe"]: r for r in rows_of(report / "table1-test.csv")}
     mlp = runs[("pretrained", "mlp", "rd")]
-    assert table1_test["MLP-1"]["pretrained_headline"] == pct(mlp["test"]["accuracy"])
+    assert table1_test["MLP-1"]["pretrained_headline"] == headline(mlp, "test")
     assert table1_test["MLP-1"]["pretrained_comparable"] == comparable(mlp, "test")
     table2 = {r["probe"]: r for r in rows_of(report / "table2-dev.csv")}
     lam5 = table2["Subnetworks λmax=5"]
     for setting in ("pretrained", "reset-encoder"):
         m = runs[(setting, "subnetwork", "neuron@5")]
-        assert lam5[f"{setting}_headline"] == pct(m["dev"]["accuracy"])
+        assert lam5[f"{setting}_headline"] == headline(m)
         assert lam5[f"{setting}_comparable"] == comparable(m)
     assert lam5["density_pretrained"] == f"{runs[('pretrained', 'subnetwork', 'neuron@5')]['density']:.2f}"
 

@@ -88,4 +88,5 @@ def test_seed_replicas_of_sweep_seeds_group_into_one_point(tmp_path) -> None:
     rows = stability_rows([r for r in results if not r["config"].get("control")])
     assert len(rows) == 1 and rows[0][5:8] == [3, "0.5556", "0.3333"]
     (row,) = selectivity_rows(results)
-    assert row[6:] == ["70.00", "20.00", "50.00", 3, 2]
+    # mean ± sd [t interval]: 70 ± 10 [70 -+ 4.3027 x 10 / sqrt(3)], 20 ± 0 (two equal replicas)
+    assert row[6:] == ["70.00 ± 10.00 [45.16, 94.84]", "20.00 ± 0.00 [20.00, 20.00]", "50.00", 3, 2]

@@ -15,6 +15,10 @@ from pathlib import Path
 from subprobe.data.batching import Dataset, encode_dataset
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
+from subprobe.errors import ConfigError
+
+#: The split of an MDL block run that holds the next block of training sentences (coded, never trained on).
+NEXT_BLOCK = "next"
 
 
 @dataclass
@@ -41,6 +45,15 @@ def read_splits(
         limit = max_train_samples if split == "train" else max_eval_samples
         raw[split] = sentences[:limit] if limit is not None else sentences
     return RawSplits(raw, label_sentences)
+
+
+def add_next_block(raw: RawSplits, start: int, end: int) -> None:
+    """MDL's online code: the training file's sentences ``[start, end)`` become split :data:`NEXT_BLOCK`, which the
+    probe trained on the first ``start`` sentences codes (labels from the whole file's vocabularies, as always)."""
+    total = len(raw.label_sentences)
+    if end > total:
+        raise ConfigError(f"--mdl-block-end {end}: the training file has only {total} sentences; give at most {total}")
+    raw.sentences[NEXT_BLOCK] = raw.label_sentences[start:end]
 
 
 def prepare_splits(

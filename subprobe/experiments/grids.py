@@ -12,7 +12,7 @@ import yaml
 
 from subprobe.errors import ConfigError
 
-BUILTIN_GRIDS = ("table1", "table2", "figure1", "figure2", "selectivity", "density")
+BUILTIN_GRIDS = ("table1", "table2", "figure1", "figure2", "selectivity", "density", "mdl")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""``subprobe reproduce table1|table2|figure1|figure2|selectivity|density``: run the paper's grids (and the
-selectivity and density grids) into a store and write the tables, or the figures' numbers and plots."""
+"""``subprobe reproduce table1|table2|figure1|figure2|selectivity|density|mdl``: run the paper's grids (and the
+selectivity, density and MDL grids) into a store and write the tables, or the figures' numbers and plots."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from subprobe.runs import write_json, write_text
 TABLES = ("table1", "table2")
 FIGURES = ("figure1", "figure2")
 #: Grids of the probing literature beyond the paper, each written as one report table.
-EXTRAS = ("selectivity", "density")
+EXTRAS = ("selectivity", "density", "mdl")
 
 
 def reproduce(
@@ -37,6 +37,7 @@ def reproduce(
     e.g. ``{"max_train_samples": 300, "epochs": 1}``. ``executor``: where the points run
     (:func:`subprobe.experiments.executors.make_executor`; default one after another in this process)."""
     from subprobe.report import tables
+    from subprobe.report.claims import all_claims
 
     if what not in TABLES + FIGURES + EXTRAS:
         raise ConfigError(f"reproduce {what!r} is not known here; use one of {', '.join(TABLES + FIGURES + EXTRAS)}")
@@ -50,6 +51,10 @@ def reproduce(
     if gradient_checkpointing:
         base["gradient_checkpointing"] = True
     check_overrides(overrides or {}, grid, seeds)
+    if what == "mdl":  # every point becomes its online code's block runs (each a whole configuration)
+        from subprobe.complexity.mdl import expand_points
+
+        points, base, overrides = expand_points([point_values(p, base, overrides) for p in points]), {}, {}
     store = default_store(out)
     counts = run_points(points, store, base, echo=echo, overrides=overrides, executor=executor)
     model_name = model or "all-MiniLM-L6-v2"
@@ -61,17 +66,20 @@ def reproduce(
         return _selectivity(wanted, store, counts, echo)
     if what == "density":
         return _density(wanted, store, counts, echo)
+    if what == "mdl":
+        return _mdl(wanted, store, counts, echo)
     build = tables.table1 if what == "table1" else tables.table2
     markdown, csv_text = build(results, "dev", model_name)
     test_md, _ = build(results, "test", model_name)
-    claims = tables.claims(results, "dev")
+    claims = all_claims(results, "dev")
     root = Path(store.root)
     write_text(root / f"{what}.md", markdown + "\n" + test_md)
     write_text(root / f"{what}.csv", csv_text)
     write_json(root / f"{what}-claims.json", claims)
     echo(markdown)
-    if what == "table1" and claims:
-        echo("The paper's claims on this model (dev; table1-claims.json):\n" + tables.claims_text(claims))
+    if what == "table1" and claims["table1"]:
+        echo("The paper's claims on this model (dev; p: paired bootstrap over dev sentences; table1-claims.json):\n"
+             + tables.claims_text(claims["table1"]))
     echo(f"{what}: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
          f"{counts['failed']} failed; tables in {root}")
     return {"counts": counts, "claims": claims, "markdown": markdown}
@@ -111,6 +119,21 @@ def _density(wanted: set[str], store, counts: dict, echo) -> dict:
     echo(written["markdown"])
     echo(f"density: {counts['done']} run(s) done, {counts['skipped']} skipped (finished earlier), "
          f"{counts['failed']} failed; density.{{md,csv,json}} and figures/density-<task>.{{png,svg}} in {root}")
+    return {"counts": counts, "report": written["report"], "rows": written["table"].rows,
+            "markdown": written["markdown"], "images": written["images"]}
+
+
+def _mdl(wanted: set[str], store, counts: dict, echo) -> dict:
+    """MDL's online codes (every point's block runs assembled): mdl.{json,md,csv} and codelength-vs-data plots."""
+    from subprobe.report import figures
+    from subprobe.report.loading import load_results
+
+    root = Path(store.root)
+    results = [r for r in load_results(root) if Path(r["run_dir"]).name in wanted]
+    written = figures.write_mdl(results, root)
+    echo(written["markdown"])
+    echo(f"mdl: {counts['done']} block run(s) done, {counts['skipped']} skipped (finished earlier), "
+         f"{counts['failed']} failed; mdl.{{md,csv,json}} and figures/mdl-<task>.{{png,svg}} in {root}")
     return {"counts": counts, "report": written["report"], "rows": written["table"].rows,
             "markdown": written["markdown"], "images": written["images"]}
 

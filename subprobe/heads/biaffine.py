@@ -215,6 +215,25 @@ class BiaffineHead(nn.Module):
         rel_loss = rel_loss / rel_ok.sum().clamp(min=1)
         return arc_loss + rel_loss
 
+    def word_nll(
+        self,
+        out: BiaffineOutput,
+        heads: torch.Tensor,
+        rels: torch.Tensor,
+        word_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per word ``-log p(gold head) - log p(gold relation | gold head)`` in nats, ``[B, 1+W]`` (0 outside
+        words; a word whose gold entry is -100 contributes nothing for it): the two terms of :meth:`loss`, per word
+        and not averaged (MDL's codelength)."""
+        arc_ok = word_mask & (heads != IGNORE_INDEX)
+        rel_ok = arc_ok & (rels != IGNORE_INDEX)
+        nll = torch.zeros(word_mask.shape, dtype=torch.float32, device=word_mask.device)
+        nll[arc_ok] = F.cross_entropy(out.arc_scores[arc_ok].float(), heads[arc_ok], reduction="none")
+        if rel_ok.any():
+            rel_logits = self._word_label_scores(out, heads, rel_ok).float()
+            nll[rel_ok] += F.cross_entropy(rel_logits, rels[rel_ok], reduction="none")
+        return nll
+
     def _word_label_scores(self, out: BiaffineOutput, heads: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """Relation scores ``[N, n_labels]`` of the N positions where ``words`` is True, given ``heads``:
         :meth:`label_scores` ``[words]``, computed for those rows only.

@@ -15,14 +15,16 @@ checks it against a line-by-line port of conlleval's counting on random sequence
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 
 from subprobe.errors import ConfigError
+from subprobe.metrics.statistics import SentenceStats, ratio
 
-__all__ = ["ner_scores", "convert_scheme", "extract_chunks", "SCHEMES"]
+__all__ = ["ner_scores", "ner_scores_of", "ner_statistics", "convert_scheme", "extract_chunks", "SCHEMES"]
 
 SCHEMES = ("iob1", "iob2")
 _TAG = re.compile(r"^(?:O|[BI]-.+)$")
@@ -45,11 +47,50 @@ def extract_chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return [tuple(c) for c in get_entities(list(tags))]  # type: ignore[misc]
 
 
-def _prf(correct: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
-    p = correct / n_pred if n_pred else 0.0
-    r = correct / n_gold if n_gold else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return p, r, f
+def _prf(correct, n_pred, n_gold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 (0 where undefined), elementwise over counts (scalars or resample arrays)."""
+    p = ratio(correct, n_pred)
+    r = ratio(correct, n_gold)
+    return p, r, ratio(2 * p * r, p + r)
+
+
+def ner_statistics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "iob1",
+                   ids: Sequence[int] | None = None) -> SentenceStats:
+    """Per sentence: ``tokens``, ``tokens_ok`` (right tag), and the entity counts ``gold``, ``pred``, ``correct``
+    (a predicted chunk is correct iff a gold chunk has its type, start and end), overall and per entity type T
+    (``gold:T``, ``pred:T``, ``correct:T``, for every type seen in gold or predicted chunks).
+
+    Arguments as :func:`ner_scores`; ``ids`` default to 0..n-1."""
+    _check_scheme(scheme)
+    if len(gold) != len(pred):
+        raise ValueError(f"gold has {len(gold)} sentences but pred has {len(pred)}")
+    rows = []
+    for s, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {s}: gold has {len(g)} tags but pred has {len(p)}")
+        _check_tags(g, f"gold sentence {s}")
+        _check_tags(p, f"pred sentence {s}")
+        g_chunks = set(get_entities(list(g)))  # sentence boundaries end chunks (conlleval's blank line)
+        p_chunks = set(get_entities(list(p)))
+        rows.append((len(g), sum(a == b for a, b in zip(g, p, strict=True)), g_chunks, p_chunks, g_chunks & p_chunks))
+    types = sorted({c[0] for row in rows for chunks in row[2:4] for c in chunks})
+    columns: dict[str, list[float]] = {"tokens": [r[0] for r in rows], "tokens_ok": [r[1] for r in rows]}
+    for j, name in ((2, "gold"), (3, "pred"), (4, "correct")):
+        columns[name] = [len(r[j]) for r in rows]
+        for t in types:
+            columns[f"{name}:{t}"] = [sum(c[0] == t for c in r[j]) for r in rows]
+    return SentenceStats.from_columns(columns, range(len(gold)) if ids is None else ids)
+
+
+def ner_scores_of(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``f1``, ``precision``, ``recall``, token ``accuracy`` and per entity type T ``f1_T``, ``precision_T``,
+    ``recall_T`` of the column sums of :func:`ner_statistics` (scalars, or one value per bootstrap resample)."""
+    precision, recall, f1 = _prf(totals["correct"], totals["pred"], totals["gold"])
+    out = {"f1": f1, "precision": precision, "recall": recall, "accuracy": ratio(totals["tokens_ok"], totals["tokens"])}
+    for t in sorted(name.split(":", 1)[1] for name in totals if name.startswith("gold:")):
+        p_t, r_t, f_t = _prf(totals[f"correct:{t}"], totals[f"pred:{t}"], totals[f"gold:{t}"])
+        out.update({f"f1_{t}": f_t, f"precision_{t}": p_t, f"recall_{t}": r_t})
+    return out
 
 
 def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "iob1") -> dict[str, Any]:
@@ -62,42 +103,21 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], sch
     Returns ``f1``, ``precision``, ``recall``, ``accuracy`` (token level), counts ``n_gold``,
     ``n_pred``, ``n_correct``, and ``per_type``: ``{type: {precision, recall, f1, support}}``
     where ``support`` is the number of gold entities of that type (types seen in gold or pred).
+    Computed from :func:`ner_statistics` by :func:`ner_scores_of`.
     """
-    _check_scheme(scheme)
-    if len(gold) != len(pred):
-        raise ValueError(f"gold has {len(gold)} sentences but pred has {len(pred)}")
-    gold_chunks: set[tuple[int, str, int, int]] = set()
-    pred_chunks: set[tuple[int, str, int, int]] = set()
-    n_tokens = n_tok_ok = 0
-    for s, (g, p) in enumerate(zip(gold, pred, strict=True)):
-        if len(g) != len(p):
-            raise ValueError(f"sentence {s}: gold has {len(g)} tags but pred has {len(p)}")
-        _check_tags(g, f"gold sentence {s}")
-        _check_tags(p, f"pred sentence {s}")
-        gold_chunks.update((s, *c) for c in get_entities(list(g)))
-        pred_chunks.update((s, *c) for c in get_entities(list(p)))
-        n_tokens += len(g)
-        n_tok_ok += sum(a == b for a, b in zip(g, p, strict=True))
-
-    correct = gold_chunks & pred_chunks
-    precision, recall, f1 = _prf(len(correct), len(pred_chunks), len(gold_chunks))
-    types = sorted({c[1] for c in gold_chunks} | {c[1] for c in pred_chunks})
-    per_type: dict[str, dict[str, float]] = {}
-    for t in types:
-        n_g = sum(c[1] == t for c in gold_chunks)
-        n_p = sum(c[1] == t for c in pred_chunks)
-        n_c = sum(c[1] == t for c in correct)
-        p_t, r_t, f_t = _prf(n_c, n_p, n_g)
-        per_type[t] = {"precision": p_t, "recall": r_t, "f1": f_t, "support": n_g}
+    totals = ner_statistics(gold, pred, scheme).totals()
+    scores = ner_scores_of(totals)
+    types = sorted(name.split(":", 1)[1] for name in totals if name.startswith("gold:"))
     return {
-        "f1": f1,
-        "precision": precision,
-        "recall": recall,
-        "accuracy": n_tok_ok / n_tokens if n_tokens else 0.0,
-        "n_gold": len(gold_chunks),
-        "n_pred": len(pred_chunks),
-        "n_correct": len(correct),
-        "per_type": per_type,
+        "f1": float(scores["f1"]),
+        "precision": float(scores["precision"]),
+        "recall": float(scores["recall"]),
+        "accuracy": float(scores["accuracy"]),
+        "n_gold": int(totals["gold"]),
+        "n_pred": int(totals["pred"]),
+        "n_correct": int(totals["correct"]),
+        "per_type": {t: {"precision": float(scores[f"precision_{t}"]), "recall": float(scores[f"recall_{t}"]),
+                         "f1": float(scores[f"f1_{t}"]), "support": int(totals[f"gold:{t}"])} for t in types},
     }
 
 

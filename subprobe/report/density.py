@@ -126,7 +126,8 @@ def density_table(report: list[dict], split: str = "dev") -> Table:
         "density", f"Accuracy against density: subnetworks at a target density ({split})", header,
         density_rows(report),
         notes=["Each row: the runs (seeds) of one --target-density; the metric is their mean ± standard deviation "
-               "(in %). Achieved density: the hard mask's kept fraction of the masked weights; before rounding: "
+               "[Student-t 95% interval of the mean, clipped to [0, 100]] (in %). Achieved density: the hard "
+               "mask's kept fraction of the masked weights; before rounding: "
                "the hard density the Lagrangian reached by the end of the ramp, before rounding to the closest kept "
                "count held it. Bits: one per mask parameter (the same at every density of a granularity)."],
         empty="No subnetwork runs with --target-density (`subprobe reproduce density` runs them).",

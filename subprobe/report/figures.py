@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from subprobe.report import density, localisation, pareto, render
+from subprobe.report import density, localisation, mdl, pareto, render
 from subprobe.runs import write_json, write_text
 
 FIGURES_DIR = "figures"
@@ -48,6 +48,28 @@ def write_figure1(results: list[dict], out: str | Path, split: str = "dev", plot
     markdown = render.markdown(summary)
     write_text(out / "pareto.md", markdown)
     return {"report": report, "summary": summary, "markdown": markdown, "images": images}
+
+
+def write_mdl(results: list[dict], out: str | Path, plots: bool = True) -> dict:
+    """mdl.json (every MDL point's online code), mdl.csv, mdl.md and figures/mdl-<task>.{png,svg}: codelength
+    against data (:mod:`subprobe.report.mdl`)."""
+    out = Path(out)
+    report = mdl.mdl_report(results)
+    by_task: dict[tuple[str, str], list[dict]] = {}
+    for e in report:
+        by_task.setdefault((e["task"], e["model"]), []).append(e)
+    entries = [{"task": task, "model": model, "points": points} for (task, model), points in by_task.items()]
+    images: list[str] = []
+    if plots and entries:
+        from subprobe.report import plots as plotting
+
+        _plot_each(entries, out, "mdl", plotting.mdl_plot, images)
+    table = mdl.mdl_table(report)
+    markdown = render.markdown(table)
+    write_json(out / "mdl.json", [{k: v for k, v in e.items() if k != "row"} for e in report])
+    write_text(out / "mdl.csv", render.to_csv(table))
+    write_text(out / "mdl.md", markdown)
+    return {"report": report, "entries": entries, "table": table, "markdown": markdown, "images": images}
 
 
 def write_density(results: list[dict], out: str | Path, split: str = "dev", plots: bool = True) -> dict:

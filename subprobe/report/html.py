@@ -16,11 +16,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from subprobe.errors import SubprobeError
-from subprobe.report import figures, localisation, pareto, render, selectivity, stability, tables
+from subprobe.report import figures, localisation, mdl, pareto, render, selectivity, stability, tables
+from subprobe.report.claims import all_claims, claims_table
 from subprobe.report.loading import load_results
 from subprobe.report.mask_sources import controls_table
 from subprobe.report.render import Table
-from subprobe.runs import RunDir, write_text
+from subprobe.runs import RunDir, write_json, write_text
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto; max-width: 1200px;
@@ -71,10 +72,15 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
     for note in notes:  # nothing left out silently
         echo(f"subprobe: note: {note}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
+    blocks = [r for r in every if mdl.is_block(r)]  # MDL block runs: the MDL table and plot only
+    every = [r for r in every if not mdl.is_block(r)]
     results = [r for r in every if not selectivity.is_control(r)]  # control tasks: the selectivity table only
     selective = selectivity.selectivity_table(every, split)
     write_text(out / "selectivity.csv", render.to_csv(selective))
     fig1 = figures.write_figure1(results, out, split)
+    fig1["mdl"] = figures.write_mdl(blocks, out)  # beside Figure 1: complexity as description length
+    found = all_claims(results, split, fig1["report"])  # Table 1, Pareto dominance, learnt vs controls; p-values
+    write_json(out / "table1-claims.json", found)
     fig2 = figures.write_figure2(results, out, split, num_heads)
     models = sorted({str(r.get("model", "")) for r in results})
     model_label = ", ".join(models) or "no runs"
@@ -90,12 +96,14 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
     masks_matter = controls_table(results, split)  # learnt vs random-like vs complement
     write_text(out / "mask-controls.csv", render.to_csv(masks_matter))
     dense = figures.write_density(results, out, split)  # subnetworks at target densities: table and curves
-    extra = [selective, stable, masks_matter, dense["table"]]
+    extra = [claims_table(found), selective, stable, masks_matter, dense["table"]]
     page = render_html(every, out, Path(runs_dir), split, paper_tables, fig1, fig2, extra, dense)
     index = out / "index.html"
     write_text(index, page)
     write_text(out / "report.md", render_markdown(every, split, paper_tables, fig1, fig2, extra, dense))
-    echo(f"report of {len(every)} run(s) from {runs_dir}: {index} (open it in a browser) and {out / 'report.md'}")
+    mdl_note = f" and {len(blocks)} MDL block run(s)" if blocks else ""
+    echo(f"report of {len(every)} run(s){mdl_note} from {runs_dir}: {index} (open it in a browser) and "
+         f"{out / 'report.md'}")
     return index
 
 
@@ -130,8 +138,8 @@ def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: di
         f"<p>{len(results)} finished run(s) from <code>{html.escape(str(runs_dir))}</code>, written {stamp}. "
         f"Metrics on the <b>{html.escape(split)}</b> split unless marked test; accuracy is each task's primary "
         "metric in %. Numbers are also in the CSV/JSON files beside this page.</p>",
-        '<nav><a href="#tables">Tables 1 and 2</a><a href="#pareto">Pareto curves</a>'
-        '<a href="#localisation">Localisation</a><a href="#controls">Selectivity, stability, mask controls</a>'
+        '<nav><a href="#tables">Tables 1 and 2</a><a href="#pareto">Pareto curves and MDL</a>'
+        '<a href="#localisation">Localisation</a><a href="#controls">Claims, selectivity, stability, mask controls</a>'
         '<a href="#runs">Runs</a></nav>',
         '<h2 id="tables">Table 1 and Table 2</h2>',
     ]
@@ -142,7 +150,7 @@ def render_html(results, out: Path, runs_dir: Path, split: str, paper_tables: di
     body += _pareto_html(fig1, out)
     body += _localisation_html(fig2, out)
     if extra:
-        body += ['<h2 id="controls">Selectivity, stability and mask controls</h2>', render.to_html(extra)]
+        body += ['<h2 id="controls">Claims, selectivity, stability and mask controls</h2>', render.to_html(extra)]
     figs = [_figure(e.get("images", []), f"{e['task']} ({e['model']}): accuracy vs density", out)
             for e in (dense or {}).get("report", [])]
     if any(figs):
@@ -171,6 +179,12 @@ def _pareto_html(fig1: dict, out: Path) -> list[str]:
         parts.append('<div class="figures">' + _figure(entry.get("images", []), f"{task}: accuracy vs ln(bits)", out)
                      + "</div>")
         parts.append(render.to_html(pareto.entry_tables(entry, key)))
+    written = fig1.get("mdl")
+    if written and written["report"]:
+        parts += ['<h3 id="mdl">Minimum description length (online code)</h3>', render.to_html(written["table"])]
+        figs = [_figure(e.get("images", []), f"{e['task']} ({e['model']}): codelength vs data", out)
+                for e in written["entries"]]
+        parts.append('<div class="figures">' + "".join(figs) + "</div>")
     return parts
 
 
@@ -264,6 +278,13 @@ def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: d
         png = next((p for p in entry.get("images", []) if p.endswith(".png")), None)
         if png:
             lines.append(f"![{entry['task']}: accuracy vs ln(bits)]({png})")
+    written = fig1.get("mdl")
+    if written and written["report"]:
+        lines += ["", "## Minimum description length (online code)", "", written["markdown"]]
+        for e in written["entries"]:
+            png = next((p for p in e.get("images", []) if p.endswith(".png")), None)
+            if png:
+                lines.append(f"![{e['task']}: codelength vs data]({png})")
     lines += ["", "## Where the subnetworks are (Figure 2)", "", fig2["markdown"], ""]
     for key, paths in fig2["report"].get("layer_images", {}).items():
         png = next((p for p in paths if p.endswith(".png")), None)
@@ -275,7 +296,7 @@ def render_markdown(results, split: str, paper_tables: dict, fig1: dict, fig2: d
             if png:
                 lines.append(f"![{e['task']}, {e['setting']}, λmax={e['selected_lambda']:g}: kept per {kind}]({png})")
     if extra:
-        lines += ["", "## Selectivity, stability and mask controls", "", render.markdown(extra).rstrip("\n")]
+        lines += ["", "## Claims, selectivity, stability and mask controls", "", render.markdown(extra).rstrip("\n")]
     for e in (dense or {}).get("report", []):
         png = next((p for p in e.get("images", []) if p.endswith(".png")), None)
         if png:

@@ -115,7 +115,7 @@ def label_series(results: list[dict]) -> None:
     models or budgets (Table 1's 3000 sentences x 3 epochs beside Figure 1's 1500 x 2) never averages
     them into one cell or draws them on one curve.
     """
-    several = len({budget_of(r) for r in results}) > 1
+    several = len({budget_of(r) for r in results if "codelength" not in r}) > 1  # MDL blocks: one budget each
     for r in results:
         name = Path(str(r.get("model", ""))).name
         if several:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from subprobe.report import intervals, significance
 from subprobe.report.render import Table
 
 
@@ -43,18 +44,12 @@ def _same_run(path: str, run_dir: str) -> bool:
     return Path(path).name == Path(run_dir).name  # recorded relative to another working directory
 
 
-def _mean(values: list[float]) -> str:
-    """A mean in % (with the standard deviation and count over several runs)."""
-    if not values:
-        return "–"
-    text = f"{statistics.fmean(values) * 100:.2f}"
-    return f"{text} ± {statistics.stdev(values) * 100:.2f} (n={len(values)})" if len(values) > 1 else text
-
-
-def controls_rows(results: list[dict], split: str = "dev") -> list[list]:
-    """One row per learnt subnetwork run that has a random-like or complement control (see :func:`controls_table`)."""
+def controls_data(results: list[dict], split: str = "dev") -> list[dict]:
+    """One entry per learnt subnetwork run that has random-like or complement controls: its run, metric and value,
+    and per control kind the runs' values and densities and ``p`` of "the learnt mask scores higher than the
+    control" (the mean of its runs; :data:`subprobe.report.significance.TEST`; None when untestable)."""
     controls = [m for m in results if m.get("probe") == "subnetwork" and mask_source(m) != "learnt" and m.get(split)]
-    rows = []
+    out = []
     for src in results:
         if src.get("probe") != "subnetwork" or mask_source(src) != "learnt" or not src.get(split):
             continue
@@ -62,24 +57,44 @@ def controls_rows(results: list[dict], split: str = "dev") -> list[list]:
         if not mine:
             continue
         key = src["primary_metric"]
-        cells = []
+        entry = {"task": src["task"], "setting": src["setting"], "learnt_run": str(src.get("run_dir", "")),
+                 "metric": key, "split": split, "learnt": src[split][key], "density": src.get("density"),
+                 "learnt_ci": intervals.run_interval(src, split, key)}
         for kind in ("random-like", "complement"):
             runs = [c for c in mine if mask_source(c) == kind]
-            dens = [c["density"] for c in runs if "density" in c]
-            cells += [_mean([c[split][key] for c in runs]), f"{statistics.fmean(dens):.4f}" if dens else "–"]
-        name = str(src.get("run_dir", "")).rstrip("/").rsplit("/", 1)[-1]
-        rows.append([src["task"], src["setting"], name, key, f"{src[split][key] * 100:.2f}",
-                     f"{src.get('density', float('nan')):.4f}", *cells])
+            p = significance.claim([([src], runs)], lambda m, key=key: (split, key)) if runs else None
+            entry[kind] = {"values": [c[split][key] for c in runs], "densities": [c.get("density") for c in runs],
+                           "cis": [intervals.run_interval(c, split, key) for c in runs], "p": p}
+        out.append(entry)
+    return out
+
+
+def controls_rows(results: list[dict], split: str = "dev") -> list[list]:
+    """The rows of :func:`controls_table`, from :func:`controls_data`."""
+    rows = []
+    for e in controls_data(results, split):
+        cells = []
+        for kind in ("random-like", "complement"):
+            c = e[kind]
+            dens = [d for d in c["densities"] if d is not None]
+            cells += [intervals.cell(c["values"], c["cis"], count=True),
+                      f"{statistics.fmean(dens):.4f}" if dens else "–", significance.fmt(c["p"])]
+        name = e["learnt_run"].rstrip("/").rsplit("/", 1)[-1]
+        density = "–" if e["density"] is None else f"{e['density']:.4f}"
+        rows.append([e["task"], e["setting"], name, e["metric"], intervals.cell([e["learnt"]], [e["learnt_ci"]]),
+                     density, *cells])
     return rows
 
 
 def controls_table(results: list[dict], split: str = "dev") -> Table:
-    """Learnt subnetworks beside their random-like and complement controls (accuracy in %, hard density)."""
+    """Learnt subnetworks beside their random-like and complement controls (accuracy in %, hard density), with the
+    p-value of "learnt > control" (:data:`subprobe.report.significance.TEST`)."""
     header = ["task", "setting", "learnt run", "metric", "learnt", "density", "random-like", "density",
-              "complement", "density"]
+              "p (learnt > random-like)", "complement", "density", "p (learnt > complement)"]
     notes = ["Random-like: a frozen random mask with the learnt mask's kept count in every matrix (same density); "
              "complement: the units the learnt mask drops (density 1 - d). Only the head trains for both. "
-             "Mean ± standard deviation over runs (seeds)."]
+             f"{intervals.NOTE} p: the claim that the learnt mask scores higher than the control (the mean of its "
+             f"runs), {significance.TEST}."]
     return Table("mask-controls", f"Does the mask matter? Learnt vs random-like vs complement ({split}, in %)",
                  header, controls_rows(results, split), notes,
                  empty="No random-like or complement runs (subprobe probe --random-mask-like / --complement-of).")

@@ -15,6 +15,7 @@ Definitions (all on one split, ``dev`` by default; accuracy is the task's primar
   m's accuracy: ``subnetwork`` (higher), ``mlp`` (lower), ``tie`` or ``no-subnetwork`` (no subnetwork
   probe is that cheap). The subnetwork curve dominates MLP-1 against B when every MLP-1 point says
   ``subnetwork`` (equivalent to ``F_sub > F_mlp`` at every MLP-1 complexity);
+* **dominance test**: a paired bootstrap over the split's sentences (:func:`dominance_p_value`);
 * **AUC**: the integral of each frontier step function over ln(bits) on a common range
   ``[max of the curves' smallest ln(bits), min of their largest]``, divided by the range width, i.e.
   the mean frontier accuracy over that range (the value at the point when the range is a single point).
@@ -26,7 +27,10 @@ import math
 import statistics
 from collections import defaultdict
 
-from subprobe.report import render
+import numpy as np
+
+from subprobe.metrics import bootstrap
+from subprobe.report import render, significance
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 
@@ -184,15 +188,47 @@ def analyse(curves: dict[str, list[dict]]) -> dict:
     }
 
 
+def dominance_p_value(curves: dict[str, list[dict]], bound: str, runs: dict[str, dict], split: str) -> float | None:
+    """Paired bootstrap test of "the subnetwork curve dominates MLP-1 against ``bound``": in every resample of the
+    split's sentences each point's accuracy is recomputed (the mean over its runs), the subnetwork frontier is
+    rebuilt, and the claim holds when at every MLP-1 point the frontier at that many bits is higher; p = (1 +
+    resamples in which it fails) / (R + 1) (:mod:`subprobe.report.significance`). ``runs``: run directory -> result.
+    None without points, or when a run has no per-sentence statistics or was scored on other sentences."""
+    sub, mlp = curves.get("subnetwork") or [], curves.get(f"mlp_{bound}") or []
+    if not sub or not mlp:
+        return None
+    resampler = significance.Resampler(lambda m: (split, m["primary_metric"]))
+
+    def resampled(point: dict):
+        members = [runs[r] for r in point.get("runs", []) if r in runs]
+        return resampler.values(members) if len(members) == len(point.get("runs", [])) else None
+
+    sub_acc = [resampled(p) for p in sub]
+    mlp_acc = [resampled(p) for p in mlp]
+    if any(a is None for a in sub_acc + mlp_acc):
+        return None
+    margins = np.full(resampler.resamples, np.inf)
+    for point, acc in zip(mlp, mlp_acc):
+        cheaper = [a for p, a in zip(sub, sub_acc) if p["bits"] <= point["bits"] * (1 + 1e-12)]
+        margin = np.max(cheaper, axis=0) - acc if cheaper else np.full(resampler.resamples, -np.inf)
+        margins = np.minimum(margins, margin)
+    return bootstrap.claim_p_value(margins)
+
+
 def pareto_report(results: list[dict], split: str = "dev") -> list[dict]:
-    """One analysis per (task, model) with pretrained subnetwork or MLP-1 runs, tasks in the paper's order."""
+    """One analysis per (task, model) with pretrained subnetwork or MLP-1 runs, tasks in the paper's order; each
+    bound's dominance has its ``p_value`` (:func:`dominance_p_value`)."""
     from subprobe.report.tables import TASK_TITLES
 
     order = {t: i for i, t in enumerate(TASK_TITLES)}
+    runs = {str(m.get("run_dir", "")): m for m in results}
     out = []
     for (task, model), curves in sorted(curve_points(results, split).items(),
                                         key=lambda kv: (order.get(kv[0][0], 99), kv[0])):
-        out.append({"task": task, "model": model, "split": split, **analyse(curves)})
+        entry = {"task": task, "model": model, "split": split, **analyse(curves)}
+        for bound in ("lower", "upper"):
+            entry["dominance"][bound]["p_value"] = dominance_p_value(curves, bound, runs, split)
+        out.append(entry)
     return out
 
 
@@ -242,8 +278,10 @@ def summary_table(report: list[dict]) -> Table:
         for bound in ("lower", "upper"):
             d = r["dominance"][bound]
             n = len(d["points"])
+            p = d.get("p_value")
             cells.append("–" if d["dominates"] is None or not n else
-                         f"{'yes' if d['dominates'] else 'no'} ({d['counts']['subnetwork']}/{n})")
+                         f"{'yes' if d['dominates'] else 'no'} ({d['counts']['subnetwork']}/{n})"
+                         + ("" if p is None else f", p = {p:.3f}"))
         for bound in ("lower", "upper"):
             a = r["auc"][bound]
             vals = [a["auc"][n] for n in COMPARISONS[bound]]
@@ -253,7 +291,8 @@ def summary_table(report: list[dict]) -> Table:
                 cells.append(f"{vals[0] * 100:.2f} / {vals[1] * 100:.2f} [{a['range'][0]:.2f}, {a['range'][1]:.2f}]")
         rows.append(cells)
     note = ("Dominance: at each MLP-1 complexity, the best subnetwork accuracy with at most that many bits is "
-            "higher than the MLP-1 accuracy (count of MLP-1 ranks where it is). AUC: mean frontier accuracy (%) "
+            "higher than the MLP-1 accuracy (count of MLP-1 ranks where it is); p: the dominance claim tested by "
+            f"{significance.TEST}, the frontier rebuilt in every resample. AUC: mean frontier accuracy (%) "
             "over the common ln(bits) range.")
     bullets = []
     for r in report:

@@ -174,3 +174,38 @@ def density_plot(entry: dict, stem: Path) -> list[Path]:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     return _save(fig, stem)
+
+
+PROBE_COLOURS = {"subnetwork": "#d62728", "mlp": "#1f77b4", "linear": "#2ca02c", "finetune": "#9467bd"}
+SETTING_STYLES = {"pretrained": "-", "reset-encoder": ":", "reset-all": "--"}
+
+
+def mdl_plot(entry: dict, stem: Path) -> list[Path]:
+    """Codelength against data (MDL's online code): for every probe and setting of ``entry`` (``task``, ``model``,
+    ``points``: :func:`subprobe.report.mdl.mdl_report` entries), the bits per word of each block against the
+    training sentences its probe saw (log x; seeds averaged), and the uniform code's bits per word."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    lines: dict[tuple, list[dict]] = {}
+    for point in entry["points"]:
+        if point["complete"]:
+            lines.setdefault((point["probe"], point["unit"], point["setting"], point["control"]), []).append(point)
+    uniform = []
+    for (probe, unit, setting, control), points in lines.items():
+        coded = [b for b in points[0]["blocks"] if b["coded_with"] == "probe"]
+        xs = [b["trained_on"] for b in coded]
+        ys = [sum(p["blocks"][i + 1]["bits"] / max(p["blocks"][i + 1]["words"], 1) for p in points) / len(points)
+              for i in range(len(coded))]
+        label = f"{probe}{' ' + unit if unit else ''}, {setting}{' (control task)' if control else ''}"
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, color=PROBE_COLOURS.get(probe, "#7f7f7f"),
+                linestyle=SETTING_STYLES.get(setting, "-"), label=label)
+        uniform.append(points[0]["uniform_bits"] / max(points[0]["words"], 1))
+    if uniform:
+        ax.axhline(max(uniform), color="#555555", linewidth=1, linestyle="-.", label="uniform code")
+    ax.set_xscale("log")
+    ax.set_xlabel("training sentences the block's probe saw (log scale)")
+    ax.set_ylabel("codelength of the next block (bits per word)")
+    ax.set_title(f"{entry['task']}: codelength vs data, MDL online code ({Path(entry['model']).name})", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, stem)

@@ -10,6 +10,7 @@ with argmax. Control runs are left out of every other table and figure.
 
 from __future__ import annotations
 
+from subprobe.report import intervals
 from subprobe.report.render import Table
 from subprobe.report.stability import NOT_IN_POINT
 
@@ -61,8 +62,11 @@ def selectivity_rows(results: list[dict], split: str = "dev") -> list[list]:
         t = sum(r[split][metric] for r in task_runs) / len(task_runs)
         c = sum(r[split][metric] for r in control_runs) / len(control_runs)
         first = task_runs[0]
-        rows.append([series, task, first["probe"], _unit(first), first["setting"], metric, f"{100 * t:.2f}",
-                     f"{100 * c:.2f}", f"{100 * (t - c):.2f}", len(task_runs), len(control_runs)])
+        cells = [intervals.cell([r[split][metric] for r in runs],
+                                [intervals.run_interval(r, split, metric) for r in runs])
+                 for runs in (task_runs, control_runs)]
+        rows.append([series, task, first["probe"], _unit(first), first["setting"], metric, *cells,
+                     f"{100 * (t - c):.2f}", len(task_runs), len(control_runs)])
     return rows
 
 
@@ -73,6 +77,7 @@ def selectivity_table(results: list[dict], split: str = "dev") -> Table:
         notes=["Control task: each word type a fixed label drawn from the training labels (dep: a fixed head "
                "behaviour -- ROOT, first or last word -- and relation), seeded (--control, --control-seed). A "
                "selective probe scores well on the task and poorly on its control. Dependencies are compared on the "
-               "LAS of per-word (argmax) heads on both sides (las_argmax): the control trees are not single-rooted."],
+               "LAS of per-word (argmax) heads on both sides (las_argmax): the control trees are not single-rooted.",
+               intervals.NOTE],
         empty="No probe has both task and control runs (`subprobe reproduce selectivity` runs the pairs).",
     )

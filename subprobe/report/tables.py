@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from subprobe.report import render
+from subprobe.report import intervals, render, significance
 from subprobe.report.mask_sources import is_lambda_subnetwork
 from subprobe.report.render import Table
 
@@ -48,8 +48,17 @@ VALUE_KINDS = {
 
 def paper_comparable(m: dict, split: str) -> float | None:
     """The run's value measured as the paper measured it (soft mask for subnetworks; see :data:`PAPER_METRIC`)."""
-    scores = m.get(f"{split}_soft") or m.get(split) or {}
-    return scores.get(PAPER_METRIC.get(m["task"], m["primary_metric"]))
+    key, metric = value_source(m, split, "paper_comparable")
+    return (m.get(key) or {}).get(metric)
+
+
+def value_source(m: dict, split: str, kind: str) -> tuple[str, str]:
+    """Where a run's value of ``kind`` (:data:`VALUE_KINDS`) is: the scores key (``dev``, ``dev_soft``, ...) and
+    the metric."""
+    if kind == "headline":
+        return split, m["primary_metric"]
+    key = f"{split}_soft" if m.get(f"{split}_soft") else split
+    return key, PAPER_METRIC.get(m["task"], m["primary_metric"])
 
 
 def _row_key(m: dict) -> str | None:
@@ -69,7 +78,8 @@ def _row_key(m: dict) -> str | None:
 def collect(results: list[dict], split: str = "dev") -> dict:
     """(task, row, setting) -> lists of values (fractions): ``values`` (our headline, the primary metric with the
     hard mask), ``paper`` (:func:`paper_comparable`) and ``density``."""
-    cells: dict = defaultdict(lambda: {"values": [], "paper": [], "density": []})
+    cells: dict = defaultdict(lambda: {"values": [], "paper": [], "density": [], "values_ci": [], "paper_ci": [],
+                                       "runs": [], "paper_runs": []})
     for m in results:
         row = _row_key(m)
         scores = m.get(split)
@@ -77,22 +87,22 @@ def collect(results: list[dict], split: str = "dev") -> dict:
             continue
         cell = cells[(m["task"], row, m["setting"])]
         cell["values"].append(scores[m["primary_metric"]])
+        cell["values_ci"].append(intervals.run_interval(m, split, m["primary_metric"]))
+        cell["runs"].append(m)
         comparable = paper_comparable(m, split)
         if comparable is not None:
             cell["paper"].append(comparable)
+            cell["paper_ci"].append(intervals.run_interval(m, *value_source(m, split, "paper_comparable")))
+            cell["paper_runs"].append(m)
         if "density" in m:
             cell["density"].append(m["density"])
     return cells
 
 
-def mean_std(values: list[float], scale: float = 100.0) -> str:
-    """``values`` (fractions) as a percentage cell: the mean, with ``± std`` over several values; "–" for none."""
-    if not values:
-        return "–"
-    mean = statistics.fmean(values) * scale
-    if len(values) > 1:
-        return f"{mean:.2f} ± {statistics.stdev(values) * scale:.2f}"
-    return f"{mean:.2f}"
+def mean_std(values: list[float], scale: float = 100.0, cis: list | None = None) -> str:
+    """``values`` (fractions) as a percentage cell: the value [bootstrap interval ``cis[0]``] of one run, mean ±
+    standard deviation [t interval] over several (:func:`subprobe.report.intervals.cell`); "–" for none."""
+    return intervals.cell(values, cis or (), scale)
 
 
 def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict]]]:
@@ -109,7 +119,9 @@ def by_series(results: list[dict], model: str = "") -> list[tuple[str, list[dict
 
 
 def _cell(cells: dict, key: tuple, kind: str = "values", scale: float = 100.0) -> str:
-    return mean_std(cells[key][kind], scale) if key in cells else "–"
+    if key not in cells:
+        return "–"
+    return mean_std(cells[key][kind], scale, cells[key].get(f"{kind}_ci"))
 
 
 def _series_id(prefix: str, i: int) -> str:
@@ -151,6 +163,7 @@ def table1_tables(results: list[dict], split: str = "dev", model: str = "") -> t
             "Paper: bert-base-uncased, Cao et al. 2021, Table 1 (dev). ↑: higher is better (the probe finds the "
             "property); ↓: lower is better (the probe should not learn the task on a random model). "
             f"Ours (paper's metric): {VALUE_KINDS['paper_comparable']}. Ours (headline): {VALUE_KINDS['headline']}.",
+            intervals.NOTE,
         ] if last else []
         shown.append(Table(_series_id(f"table1-{split}", i), f"Ours ({series or 'model'}, {split}, in %)", header,
                            block, notes))
@@ -199,7 +212,7 @@ def table2_tables(results: list[dict], split: str = "dev", model: str = "") -> t
         notes = [
             "Density: fraction of masked weights kept by the hard mask on the pretrained model. "
             f"Ours (setting columns): {VALUE_KINDS['paper_comparable']}. Headline: {VALUE_KINDS['headline']}. "
-            "Paper: bert-base-uncased, Cao et al. 2021, Table 2.",
+            "Paper: bert-base-uncased, Cao et al. 2021, Table 2.", intervals.NOTE,
         ] if last else []
         shown.append(Table(_series_id(f"table2-{split}", i), f"Ours ({series or 'model'}, {split}, in %)", header,
                            block, notes))
@@ -214,50 +227,85 @@ def table2(results: list[dict], split: str = "dev", model: str = "") -> tuple[st
     return render.markdown(shown), render.to_csv(data)
 
 
+#: The claims of Table 1, as named in ``table1-claims.json``.
+CLAIMS = ("subnetwork_above_mlp_pretrained", "subnetwork_below_mlp_reset")
+
+
 def claims(results: list[dict], split: str = "dev") -> dict[str, dict]:
     """Per task: does subnetwork beat MLP-1 on the pretrained model, and lose to it on both reset models?
 
     Tested separately on each kind of value (:data:`VALUE_KINDS`): ``{"headline": {...}, "paper_comparable":
-    {...}}`` with the two claims as booleans (None when a cell is missing). Keyed by task, or by
-    "task (series)" when the results hold several models or budgets.
+    {...}}`` with the two claims (:data:`CLAIMS`) as booleans on the means over seeds (None when a cell is missing),
+    ``p_values``: each claim's paired bootstrap test over the split's sentences
+    (:data:`subprobe.report.significance.TEST`; the reset claim holds in a resample only if it holds on both reset
+    models) and ``p_values_seeds``: a one-sided exact permutation test over seeds (the larger p of the two reset
+    models; None unless every cell has two or more seeds). Keyed by task, or by "task (series)" when the results
+    hold several models or budgets.
     """
     groups = by_series(results)
     out = {}
     for series, group in groups:
         cells = collect(group, split)
         for task in TASK_TITLES:
-            found = {kind: _claims_on(cells, task, key) for kind, key in (("headline", "values"),
-                                                                          ("paper_comparable", "paper"))}
+            found = {kind: _claims_on(cells, task, kind, split) for kind in ("headline", "paper_comparable")}
             if found["headline"] is None and found["paper_comparable"] is None:
                 continue
-            empty = {"subnetwork_above_mlp_pretrained": None, "subnetwork_below_mlp_reset": None}
+            empty = {**dict.fromkeys(CLAIMS), "p_values": dict.fromkeys(CLAIMS),
+                     "p_values_seeds": dict.fromkeys(CLAIMS)}
             out[task if len(groups) == 1 else f"{task} ({series})"] = {k: v or empty for k, v in found.items()}
     return out
 
 
-def _claims_on(cells: dict, task: str, kind: str) -> dict[str, bool | None] | None:
-    def mean(row: str, setting: str) -> float | None:
+def _claims_on(cells: dict, task: str, kind: str, split: str) -> dict | None:
+    values_key, runs_key = ("values", "runs") if kind == "headline" else ("paper", "paper_runs")
+
+    def cell(row: str, setting: str, what: str) -> list:
         c = cells.get((task, row, setting))
-        return statistics.fmean(c[kind]) if c and c[kind] else None
+        return c[what] if c else []
+
+    def mean(row: str, setting: str) -> float | None:
+        values = cell(row, setting, values_key)
+        return statistics.fmean(values) if values else None
 
     pre = (mean("subnetwork@1", "pretrained"), mean("mlp", "pretrained"))
     if pre == (None, None):
         return None
     resets = [(mean("subnetwork@1", s), mean("mlp", s)) for s in ("reset-encoder", "reset-all")]
-    return {
-        "subnetwork_above_mlp_pretrained": None if None in pre else pre[0] > pre[1],
-        "subnetwork_below_mlp_reset": None if any(None in r for r in resets) else all(a < b for a, b in resets),
+    holds = {
+        CLAIMS[0]: None if None in pre else pre[0] > pre[1],
+        CLAIMS[1]: None if any(None in r for r in resets) else all(a < b for a, b in resets),
     }
+    # the claims as "a above b" pairs: sub > MLP-1 pretrained; MLP-1 > sub on each reset model
+    pairs = {CLAIMS[0]: [("subnetwork@1", "mlp", "pretrained")],
+             CLAIMS[1]: [("mlp", "subnetwork@1", s) for s in ("reset-encoder", "reset-all")]}
+
+    def source(m: dict) -> tuple[str, str]:
+        return value_source(m, split, kind)
+
+    p_values, p_seeds = {}, {}
+    for name, parts in pairs.items():
+        if holds[name] is None:
+            p_values[name] = p_seeds[name] = None
+            continue
+        p_values[name] = significance.claim([(cell(a, s, runs_key), cell(b, s, runs_key)) for a, b, s in parts],
+                                            source)
+        p_seeds[name] = significance.seeds_claim([(cell(a, s, values_key), cell(b, s, values_key))
+                                                  for a, b, s in parts])
+    return {**holds, "p_values": p_values, "p_values_seeds": p_seeds}
 
 
 def claims_text(found: dict[str, dict]) -> str:
-    """One line per task and kind of value: do the paper's two claims hold (yes / no / – when a cell is missing)?"""
+    """One line per task and kind of value: do the paper's two claims hold (yes / no / – when a cell is missing),
+    with the paired bootstrap p-value of each?"""
     word = {True: "yes", False: "no", None: "–"}
     names = {"paper_comparable": "paper's metric, soft mask", "headline": "headline, hard mask"}
+
+    def said(c: dict, name: str) -> str:
+        p = (c.get("p_values") or {}).get(name)
+        return word[c[name]] + ("" if p is None else f" (p = {p:.3f})")
+
     return "\n".join(
-        f"{task} ({names[kind]}): subnetwork > MLP-1 on the pretrained model: "
-        f"{word[c['subnetwork_above_mlp_pretrained']]}; subnetwork < MLP-1 on both reset models: "
-        f"{word[c['subnetwork_below_mlp_reset']]}"
+        f"{task} ({names[kind]}): subnetwork > MLP-1 on the pretrained model: {said(c, CLAIMS[0])}; "
+        f"subnetwork < MLP-1 on both reset models: {said(c, CLAIMS[1])}"
         for task, kinds in found.items() for kind, c in kinds.items()
     )
-

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from subprobe.data.datasets import DatasetFacts
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.heads.tagger import TaggerHead
+from subprobe.metrics.statistics import SentenceStats
 
 
 class Task(ABC):
@@ -26,6 +29,8 @@ class Task(ABC):
     dataset: DatasetFacts | None = None
     #: File name ending of written predictions.
     prediction_suffix: str = ".txt"
+    #: The label field whose vocabulary holds the task's K labels (tagging: the tags; dep: the relations).
+    field: str = ""
     #: The metric a task run and its control-task run are compared on (selectivity); "" : the primary metric.
     selectivity_metric: str = ""
 
@@ -56,9 +61,32 @@ class Task(ABC):
     def predict(self, head: nn.Module, output, batch: Batch) -> dict[str, torch.Tensor]:
         """Predicted label ids per word slot, ``[B, 1+W]`` each."""
 
+    #: What :meth:`codelength` and :meth:`uniform_bits` code (``mdl.json``'s ``code``).
+    code: str = ""
+
     @abstractmethod
+    def codelength(self, head: nn.Module, output, batch: Batch) -> torch.Tensor:
+        """Bits to transmit each word's gold labels with the probe's distribution (the task's own factorisation),
+        ``[B, 1+W]``, 0 outside words: the online code of MDL probing (:mod:`subprobe.metrics.online_code`)."""
+
+    @abstractmethod
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        """Bits to transmit the gold labels of every encoded sentence of ``dataset`` with the uniform code."""
+
+    @abstractmethod
+    def statistics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> SentenceStats:
+        """Per-sentence sufficient statistics of ``predictions`` (sentence index -> field -> per-word ids), one row
+        per encoded sentence of ``dataset`` (see :mod:`subprobe.metrics.statistics`)."""
+
+    @abstractmethod
+    def score(self, totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The scores (fractions) of :meth:`statistics`' column sums: scalars, or one value per bootstrap resample.
+        Depends on the statistics' names only, so saved statistics are scored without the data."""
+
     def metrics(self, dataset: Dataset, predictions: dict[int, dict[str, np.ndarray]], vocabs) -> dict[str, float]:
-        """Scores (fractions) of ``predictions`` (sentence index -> field -> per-word ids)."""
+        """Scores (fractions) of ``predictions``: :meth:`score` of the summed :meth:`statistics`."""
+        totals = self.statistics(dataset, predictions, vocabs).totals()
+        return {k: float(v) for k, v in self.score(totals).items()}
 
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
         """Write predictions in the task's standard file format."""
@@ -103,6 +131,16 @@ class TaggingTask(Task):
     def predict(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         return {self.field: output.argmax(-1)}
 
+    code = "-log2 p(label | sentence) per word under the probe; uniform: log2 K per word (K labels)"
+
+    def codelength(self, head: nn.Module, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        nats = F.cross_entropy(output.flatten(0, 1).float(), batch.labels[self.field].flatten(), ignore_index=IGNORE,
+                               reduction="none")
+        return nats.view(batch.labels[self.field].shape) / math.log(2)
+
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        return dataset.n_words * math.log2(len(vocabs[self.field]))
+
 
 def _source(dataset: Dataset) -> str:
     sources = {s.source for s in dataset.sentences if s.source}
@@ -116,3 +154,8 @@ def gold_and_predicted(dataset: Dataset, predictions, field: str) -> tuple[list[
         gold.append(e.labels[field])
         pred.append(predictions[e.index][field])
     return gold, pred
+
+
+def sentence_ids(dataset: Dataset) -> list[int]:
+    """The split indices of the encoded sentences (the rows of a task's :meth:`Task.statistics`)."""
+    return [e.index for e in dataset.encoded]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
 from subprobe.errors import ConfigError, DataError
 from subprobe.heads.biaffine import BiaffineHead
-from subprobe.metrics.dep import attachment_scores, universal_relation
-from subprobe.tasks.base import Task, _source
+from subprobe.metrics.dep import attachment_scores_of, attachment_statistics, universal_relation
+from subprobe.metrics.statistics import SentenceStats
+from subprobe.tasks.base import Task, _source, sentence_ids
 
 DECODERS = ("mst", "argmax")
 #: How dependency control-task runs decode heads (``--control --task dep``): per word, not as a tree (the control
@@ -141,10 +143,23 @@ class DepTask(Task):
             "rels_gold_head": gold_head_rels,
         }
 
+    code = ("the biaffine head's factorisation: per word -log2 p(gold head) - log2 p(gold relation | gold head); "
+            "uniform: log2 n for the head (ROOT or one of the other n - 1 words of an n-word sentence) + log2 K for "
+            "the relation (K relations)")
+
+    def codelength(self, head: BiaffineHead, output, batch: Batch) -> torch.Tensor:
+        nats = head.word_nll(output, batch.labels["heads"], batch.labels[self.field], batch.word_mask)
+        return nats / math.log(2)
+
+    def uniform_bits(self, dataset: Dataset, vocabs) -> float:
+        lengths = np.array([e.n_words for e in dataset.encoded], dtype=np.float64)
+        return float(np.sum(lengths * np.log2(np.maximum(lengths, 1.0)))) + lengths.sum() * math.log2(
+            len(vocabs[self.field]))
+
     # evaluation
 
-    def metrics(self, dataset: Dataset, predictions, vocabs) -> dict[str, float]:
-        """The scores listed in the class docstring (fractions)."""
+    def statistics(self, dataset: Dataset, predictions, vocabs) -> SentenceStats:
+        """Per-sentence counts of every score listed in the class docstring (one attachment table per variant)."""
         gold_heads = [e.labels["heads"] for e in dataset.encoded]
         gold_rels = [e.labels[self.field] for e in dataset.encoded]
 
@@ -152,19 +167,32 @@ class DepTask(Task):
             return [predictions[e.index][key] for e in dataset.encoded]
 
         universal = np.array([universal_relation(r) for r in vocabs[self.field].labels], dtype=object)
-        scores = attachment_scores(gold_heads, gold_rels, pred("heads"), pred(self.field))
-        out = {"uas": scores["uas"], "las": scores["las"]}
-        out["las_universal"] = attachment_scores(
-            gold_heads, [universal[g] for g in gold_rels], pred("heads"), [universal[p] for p in pred(self.field)]
-        )["las"]
+        ids = sentence_ids(dataset)
+        parts = {
+            "main.": attachment_statistics(gold_heads, gold_rels, pred("heads"), pred(self.field), ids=ids),
+            "universal.": attachment_statistics(gold_heads, [universal[g] for g in gold_rels], pred("heads"),
+                                                [universal[p] for p in pred(self.field)], ids=ids),
+        }
         for method in DECODERS:
-            scores = attachment_scores(gold_heads, gold_rels, pred(f"heads_{method}"), pred(f"rels_{method}"))
+            parts[f"{method}."] = attachment_statistics(gold_heads, gold_rels, pred(f"heads_{method}"),
+                                                        pred(f"rels_{method}"), ids=ids)
+        parts["paper."] = attachment_statistics(gold_heads, gold_rels, pred("heads_argmax"), pred("rels_argmax"),
+                                                pred("rels_gold_head"), ids=ids)
+        return SentenceStats.join(parts)
+
+    def score(self, totals):
+        """The scores listed in the class docstring (fractions) from :meth:`statistics`' column sums."""
+        def part(prefix: str) -> dict:
+            return attachment_scores_of({k[len(prefix):]: v for k, v in totals.items() if k.startswith(prefix)})
+
+        main = part("main.")
+        out = {"uas": main["uas"], "las": main["las"], "las_universal": part("universal.")["las"]}
+        for method in DECODERS:
+            scores = part(f"{method}.")
             out[f"uas_{method}"], out[f"las_{method}"] = scores["uas"], scores["las"]
-        paper = attachment_scores(
-            gold_heads, gold_rels, pred("heads_argmax"), pred("rels_argmax"), pred("rels_gold_head")
-        )
+        paper = part("paper.")
         out["paper_uas"], out["paper_las"] = paper["paper_uas"], paper["paper_las"]
-        return {k: float(v) for k, v in out.items()}
+        return out
 
     def write_predictions(self, dataset: Dataset, predictions, vocabs, path: Path) -> None:
         labels = vocabs[self.field].labels

@@ -10,8 +10,9 @@ from subprobe.data.conll2003 import read_conll2003
 from subprobe.data.datasets import CONLL2003
 from subprobe.data.records import Sentence
 from subprobe.data.vocab import LabelVocab
-from subprobe.metrics.ner import ner_scores
-from subprobe.tasks.base import TaggingTask, gold_and_predicted
+from subprobe.metrics.ner import ner_scores_of, ner_statistics
+from subprobe.metrics.statistics import SentenceStats
+from subprobe.tasks.base import TaggingTask, gold_and_predicted, sentence_ids
 
 
 class NerTask(TaggingTask):
@@ -60,17 +61,15 @@ class NerTask(TaggingTask):
             return self.train_scheme
         return next(iter(self.schemes.values()), "iob1")
 
-    def metrics(self, dataset: Dataset, predictions, vocabs) -> dict[str, float]:
+    def statistics(self, dataset: Dataset, predictions, vocabs) -> SentenceStats:
         labels = vocabs[self.field].labels
         gold_ids, pred_ids = gold_and_predicted(dataset, predictions, self.field)
         gold = [[labels[int(i)] for i in g] for g in gold_ids]
         pred = [[labels[int(i)] for i in p] for p in pred_ids]
-        scores = ner_scores(gold, pred, scheme=self.scoring_scheme())
-        out = {k: float(scores[k]) for k in ("f1", "precision", "recall", "accuracy")}
-        for typ, values in scores["per_type"].items():
-            for k in ("f1", "precision", "recall"):
-                out[f"{k}_{typ}"] = float(values[k])
-        return out
+        return ner_statistics(gold, pred, scheme=self.scoring_scheme(), ids=sentence_ids(dataset))
+
+    def score(self, totals):
+        return ner_scores_of(totals)
 
     def run_facts(self) -> dict:
         """The tag scheme every NER score was computed with (``subprobe predict`` scores with it too)."""

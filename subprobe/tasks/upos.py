@@ -8,8 +8,9 @@ from subprobe.data.conllu import read_conllu, write_conllu
 from subprobe.data.datasets import UD_ENGLISH_EWT
 from subprobe.data.records import Sentence
 from subprobe.errors import DataError
-from subprobe.metrics.tagging import accuracy
-from subprobe.tasks.base import TaggingTask, gold_and_predicted
+from subprobe.metrics.statistics import SentenceStats
+from subprobe.metrics.tagging import accuracy_scores, accuracy_statistics
+from subprobe.tasks.base import TaggingTask, gold_and_predicted, sentence_ids
 
 
 class UposTask(TaggingTask):
@@ -28,8 +29,11 @@ class UposTask(TaggingTask):
                 )
         return sentences
 
-    def metrics(self, dataset, predictions, vocabs) -> dict[str, float]:
-        return accuracy(*gold_and_predicted(dataset, predictions, self.field))
+    def statistics(self, dataset, predictions, vocabs) -> SentenceStats:
+        return accuracy_statistics(*gold_and_predicted(dataset, predictions, self.field), sentence_ids(dataset))
+
+    def score(self, totals):
+        return accuracy_scores(totals)
 
     def write_predictions(self, dataset, predictions, vocabs, path: Path) -> None:
         """CoNLL-U with the predicted UPOS in column 4; every other column copied from the input."""

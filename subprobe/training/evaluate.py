@@ -74,26 +74,59 @@ def predict_dataset(
     ``torch.inference_mode`` with the masks of the evaluation (``mask_mode``)
     multiplied into the weights once (:func:`materialised_masks`); the model's training mode and mask
     modes are restored afterwards."""
+    predictions: dict[int, dict[str, np.ndarray]] = {}
+
+    def visit(batch, output, indices) -> None:
+        fields = {k: v.cpu().numpy() for k, v in task.predict(model.head, output, batch).items()}
+        for b, (sid, idx) in enumerate(zip(batch.sentence_ids, indices)):
+            n = dataset.encoded[idx].n_words
+            predictions[sid] = {k: v[b, 1 : n + 1] for k, v in fields.items()}
+
+    _each_batch(model, dataset, visit, pooling=pooling, pad_id=pad_id, mask_mode=mask_mode, max_tokens=max_tokens)
+    return predictions
+
+
+@torch.inference_mode()
+def codelengths(
+    model,
+    task: Task,
+    dataset: Dataset,
+    *,
+    pooling: str,
+    pad_id: int,
+    mask_mode: str | None = None,
+    max_tokens: int = INFERENCE_MAX_TOKENS,
+) -> dict[int, float]:
+    """Bits per sentence index to transmit its gold labels with the probe's distribution (:meth:`Task.codelength`),
+    evaluated as :func:`predict_dataset` predicts."""
+    bits: dict[int, float] = {}
+
+    def visit(batch, output, indices) -> None:
+        per_sentence = task.codelength(model.head, output, batch).double().sum(dim=1).cpu().tolist()
+        for sid, value in zip(batch.sentence_ids, per_sentence):
+            bits[sid] = value
+
+    _each_batch(model, dataset, visit, pooling=pooling, pad_id=pad_id, mask_mode=mask_mode, max_tokens=max_tokens)
+    return bits
+
+
+def _each_batch(model, dataset: Dataset, visit, *, pooling: str, pad_id: int, mask_mode: str | None,
+                max_tokens: int) -> None:
+    """``visit(batch, output, indices)`` for every evaluation batch of ``dataset`` (see :func:`predict_dataset`)."""
     was_training = model.training
     modes = [(m, m.mask_mode) for m in model.modules() if isinstance(m, MaskedLinear)]
     model.eval()
     set_mask_mode(model, mask_mode)
-    predictions: dict[int, dict[str, np.ndarray]] = {}
     device = module_device(model)
     try:
         with materialised_masks(model):
             for indices in token_batches(dataset.encoded, max_tokens):
                 batch = collate(dataset.encoded, indices, pooling, pad_id).to(device)
-                output = model(batch)
-                fields = {k: v.cpu().numpy() for k, v in task.predict(model.head, output, batch).items()}
-                for b, (sid, idx) in enumerate(zip(batch.sentence_ids, indices)):
-                    n = dataset.encoded[idx].n_words
-                    predictions[sid] = {k: v[b, 1 : n + 1] for k, v in fields.items()}
+                visit(batch, model(batch), indices)
     finally:
         for module, mode in modes:
             module.mask_mode = mode
         model.train(was_training)
-    return predictions
 
 
 def evaluate(model, task: Task, dataset: Dataset, vocabs, **kwargs) -> tuple[dict[str, float], dict]:

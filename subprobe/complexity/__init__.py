@@ -1,0 +1,1 @@
+"""Probe complexity beyond parameter counts: minimum description length (:mod:`.mdl`)."""
