@@ -9,7 +9,7 @@ import sys
 import types
 import typing
 
-from subprobe.errors import SubprobeError
+from subprobe.errors import SubprobeError, WriteError
 
 #: Order of the flag groups in ``subprobe probe --help`` (a field's ``group`` metadata; others go last).
 GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
@@ -19,6 +19,21 @@ DATA_DIR_HELP = (
     "dataset root holding ud-english-ewt/ or UD_English-EWT/ (either EWT naming) and conll2003/ "
     "(default: $SUBPROBE_DATA; with neither, the UD tasks read the embedded UD English-EWT r2.1)"
 )
+
+
+class TaskNames(tuple):
+    """The task registry's names as argparse choices: a parametrised task's instances (``feats:Number`` for
+    ``feats:KEY``) are choices too."""
+
+    def __new__(cls):
+        from subprobe.tasks.registry import TASK_NAMES
+
+        return super().__new__(cls, TASK_NAMES)
+
+    def __contains__(self, item: object) -> bool:
+        from subprobe.tasks.registry import entry_of
+
+        return isinstance(item, str) and entry_of(item) is not None
 
 
 class ShownChoices(tuple):
@@ -78,11 +93,18 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[s
             group.add_argument(flag, type=kind, default=default, metavar=f.name.upper(), help=help_text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line ``subprobe: error: ...`` (no usage dump), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"subprobe: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from subprobe import __version__
     from subprobe.config import ProbeConfig
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="subprobe", description="Subnetwork probing (Cao, Sanh & Rush 2021) and its baselines."
     )
     parser.add_argument("--version", action="version", version=f"subprobe {__version__}")
@@ -130,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(
-        "--tasks", nargs="+", default=None, metavar="TASK", help="tasks to run, among the grid's (default: all of them)"
+        "--tasks", nargs="+", default=None, choices=TaskNames(), metavar="TASK",
+        help="tasks to run, among the grid's: " + ", ".join(TaskNames()) + " (default: all of the grid's)",
     )
 
     report = sub.add_parser(
@@ -298,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
         _set_threads(getattr(args, "threads", None))
         if args.command == "probe":
@@ -321,10 +345,51 @@ def main(argv: list[str] | None = None) -> int:
     except SubprobeError as exc:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("subprobe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # (code that catches the exception and raises its own KeyboardInterrupt, such as Ray's, loses the type)
+        terminated = isinstance(exc, Terminated) or Terminated.received
+        again = {"sweep": "; run the same command again to continue (finished points are skipped, interrupted ones "
+                          "continue from their checkpoints)",
+                 "reproduce": "; run the same command again to continue (finished points are skipped)"}
+        print(f"subprobe: {'stopped by SIGTERM' if terminated else 'interrupted'}{again.get(args.command, '')}",
+              file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        _restore_sigterm(previous)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's time limit, ``kill``, a container stop), raised where the program is: it stops as
+    Ctrl-C does -- the last checkpoint is kept, the command to continue is printed -- with exit status 143."""
+
+    #: set when the handler ran (main() reports SIGTERM even if some library re-raised a plain KeyboardInterrupt)
+    received = False
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` for the duration of :func:`main` (main thread only); returns the
+    previous handler (None when nothing was installed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    Terminated.received = False
+
+    def stop(signum, frame):
+        Terminated.received = True
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _probe(args: argparse.Namespace, argv: list[str]) -> int:
@@ -335,16 +400,21 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
     given = _given_flags(argv)
     if args.resume is not None:
         return _resume(args, given, values)
-    probe(_config_of(args, values, given), echo=_echo)
+    config = _config_of(args, values, given)
+    try:
+        probe(config, echo=_echo)
+    except WriteError as exc:
+        raise WriteError(exc.path, exc.reason, exc.kept, _continue_after_write_error(config)) from None
     return 0
 
 
 def _config_of(args: argparse.Namespace, values: dict, given: set[str]):
     """The ProbeConfig of a command's flags, over ``--config`` YAML when given (flags given explicitly win)."""
     from subprobe.config import ProbeConfig
+    from subprobe.resolve import config_from_yaml
 
     if args.config:
-        base = dataclasses.asdict(ProbeConfig.from_yaml(args.config))
+        base = dataclasses.asdict(config_from_yaml(args.config))
         values = {k: (values[k] if k in given else base[k]) for k in values}
     _check_flag_combinations(values, given)
     return ProbeConfig(**values)
@@ -357,6 +427,16 @@ def _mdl(args: argparse.Namespace, argv: list[str]) -> int:
     values = {f.name: getattr(args, f.name, f.default) for f in dataclasses.fields(ProbeConfig)}
     mdl(_config_of(args, values, _given_flags(argv, "mdl")), min_steps=args.min_steps, echo=_echo)
     return 0
+
+
+def _continue_after_write_error(config) -> str:
+    """What to do when a run could not write a file: free space, then resume (or start again: nothing kept)."""
+    from subprobe.runs import RunDir, default_out
+
+    out = RunDir(config.out) if config.out else RunDir(default_out(config))
+    if out.has_config:
+        return f"free disk space or fix permissions, then continue with `subprobe probe --resume {out.path}`"
+    return "free disk space or fix permissions, then run the same command again"
 
 
 def _check_flag_combinations(values: dict, given: set[str]) -> None:
@@ -402,7 +482,11 @@ def _resume(args: argparse.Namespace, given: set[str], values: dict) -> int:
     if values.get("dry_run"):
         raise ConfigError("--resume trains and --dry-run does not; drop one of them")
     overrides = {k: values[k] for k in given if k in values and (values[k] or k not in ("overwrite", "dry_run"))}
-    resume(args.resume, echo=_echo, **overrides)
+    try:
+        resume(args.resume, echo=_echo, **overrides)
+    except WriteError as exc:
+        fix = f"free disk space or fix permissions, then continue with `subprobe probe --resume {args.resume}`"
+        raise WriteError(exc.path, exc.reason, exc.kept, fix) from None
     return 0
 
 
@@ -431,7 +515,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.profile != "quick" and profile is None:
         from subprobe.errors import ConfigError
 
-        raise ConfigError(f"--profile {args.profile!r} is not defined by grid {grid.name}")
+        defined = ", ".join(map(str, grid.profiles)) or "none (this grid defines no profiles: drop --profile)"
+        raise ConfigError(f"--profile {args.profile!r} is not defined by grid {grid.name}; use {defined}")
     points = seeds_axis(grid.points(profile), args.seeds)
     base = {k: v for k, v in (("model", args.model), ("data_dir", args.data_dir)) if v}
     base.update(_hardware(args))
@@ -520,9 +605,14 @@ def _compare(args: argparse.Namespace) -> int:
 
     subnetworks = []
     for path in (args.run_a, args.run_b):
-        run = RunDir(path).require(RunDir.MASKS, kind="subnetwork run", hint="compare needs two subnetwork-probe runs")
+        run = RunDir(path).require(RunDir.MASKS, hint="compare needs two subnetwork-probe runs",
+                                   missing_dir="give the --out directories of two subnetwork runs")
         subnetworks.append(run.read_masks())
-    result = subnetworks[0].compare(subnetworks[1])
+    try:
+        result = subnetworks[0].compare(subnetworks[1])
+    except SubprobeError as exc:
+        raise SubprobeError(f"compare {args.run_a} {args.run_b}: {exc}; compare two subnetwork runs of the same model "
+                            "(granularity and layout may differ)") from None
     if args.json:
         print(json.dumps({"run_a": str(args.run_a), "run_b": str(args.run_b), **result.as_dict()}, indent=2))
     else:

@@ -8,6 +8,7 @@ This module sits below the tasks, probes and training that read it, so it names 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -378,6 +379,9 @@ class ProbeConfig:
             raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc}); check the path") from None
         except UnicodeDecodeError:
             raise ConfigError(f"--config {path}: not UTF-8 text; save the file as UTF-8") from None
+        except RecursionError:
+            raise ConfigError(f"--config {path}: not valid YAML (nested too deeply); write one `key: value` per line"
+                              ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -390,15 +394,30 @@ class ProbeConfig:
                 f"{path}: expected `key: value` lines (a YAML mapping), found a {type(values).__name__}; "
                 "see config.yaml in any run directory for an example"
             )
+        lines = yaml_key_lines(path)
         known = {f.name for f in dataclasses.fields(ProbeConfig)}
-        unknown = sorted(str(k) for k in set(values) - known)
+        unknown = sorted((str(k) for k in set(values) - known), key=lambda k: (lines.get(k, 0), k))
         if unknown:
+            where = f"{path}:{lines[unknown[0]]}" if unknown[0] in lines else str(path)
+            shown = ", ".join(k if k.isprintable() and k.strip() == k and k else repr(k) for k in unknown)
             raise ConfigError(
-                f"{path}: unknown configuration keys {', '.join(unknown)}; "
+                f"{where}: unknown configuration keys {shown}; "
                 "remove them (`subprobe probe --help` lists the settings, with - for _)"
             )
-        check_types(values, str(path))
+        for key, value in values.items():
+            check_types({key: value}, f"{path}:{lines[key]}" if key in lines else str(path))
         return ProbeConfig(**values)
+
+
+def yaml_key_lines(path: str | Path) -> dict[str, int]:
+    """1-based line of each top-level key of a YAML mapping file ({} when it cannot be read as one)."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
 def settings_where(**metadata: Any) -> tuple[str, ...]:
@@ -410,7 +429,7 @@ def settings_where(**metadata: Any) -> tuple[str, ...]:
     )
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
 
 
 def check_types(values: dict[str, Any], where: str | None = None) -> None:
@@ -434,7 +453,7 @@ def check_types(values: dict[str, Any], where: str | None = None) -> None:
                 raise ConfigError(f"{prefix} {value!r} is not known; use one of {', '.join(map(str, choices))}")
             continue
         if kind is float:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         else:

@@ -25,3 +25,26 @@ class DataError(SubprobeError):
 
 class ConfigError(SubprobeError):
     """A bad flag or configuration value."""
+
+
+class WriteError(DataError):
+    """A file could not be written (full disk, file-size limit, no permission); the previous file is kept."""
+
+    def __init__(self, path: str, reason: str, kept: bool = False, fix: str = "") -> None:
+        kept_text = "the previous file is kept; " if kept else "nothing was written there; "
+        fix = kept_text + (fix or "free disk space or fix permissions, then run the command again")
+        super().__init__(path, None, f"cannot write file: {reason}", fix)
+        self.reason = reason
+        self.kept = kept
+
+
+class DamagedFileError(SubprobeError, ValueError):
+    """A file that subprobe wrote cannot be read back (truncated, corrupted, or not subprobe's): one line
+    naming it. Also a ValueError, so callers that treat an unreadable optional file as absent still do."""
+
+    DEFAULT_FIX = "the file is damaged (truncated or corrupted): restore it from a copy, or train the run again"
+
+    def __init__(self, path: str, reason: str, fix: str | None = None) -> None:
+        super().__init__(f"{path}: cannot be read ({reason}); {fix or self.DEFAULT_FIX}")
+        self.path = path
+        self.reason = reason

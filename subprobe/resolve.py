@@ -8,9 +8,12 @@ Resolving a resolved configuration gives it back unchanged.
 
 from __future__ import annotations
 
-from subprobe.config import ProbeConfig
-from subprobe.probes.registry import DEFAULT_PROBE, probe_family
-from subprobe.tasks.registry import DEFAULT_TASK, task_class
+from pathlib import Path
+
+from subprobe.config import ProbeConfig, yaml_key_lines
+from subprobe.errors import ConfigError
+from subprobe.probes.registry import DEFAULT_PROBE, PROBE_MODULES, probe_family, unknown_probe
+from subprobe.tasks.registry import DEFAULT_TASK, entry_of, get_task, task_class, unknown_task
 
 
 def resolve(config: ProbeConfig) -> ProbeConfig:
@@ -23,3 +26,27 @@ def resolve(config: ProbeConfig) -> ProbeConfig:
     cfg = config.filled({"task": task_name, "probe": probe_name, **task.defaults(config.profile, values)})
     task.check_settings(cfg)
     return cfg
+
+
+def check_names(values: dict, prefix: str = "") -> None:
+    """The ``task`` and ``probe`` of ``values`` (when given), checked by their registries: an unknown one is one
+    ConfigError line, ``PREFIXtask 'srl' is not known; use one of ...`` (with the closest known name)."""
+    task, probe = values.get("task"), values.get("probe")
+    if task is not None:
+        if not isinstance(task, str) or entry_of(task) is None:
+            raise ConfigError(prefix + unknown_task(str(task), flag="task"))
+        get_task(task)  # a parametrised task checks its parameter
+    if probe is not None and probe not in PROBE_MODULES:
+        raise ConfigError(prefix + unknown_probe(str(probe), flag="probe"))
+
+
+def config_from_yaml(path: str | Path) -> ProbeConfig:
+    """:meth:`ProbeConfig.from_yaml` with the task and probe checked by their registries too (one error line naming
+    the file and line)."""
+    config = ProbeConfig.from_yaml(path)
+    lines = yaml_key_lines(path)
+    for key in ("task", "probe"):
+        value = getattr(config, key)
+        if value is not None:
+            check_names({key: value}, f"{path}:{lines[key]}: " if key in lines else f"{path}: ")
+    return config

@@ -107,7 +107,7 @@ def test_a_value_outside_the_choices_is_one_error_line(tiny_bert, capsys, tmp_pa
     assert err == "subprobe: error: --layout 'diagonal' is not known; use one of strided, contiguous\n"
     config = tmp_path / "c.yaml"
     config.write_text("word_pooling: max\n")
-    with pytest.raises(ConfigError, match=r"c.yaml: word_pooling 'max' is not known; use one of last, first, mean"):
+    with pytest.raises(ConfigError, match=r"c.yaml:1: word_pooling 'max' is not known; use one of last, first, mean"):
         ProbeConfig.from_yaml(config)
     config.write_text("precision: null\ntask: dep\n")
     assert ProbeConfig.from_yaml(config).task == "dep"

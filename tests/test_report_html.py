@@ -91,11 +91,12 @@ def test_store_with_relative_run_dirs_from_elsewhere(tmp_path, tiny_bert, monkey
     assert len(results) == 1 and Path(results[0]["run_dir"]).is_absolute()
 
 
-def test_empty_store_gives_a_page_with_dashes(tmp_path):
+def test_empty_store_is_one_error_line_and_writes_nothing(tmp_path, capsys):
+    """Issue 28: an empty store is bad input (nothing to report), not an empty page."""
     (tmp_path / "store").mkdir()
-    assert main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "out")]) == 0
-    text = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    assert "0 finished run(s)" in text and "No pretrained subnetwork or MLP-1 runs" in text
+    assert main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "out")]) == 2
+    assert "store: no finished runs to report" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
 
 

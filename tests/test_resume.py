@@ -207,8 +207,8 @@ def test_failed_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     def no_rename(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt.os, "replace", no_rename)
-    with pytest.raises(SubprobeError, match="previous checkpoint is kept.*--resume"):
+    monkeypatch.setattr("os.replace", no_rename)
+    with pytest.raises(SubprobeError, match="previous file is kept.*--resume"):
         ckpt.save_checkpoint(path, _payload(2.0))
     assert torch.equal(ckpt.load_checkpoint(path)["weights"], torch.full((1000,), 1.0))
     assert [p.name for p in tmp_path.iterdir()] == [RunDir.CHECKPOINT]  # temporary file removed

@@ -24,15 +24,14 @@ import re
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subprobe.atomic import write_text
+from subprobe.atomic import Staged, write_text
 from subprobe.data.datasets import DATASETS, SPLITS
 from subprobe.data.textfile import content_sha256
-from subprobe.errors import ConfigError, SubprobeError
+from subprobe.errors import ConfigError, SubprobeError, WriteError
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_RELEASE", "URL_ENV", "Downloaded", "get", "user_data_dir"]
 
@@ -273,7 +272,7 @@ class _Fetcher:
     def __init__(self, base: str, target: Path, known: dict[str, str], recorded: dict[str, str],
                  progress: bool) -> None:
         self.base, self.target, self.known, self.recorded, self.progress = base, target, known, recorded, progress
-        self.staged: dict[Path, Path] = {}
+        self.staged = Staged()
         self.sums: dict[str, str] = {}
         self.kept: list[str] = []
 
@@ -286,15 +285,14 @@ class _Fetcher:
             self.kept.append(file)
             return dest
         url = f"{self.base}/{file}"
-        tmp = dest.with_name(f".{file}.{uuid.uuid4().hex}.part")
         try:
-            sha = self._download(url, tmp, file)
+            sha = self._download(url, dest, file)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            self.staged.drop(dest)
             raise
         if sha is None:
+            self.staged.drop(dest)
             return None
-        self.staged[dest] = tmp
         wanted = self.known.get(file)
         if wanted and sha != wanted:
             raise SubprobeError(
@@ -304,8 +302,9 @@ class _Fetcher:
         self.sums[file] = sha
         return dest
 
-    def _download(self, url: str, tmp: Path, file: str) -> str | None:
-        """Stream ``url`` into ``tmp`` with a progress bar; its SHA-256, or None for a file that does not exist."""
+    def _download(self, url: str, dest: Path, file: str) -> str | None:
+        """Stream ``url`` into a temporary file for ``dest`` (staged) with a progress bar; its SHA-256, or None for
+        a file that does not exist."""
         from tqdm import tqdm
 
         request = urllib.request.Request(url, headers={"User-Agent": "subprobe"})
@@ -326,17 +325,18 @@ class _Fetcher:
         total = response.headers.get("Content-Length")
         size = 0
         try:
-            with response, open(tmp, "wb") as out, tqdm(
+            with response, self.staged.open(dest) as out, tqdm(
                 total=int(total) if total and total.isdigit() else None, unit="B", unit_scale=True,
                 unit_divisor=1024, desc=file, disable=not self.progress, file=sys.stderr, leave=False,
             ) as bar:
                 while chunk := response.read(_CHUNK):
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:  # a full disk, not the network
+                        raise WriteError(str(dest), exc.strerror or str(exc)) from None
                     digest.update(chunk)
                     size += len(chunk)
                     bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
         except (OSError, http.client.HTTPException) as exc:
             raise _offline(url, exc, "the download broke off") from None
         if total and total.isdigit() and size != int(total):
@@ -344,14 +344,10 @@ class _Fetcher:
         return digest.hexdigest()
 
     def commit(self) -> None:
-        for dest, tmp in self.staged.items():
-            os.replace(tmp, dest)
-        self.staged.clear()
+        self.staged.commit()
 
     def discard(self) -> None:
-        for tmp in self.staged.values():
-            tmp.unlink(missing_ok=True)
-        self.staged.clear()
+        self.staged.discard()
 
 
 def _offline(url: str, reason, what: str = "cannot download") -> SubprobeError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,7 +80,9 @@ class LocalExecutor(Executor):
         context = multiprocessing.get_context("spawn")
         todo, attempt = list(jobs), 0
         while todo:
-            with ProcessPoolExecutor(max_workers=self.slots, mp_context=context) as pool:
+            pool = ProcessPoolExecutor(max_workers=self.slots, mp_context=context, initializer=_die_with_parent,
+                                       initargs=(os.getpid(),))
+            try:
                 futures = {}
                 for job in todo:
                     futures[pool.submit(run_point, job)] = job
@@ -97,6 +100,10 @@ class LocalExecutor(Executor):
                             continue
                         todo.remove(job)
                         on_done(job, outcome)
+            except BaseException:  # Ctrl-C, SIGTERM, an error in a callback: stop the workers, do not wait for them
+                _stop_workers(pool)
+                raise
+            pool.shutdown(wait=True)
             if broken is None:
                 return
             attempt += 1
@@ -104,6 +111,36 @@ class LocalExecutor(Executor):
                 for job in todo:
                     on_done(job, lost(broken, "a worker process died"))
                 return
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initialiser: exit when the sweep process that started this worker is gone (killed with
+    SIGKILL, it cannot stop its workers). Without this, a worker would finish its point and then wait for work
+    forever; with it, the point is left as any killed run is (its last checkpoint) and the next sweep continues
+    it."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="subprobe-parent-watch", daemon=True).start()
+
+
+def _stop_workers(pool) -> None:
+    """Terminate the workers of a ProcessPoolExecutor now (their points keep their last checkpoints) and drop
+    the queued points. ``ProcessPoolExecutor`` has no public way to do this before Python 3.14."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.terminate()
+        except (OSError, ValueError):  # already gone
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=10)
 
 
 def ray_gpu_request(device: str | None, cluster_gpus: float) -> tuple[float, str | None]:
@@ -147,7 +184,7 @@ class RayExecutor(Executor):
 
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            _keeping_sigterm(lambda: ray.init(address=self.address, include_dashboard=False, log_to_driver=False))
         resources = ray.cluster_resources()
         self.gpus, device = ray_gpu_request(self.device, resources.get("GPU", 0))
         if device != self.device:  # where the task runs is not part of a point's key
@@ -169,9 +206,32 @@ class RayExecutor(Executor):
                 except ray.exceptions.RayError as exc:  # the worker died, retries spent
                     outcome = lost(exc, "the Ray task died")
                 on_done(job, outcome)
+        except BaseException:  # Ctrl-C, SIGTERM: stop the points in flight (they keep their last checkpoints)
+            for ref in in_flight:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 -- already finished or gone; nothing to stop
+                    pass
+            raise
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _keeping_sigterm(start) -> None:
+    """Run ``start()`` and put back the SIGTERM handler it replaced (``ray.init`` installs one that exits at once;
+    the command line's handler stops the sweep cleanly, cancelling the tasks in flight)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        start()
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        start()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class SlurmExecutor(Executor):
@@ -206,6 +266,10 @@ class SlurmExecutor(Executor):
     def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
         import submitit
         from submitit.helpers import as_completed
+
+        if self.cluster == "slurm" and shutil.which("srun") is None:  # before anything is submitted
+            raise ConfigError("--executor slurm: this machine is not part of a SLURM cluster (no srun command); run "
+                              "the sweep on a SLURM login node, or use --executor local or ray")
 
         executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)
         executor.update_parameters(name="subprobe", **self.parameters)

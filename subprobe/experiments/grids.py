@@ -7,6 +7,7 @@ else); each names the writer of its tables or figures (``writer:``, one of
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from importlib import resources
@@ -82,26 +83,110 @@ def _label(value) -> object:
 
 
 def load_grid(name_or_path: str) -> Grid:
-    """A built-in grid by name or a grid YAML file by path."""
+    """A built-in grid by name or a grid YAML file by path; every problem is one ConfigError naming the file
+    and line (YAML syntax, the layout, unknown configuration keys, values of the wrong type or choice, tasks and
+    probes their registries do not know)."""
     if name_or_path in builtin_grids():
         text = resources.files("subprobe.experiments").joinpath(GRIDS_FOLDER, f"{name_or_path}.yaml").read_text()
         source = name_or_path
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ConfigError(f"{name_or_path}: no such grid file (built-in grids: {', '.join(builtin_grids())})")
-        text = path.read_text(encoding="utf-8")
+            what = "is a directory, not a grid file" if path.is_dir() else "no such grid file"
+            raise ConfigError(f"{name_or_path}: {what} (built-in grids: {', '.join(builtin_grids())})")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name_or_path}: not UTF-8 text; save the grid as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{name_or_path}: cannot read it ({exc.strerror or exc}); check the path") from None
         source = str(path)
     try:
-        data = yaml.safe_load(text) or {}
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML (nested too deeply); see the built-in grids for the layout"
+                          ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data.get("axes"), dict) or not data["axes"]:
-        raise ConfigError(f"{source}: a grid needs a non-empty 'axes' mapping")
-    for key, values in data["axes"].items():
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem}); see the built-in grids for the layout") from None
+    return _checked_grid(data, node, source)
+
+
+def _line(node) -> int:
+    return node.start_mark.line + 1 if node is not None else 1
+
+
+def _child(node, key):
+    """The value node of ``key`` in a mapping node (None if absent)."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == str(key):
+                return v
+    return None
+
+
+def _check_settings(values: dict, node, source: str, what: str) -> None:
+    """Configuration keys and values of one axis entry or profile: known keys, right types and choices."""
+    from subprobe.config import ProbeConfig, check_types
+    from subprobe.resolve import check_names
+
+    known = {f.name for f in dataclasses.fields(ProbeConfig)}
+    for key, value in values.items():
+        where = f"{source}:{_line(_child(node, key) or node)}"
+        if key not in known:
+            raise ConfigError(f"{where}: {what}: unknown configuration key {key!r}; use the settings of "
+                              "`subprobe probe --help` (with _ for -)")
+        if key == "rank" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # YAML grids write ranks as numbers
+        check_types({key: value}, f"{where}: {what}")
+        check_names({key: value}, f"{where}: {what}: ")
+
+
+def _checked_grid(data, node, source: str) -> Grid:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: a grid is a YAML mapping with 'axes' (and 'profiles'), not a "
+                          f"{type(data).__name__}")
+    axes, axes_node = data.get("axes"), _child(node, "axes")
+    if not isinstance(axes, dict) or not axes:
+        raise ConfigError(f"{source}:{_line(axes_node or node)}: a grid needs a non-empty 'axes' mapping")
+    unknown = sorted(str(k) for k in set(data) - {"name", "description", "writer", "axes", "profiles"})
+    if unknown:
+        raise ConfigError(f"{source}:{_line(_child(node, unknown[0]))}: unknown grid key {unknown[0]!r}; a grid has "
+                          "name, description, writer, axes and profiles")
+    for key in ("name", "description"):
+        if key in data and not (isinstance(data[key], str) and data[key].isprintable()):
+            raise ConfigError(f"{source}:{_line(_child(node, key))}: {key} must be a string on one line")
+    for key, values in axes.items():
+        axis_node = _child(axes_node, key)
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{source}: axis {key!r} must be a non-empty list")
-    return Grid(
-        data.get("name", Path(source).stem), data.get("description", ""), data["axes"], data.get("profiles", {}),
-        str(data.get("writer", "")),
-    )
+            raise ConfigError(f"{source}:{_line(axis_node)}: axis {key!r} must be a non-empty list")
+        for i, value in enumerate(values):
+            value_node = axis_node.value[i] if isinstance(axis_node, yaml.SequenceNode) else axis_node
+            if isinstance(value, dict):
+                if not value:
+                    raise ConfigError(f"{source}:{_line(value_node)}: axis {key!r}: an empty entry {{}}")
+                _check_settings(value, value_node, source, f"axis {key}")
+            elif isinstance(value, list):
+                raise ConfigError(f"{source}:{_line(value_node)}: axis {key!r}: a value is a list; give one value "
+                                  "or one mapping of settings per entry")
+            else:
+                _check_settings({key: value}, value_node, source, f"axis {key}")
+    profiles, profiles_node = data.get("profiles") or {}, _child(node, "profiles")
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{source}:{_line(profiles_node)}: 'profiles' must map profile names to settings")
+    for name, settings in profiles.items():
+        profile_node = _child(profiles_node, name)
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{source}:{_line(profile_node)}: profile {name!r} must be a mapping of settings")
+        _check_settings(settings, profile_node, source, f"profile {name}")
+    writer = data.get("writer", "")
+    if not isinstance(writer, str):
+        raise ConfigError(f"{source}:{_line(_child(node, 'writer'))}: writer must be the name of a writer")
+    return Grid(data.get("name", Path(source).stem), data.get("description", ""), axes, profiles, writer)

@@ -30,6 +30,8 @@ class PointJob:
     run_dir: str  # absolute
     store: str  # absolute store root
     threads: int | None = None  # torch threads in the worker (None: leave torch's setting)
+    #: wait for another sweep that is running this point (False: report it busy at once, see :func:`run_point`)
+    wait: bool = False
 
     @property
     def label(self) -> str:
@@ -38,10 +40,9 @@ class PointJob:
 
 def run_point(job: PointJob) -> dict:
     """Train (or continue) one point into its run directory; ``{"status": "done"|"failed", ...}``."""
-    from subprobe import api
-    from subprobe.config import ProbeConfig
+    from filelock import Timeout
+
     from subprobe.experiments.store import Store
-    from subprobe.runs import RunDir
 
     if job.threads:
         import torch
@@ -49,6 +50,26 @@ def run_point(job: PointJob) -> dict:
         torch.set_num_threads(job.threads)
     store = Store(job.store)
     run_dir = Path(job.run_dir)
+    lock = store.point_lock(run_dir)
+    try:  # one process per point, whichever sweep it belongs to (two sweeps on one store share the work)
+        lock.acquire(timeout=-1 if job.wait else 0)
+    except Timeout:
+        holder = store.load_index().get(job.key, {})  # who runs it, for the message
+        return {"status": "busy", "host": holder.get("host"), "pid": holder.get("pid")}
+    try:
+        if store.finished(run_dir):  # finished by another sweep since this one looked
+            return {"status": "done", "elsewhere": True, "seconds": 0.0}
+        return _run_locked(job, store, run_dir)
+    finally:
+        lock.release()
+
+
+def _run_locked(job: PointJob, store, run_dir: Path) -> dict:
+    """:func:`run_point` once this process holds the point's lock."""
+    from subprobe import api
+    from subprobe.config import ProbeConfig
+    from subprobe.runs import RunDir
+
     where = {"host": socket.gethostname(), "pid": os.getpid()}
     store.record(job.key, {"status": "running", "run_dir": store.relative(run_dir), "config": job.values, **where})
     started = time.perf_counter()

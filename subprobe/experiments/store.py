@@ -11,6 +11,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from subprobe.config import ProbeConfig, settings_where
+from subprobe.errors import DamagedFileError
 from subprobe.probes.registry import probe_family
 from subprobe.resolve import resolve as resolve_config
 from subprobe.runs import RunDir, read_json, write_json
@@ -48,14 +49,31 @@ class Store:
         self.index_path = self.root / "index.json"
 
     def load_index(self) -> dict:
-        if self.index_path.is_file():
-            return read_json(self.index_path)
-        return {}
+        """key -> entry; a damaged index is one DamagedFileError line saying how to rebuild it."""
+        if not self.index_path.is_file():
+            return {}
+        fix = (f"move it away (mv {self.index_path} {self.index_path}.damaged) and run the sweep again: every sweep "
+               "records its points in a new index, and finished runs are kept")
+        try:
+            index = read_json(self.index_path)
+        except DamagedFileError as exc:
+            raise DamagedFileError(str(self.index_path), exc.reason, fix) from None
+        if not isinstance(index, dict) or not all(isinstance(e, dict) for e in index.values()):
+            raise DamagedFileError(str(self.index_path), "not a mapping of point entries", fix)
+        return index
 
     def lock(self) -> FileLock:
         """The lock every writer of index.json holds (sweeps in other processes or on other nodes write it too)."""
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / "index.json.lock"), timeout=LOCK_TIMEOUT)
+
+    def point_lock(self, run_dir: Path) -> FileLock:
+        """The lock a process holds while it runs the point of ``run_dir`` (``ROOT/locks/<name>.lock``): a second
+        sweep on the same store skips the point instead of training into the same directory. An OS lock: it is
+        released when its process dies, however it dies."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{Path(run_dir).name}.lock"), thread_local=False)
 
     def record(self, key: str, entry: dict) -> None:
         """Update one entry of the index: read, change and write (temp file + rename) under the store's lock."""
@@ -73,16 +91,26 @@ class Store:
         return str(Path(run_dir).relative_to(self.root))
 
     def resolve(self, recorded: str) -> Path:
-        path = Path(recorded)
-        return path if path.is_absolute() else self.root / path
+        """The run directory an index entry records: always ``ROOT/runs/<name>`` (see
+        :func:`subprobe.report.loading.store_run_dir`: an index cannot point outside its store)."""
+        name = Path(str(recorded).replace("\\", "/")).name
+        return self.runs / (name if name not in ("", ".", "..") else "-")
 
     def finished(self, run_dir: Path) -> bool:
-        return RunDir(run_dir).finished
+        """metrics.json is there and readable (a damaged one is not skipped: running the point says what to do)."""
+        run = RunDir(run_dir)
+        if not run.finished:
+            return False
+        try:
+            run.read_metrics()
+        except (OSError, ValueError):
+            return False
+        return True
 
     def results(self) -> list[dict]:
         """metrics.json of every finished run in the store, with its run directory."""
         out = []
-        for entry in sorted(self.load_index().values(), key=lambda e: e.get("run_dir", "")):
+        for entry in sorted(self.load_index().values(), key=lambda e: str(e.get("run_dir", ""))):
             path = self.resolve(entry.get("run_dir", ""))
             if entry.get("status") == "done" and RunDir(path).finished:
                 metrics = RunDir(path).read_metrics()

@@ -60,10 +60,22 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
         if executor.slots == 1:
             echo(f"{job.label}: running")
 
+    busy: list[PointJob] = []
+
     def on_done(job: PointJob, outcome: dict) -> None:
+        if outcome["status"] == "busy":  # another sweep on this store runs it: wait for it at the end
+            busy.append(job)
+            who = f" ({outcome.get('host', '?')}, pid {outcome.get('pid', '?')})" if outcome.get("pid") else ""
+            echo(f"{job.label}: running in another sweep{who}; waiting for it after the other points")
+            return
         if outcome.get("lost"):  # the worker died before it could record the failure itself
             store.record(job.key, {"status": "failed", "error": outcome["error"]})
-        if outcome["status"] == "done":
+        if outcome.get("elsewhere"):
+            counts["skipped"] += 1
+            progress.skipped += 1
+            progress.started -= 1
+            echo(f"{job.label}: finished by another sweep, skipped")
+        elif outcome["status"] == "done":
             counts["done"] += 1
             progress.done += 1
             echo(f"{job.label}: done in {outcome['seconds']:.0f}s")
@@ -78,6 +90,10 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
 
     if jobs:
         executor.run(jobs, on_start, on_done)
+    if busy:  # the same executor, now waiting on each point's lock: done by the other sweep, or continued here
+        waiting, busy[:] = [dataclasses.replace(job, wait=True) for job in busy], []
+        progress.started -= len(waiting)
+        executor.run(waiting, on_start, on_done)
     return counts
 
 

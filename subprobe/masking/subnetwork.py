@@ -229,11 +229,20 @@ class Subnetwork:
 
         for e in self.entries:
             name = e.module or e.name
-            module = model.get_submodule(name)
+            try:
+                module = model.get_submodule(name)
+            except AttributeError:
+                raise SubprobeError(
+                    f"the mask of {e.name} names module {name!r}, which this model does not have; load the run's "
+                    f"model ({self.model or 'its config.yaml'})"
+                ) from None
             if isinstance(module, MaskedLinear | MaskedSlices):
                 raise SubprobeError(
                     f"{name} has a mask installed; bake into a freshly loaded model (without Subnetwork.apply)"
                 )
+            if not isinstance(getattr(module, "weight", None), torch.Tensor) or module.weight.dim() != 2:
+                raise SubprobeError(f"the mask of {e.name} names module {name!r}, which is not a weight matrix of "
+                                    f"this model; load the run's model ({self.model or 'its config.yaml'})")
             conv1d = is_conv1d(module)
             weight = module.weight.data.t() if conv1d else module.weight.data  # a view, out x in
             every = torch.arange(weight.shape[0], device=weight.device)
@@ -250,7 +259,7 @@ class Subnetwork:
 
     def save(self, path: str | Path) -> None:
         """Write the mask logits and their layout to a safetensors file (atomically)."""
-        from safetensors.torch import save_file
+        from subprobe.atomic import write_safetensors
 
         meta = {
             "layout": self.layout,
@@ -258,25 +267,63 @@ class Subnetwork:
             "model": self.model,
             "entries": json.dumps([_entry_json(e) for e in self.entries]),
         }
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({e.name: e.log_alpha.contiguous() for e in self.entries}, str(tmp), metadata=meta)
-        tmp.replace(path)
+        write_safetensors(path, {e.name: e.log_alpha for e in self.entries}, metadata=meta)
 
     @staticmethod
     def load(path: str | Path) -> Subnetwork:
+        """Read a file written by :meth:`save` (tensors through safetensors only; the layout from its JSON
+        metadata, checked field by field). A damaged or foreign file is one DamagedFileError line."""
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-            entries = tuple(
-                MaskEntry(
-                    name, role, int(layer), tuple(shape), tuple(block), f.get_tensor(name),
-                    *(rest[:1] + [tuple(tuple(r) for r in rest[1])] + rest[2:] if rest else []),
-                )
-                for name, role, layer, shape, block, *rest in json.loads(meta["entries"])
-            )
-        return Subnetwork(entries, meta["layout"], meta["granularity"], meta.get("model", ""))
+        from subprobe.errors import DamagedFileError
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                rows = json.loads(meta["entries"])
+                names = set(f.keys())
+                entries = tuple(_entry_from_json(row, names, f) for row in rows)
+            return Subnetwork(entries, str(meta["layout"]), str(meta["granularity"]), str(meta.get("model", "")))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # SafetensorError, bad JSON, missing keys, wrong types
+            reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DamagedFileError(
+                str(path), f"not a whole subprobe masks file: {type(exc).__name__}: {reason}",
+                "the file is damaged (truncated or corrupted) or was not written by subprobe: restore it from a "
+                "copy, or train the run again",
+            ) from None
+
+
+def _entry_from_json(row, names: set[str], f) -> MaskEntry:
+    """One MaskEntry from its metadata row (see :func:`_entry_json`) and its tensor; ValueError if malformed."""
+    if not isinstance(row, list) or len(row) not in (5, 7, 8):
+        raise ValueError(f"entry {row!r:.60} is not [name, role, layer, shape, block, ...]")
+    name, role, layer, shape, block, *rest = row
+    if isinstance(layer, str) and layer.isdigit():
+        layer = int(layer)
+    pairs = (shape, block)
+    if not (isinstance(name, str) and isinstance(role, str) and isinstance(layer, int)) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x > 0 for x in p) for p in pairs
+    ):
+        raise ValueError(f"entry {name!r:.60} has fields of the wrong type")
+    if name not in names:
+        raise ValueError(f"no tensor for entry {name!r:.60}")
+    module, ranges, group = "", (), ""
+    if rest:
+        module, raw = rest[0], rest[1]
+        if not isinstance(module, str) or not isinstance(raw, list) or not all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r) for r in raw
+        ):
+            raise ValueError(f"entry {name!r:.60} has a malformed module or row ranges")
+        ranges = tuple(tuple(r) for r in raw)
+        group = rest[2] if len(rest) > 2 else ""
+        if not isinstance(group, str):
+            raise ValueError(f"entry {name!r:.60} has a malformed group")
+    tensor = f.get_tensor(name)
+    if not tensor.is_floating_point():
+        raise ValueError(f"mask logits of {name!r:.60} are not floating point")
+    return MaskEntry(name, role, layer, tuple(shape), tuple(block), tensor, module, ranges, group)
 
 
 def _entry_json(e: MaskEntry) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from pathlib import Path
 
 from subprobe.errors import SubprobeError
@@ -80,13 +81,15 @@ def load_encoder(name: str, attn_implementation: str = "eager"):
         check_hub_reachable(name, path)  # seconds, not a retry loop, when the Hub cannot be reached
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+            # never code from the model's folder (auto_map), and never a prompt asking whether to run it
+            tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
             try:
                 model = AutoModel.from_pretrained(
-                    path, attn_implementation=attn_implementation, add_pooling_layer=False
+                    path, attn_implementation=attn_implementation, add_pooling_layer=False, trust_remote_code=False
                 )
             except TypeError:  # families without a pooler argument
-                model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+                model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation,
+                                                  trust_remote_code=False)
     except OSError as exc:
         if _offline() and not local.is_dir():
             raise SubprobeError(
@@ -95,6 +98,11 @@ def load_encoder(name: str, attn_implementation: str = "eager"):
             ) from exc
         hint = "check the id or path, or your network (the Hub may not be reachable: use a local path)"
         raise SubprobeError(f"--model {name}: could not load it ({hint}): {str(exc).splitlines()[0]}") from exc
+    except pickle.UnpicklingError as exc:  # a pickled checkpoint with more than tensors: refused, never run
+        raise SubprobeError(
+            f"--model {name}: could not load it (its weights are a pickle that holds more than tensors, which is "
+            "never loaded: code could run); use a model saved as safetensors"
+        ) from exc
     except ValueError as exc:  # unrecognised model type, tokenizer that cannot be built, ...
         raise SubprobeError(
             f"--model {name}: could not load it ({str(exc).splitlines()[0].strip()}); "

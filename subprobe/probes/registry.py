@@ -28,10 +28,15 @@ DEFAULT_PROBE = PROBE_NAMES[0]
 def probe_family(name: str) -> ProbeFamily:
     """The family ``name``; one ConfigError line (with the closest name) when there is none."""
     if name not in PROBE_MODULES:
-        close = difflib.get_close_matches(str(name), PROBE_NAMES, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"--probe {name!r} is not known{hint}; use one of {', '.join(PROBE_NAMES)}")
+        raise ConfigError(unknown_probe(name))
     return import_module(f"{__package__}.{PROBE_MODULES[name]}").FAMILY
+
+
+def unknown_probe(name: str, flag: str = "--probe") -> str:
+    """The message for a name that is no probe family: the known ones, and the closest if one is close."""
+    close = difflib.get_close_matches(str(name), PROBE_NAMES, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{flag} {name!r} is not known{hint}; use one of {', '.join(PROBE_NAMES)}"
 
 
 def find_family(name: str) -> ProbeFamily | None:

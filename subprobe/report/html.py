@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
+from subprobe.errors import SubprobeError
 from subprobe.report import figures, localisation, mdl, pareto, render, selectivity, stability, tables
 from subprobe.report.claims import all_claims, claims_table
 from subprobe.report.loading import load_results, run_label
@@ -57,8 +59,19 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
                  echo=print) -> Path:
     """Write ``OUT/index.html``, ``OUT/report.md`` and the figures' numbers and plots; returns index.html."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SubprobeError(f"--out {out}: exists and is not a directory; choose another --out")
+    notes: list[str] = []
+    every = load_results(runs_dir, notes)
+    if not every:
+        left = f" ({len(notes)} left out, the first: {notes[0]})" if notes else ""
+        raise SubprobeError(
+            f"{runs_dir}: no finished runs to report{left}; give a results store or a directory of run "
+            "directories, after a sweep or probe has finished"
+        )
+    for note in notes:  # nothing left out silently
+        echo(f"subprobe: note: {note}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    every = load_results(runs_dir)
     blocks = [r for r in every if mdl.is_block(r)]  # MDL block runs: the MDL table and plot only
     every = [r for r in every if not mdl.is_block(r)]
     results = [r for r in every if not selectivity.is_control(r)]  # control tasks: the selectivity table only

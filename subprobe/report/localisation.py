@@ -169,7 +169,7 @@ def heads_from_model(model: str) -> int | None:
         from subprobe.models.loading import resolve_model_path
 
         path = resolve_model_path(model)
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except Exception:  # no such model, not cached, not importable: the caller says so
         return None
     return num_attention_heads(config)

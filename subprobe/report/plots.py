@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from subprobe.atomic import atomic_path
 from subprobe.report.pareto import curves
 from subprobe.report.tables import metric_title
 
@@ -26,7 +27,9 @@ def _save(fig, stem: Path) -> list[Path]:
     paths = []
     for fmt in FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(path, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight",
+                        metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     _pyplot().close(fig)
     return paths

@@ -9,16 +9,8 @@ The run directory's names and reads are importable from here: ``from subprobe.ru
 
 from __future__ import annotations
 
-from subprobe.runs.directory import (
-    RunDir,
-    config_differences,
-    default_out,
-    prepare_run_dir,
-    read_json,
-    run_status,
-    write_json,
-    write_text,
-)
+from subprobe.atomic import read_json, write_json, write_text
+from subprobe.runs.directory import RunDir, config_differences, default_out, prepare_run_dir, run_status
 
 __all__ = [
     "RunDir", "config_differences", "default_out", "prepare_run_dir", "read_json", "run_status", "write_json",

@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from subprobe.atomic import read_json, write_bytes, write_json, write_text
+from subprobe.atomic import read_json, remove_stale_temporaries, write_bytes, write_json, write_safetensors, write_text
 from subprobe.config import ProbeConfig
-from subprobe.errors import ConfigError
+from subprobe.errors import ConfigError, DamagedFileError
 
 __all__ = [
     "RunDir", "config_differences", "default_out", "prepare_run_dir", "read_json", "run_status", "write_json",
@@ -47,6 +47,8 @@ class RunDir:
     #: per-probe weight files).
     FINISHED = (CONFIG, METRICS)
     NEEDED_TO_LOAD = (CONFIG, VOCAB, METRICS, HEAD)
+    #: Every fixed file name of a run directory (what no other command may overwrite there).
+    FILES = (CONFIG, ENV, VOCAB, LOG, MASKS, HEAD, ADAPTER, CHECKPOINT, METRICS, ERROR)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -141,24 +143,29 @@ class RunDir:
 
     def require_finished(self, *needs: str, kind: str = "subprobe run", flag: str = "", hint: str = "") -> RunDir:
         """This directory, if it holds a finished run with the files ``needs`` too; else the one error every command
-        gives for it: ``[FLAG ]PATH: not a finished KIND (no FILES); HINT`` (default hint: resume an interrupted
-        run, or give the --out directory of a finished one)."""
-        return self.require(*self.FINISHED, *needs, kind=kind, flag=flag, hint=hint)
-
-    def require(self, *names: str, kind: str = "subprobe run", flag: str = "", hint: str = "") -> RunDir:
-        """This directory, if it holds the files ``names`` (a command that reads only those, e.g. ``compare`` the
-        masks); else :meth:`require_finished`'s error."""
+        gives for it: ``[FLAG ]PATH: not a finished KIND (no FILES); HINT`` (no directory at all: ``PATH: no such
+        run directory, so not a finished KIND; HINT``; default hint: resume an interrupted run, or give the --out
+        directory of a finished one)."""
+        where = f"{flag} {self.path}" if flag else str(self.path)
+        if not hint:
+            resumable = self.path.is_dir() and self.has_config and not self.finished
+            hint = (f"finish it first (subprobe probe --resume {self.path})" if resumable
+                    else "give the --out directory of a finished run")
         if not self.path.is_dir():
-            missing = ["such directory"]
-        else:
-            missing = self.missing(*dict.fromkeys(names))
+            raise ConfigError(f"{where}: no such run directory, so not a finished {kind}; {hint}")
+        missing = self.missing(*dict.fromkeys((*self.FINISHED, *needs)))
         if missing:
-            if not hint:
-                resumable = self.path.is_dir() and self.has_config and not self.finished
-                hint = (f"finish it first (subprobe probe --resume {self.path})" if resumable
-                        else "give the --out directory of a finished run")
-            where = f"{flag} {self.path}" if flag else str(self.path)
             raise ConfigError(f"{where}: not a finished {kind} (no {', '.join(missing)}); {hint}")
+        return self
+
+    def require(self, *names: str, hint: str, missing_dir: str) -> RunDir:
+        """This directory, if it holds the files ``names`` (a command that reads only those, e.g. ``compare`` the
+        masks): ``PATH: no FILES; HINT`` otherwise (``PATH: no such run directory; MISSING_DIR`` without one)."""
+        if not self.path.is_dir():
+            raise ConfigError(f"{self.path}: no such run directory; {missing_dir}")
+        missing = self.missing(*names)
+        if missing:
+            raise ConfigError(f"{self.path}: no {', '.join(missing)}; {hint}")
         return self
 
     def status(self) -> str:
@@ -178,7 +185,7 @@ class RunDir:
             return "checkpoint"
         if self.has_config:
             return "started"
-        if any(self.path.iterdir()):
+        if _holds_files(self.path):
             return "foreign"
         return "empty"
 
@@ -196,7 +203,10 @@ class RunDir:
         """The saved configuration as plain YAML data (OSError, UnicodeDecodeError or YAMLError when unreadable)."""
         import yaml
 
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        try:
+            return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise yaml.YAMLError(f"{self.config_path}: nested too deeply") from None
 
     def write_config(self, cfg: ProbeConfig) -> None:
         write_text(self.config_path, cfg.to_yaml())
@@ -208,15 +218,27 @@ class RunDir:
         write_json(self.env_path, stamp)
 
     def read_vocab(self) -> dict[str, list[str]]:
-        return read_json(self.vocab_path)
+        """field -> labels in id order (DamagedFileError when it is not that)."""
+        vocab = self._damaged_says_what_to_do(read_json, self.vocab_path)
+        if not isinstance(vocab, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in vocab.values()
+        ):
+            raise DamagedFileError(str(self.vocab_path), "not a mapping of label lists", self.retrain_advice())
+        return vocab
 
     def write_vocab(self, vocabs: dict) -> None:
         """``vocabs``: field -> LabelVocab (its ``labels`` in id order)."""
         write_json(self.vocab_path, {k: list(v.labels) for k, v in vocabs.items()})
 
     # -- results ----------------------------------------------------------------------------------
-    def read_metrics(self) -> Any:
-        return read_json(self.metrics_path)
+    def read_metrics(self) -> dict:
+        """The run's metrics (DamagedFileError when the file is not a JSON object)."""
+        metrics = self._damaged_says_what_to_do(read_json, self.metrics_path)
+        if not isinstance(metrics, dict):
+            raise DamagedFileError(
+                str(self.metrics_path), f"a JSON {type(metrics).__name__}, not an object", self.retrain_advice()
+            )
+        return metrics
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.metrics_path, metrics)
@@ -245,57 +267,88 @@ class RunDir:
 
         from subprobe.metrics.statistics import SentenceStats
 
-        with np.load(self.sentence_stats_path) as data:
-            keys = sorted({name.rsplit(".", 1)[0] for name in data.files})
-            return {k: SentenceStats(tuple(str(n) for n in data[f"{k}.names"]), data[f"{k}.values"], data[f"{k}.ids"])
-                    for k in keys}
+        try:  # arrays only (allow_pickle stays False)
+            with np.load(self.sentence_stats_path, allow_pickle=False) as data:
+                keys = sorted({name.rsplit(".", 1)[0] for name in data.files})
+                return {k: SentenceStats(tuple(str(n) for n in data[f"{k}.names"]), data[f"{k}.values"],
+                                         data[f"{k}.ids"]) for k in keys}
+        except Exception as exc:  # a truncated zip, a missing array, a pickled array
+            reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DamagedFileError(str(self.sentence_stats_path), f"{type(exc).__name__}: {reason}",
+                                   self.retrain_advice()) from None
 
     def read_log(self) -> list[dict]:
         """The dev-check records of ``log.jsonl`` ([] when there is none)."""
         if not self.log_path.is_file():
             return []
-        return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line]
+        records = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a kill (logs of older versions were appended)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def read_masks(self):
         """The saved :class:`~subprobe.masking.subnetwork.Subnetwork`."""
         from subprobe.masking.subnetwork import Subnetwork
 
-        return Subnetwork.load(self.masks_path)
+        return self._damaged_says_what_to_do(Subnetwork.load, self.masks_path)
 
     def write_masks(self, subnetwork) -> None:
         subnetwork.save(self.masks_path)
 
     def read_head(self) -> dict:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.head_path))
+        return self._damaged_says_what_to_do(read_tensors, self.head_path)
 
     def write_head(self, module) -> None:
         _save_module(module, self.head_path)
 
     def read_adapter(self) -> dict:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.adapter_path))
+        return self._damaged_says_what_to_do(read_tensors, self.adapter_path)
 
     def write_adapter(self, module) -> None:
         _save_module(module, self.adapter_path)
+
+    def retrain_advice(self) -> str:
+        """What to do about a damaged file of this run (the run is a pure function of its config.yaml)."""
+        return (f"the file is damaged (truncated or corrupted): restore it from a copy, or train the run again with "
+                f"`subprobe probe --config {self.config_path} --out {self.path} --overwrite` (in a sweep store: move "
+                f"{self.path} away and run the sweep again)")
+
+    def _damaged_says_what_to_do(self, reader, path: Path):
+        try:
+            return reader(path)
+        except DamagedFileError as exc:
+            raise DamagedFileError(str(path), exc.reason, self.retrain_advice()) from None
 
     def remove_checkpoint(self) -> None:
         """A finished run keeps no checkpoint (``metrics.json`` marks it)."""
         self.checkpoint_path.unlink(missing_ok=True)
 
     def write_error(self, text: str) -> None:
-        self.error_path.write_text(text, encoding="utf-8")
+        write_text(self.error_path, text)
 
     def clear_error(self) -> None:
         self.error_path.unlink(missing_ok=True)
 
 
 def _save_module(module, path: Path) -> None:
-    from safetensors.torch import save_file
+    write_safetensors(path, module.state_dict())
 
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
+
+def read_tensors(path: Path) -> dict:
+    """The tensors of a safetensors file (never code: safetensors holds data only); DamagedFileError if unreadable."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # SafetensorError (header, truncation), OSError
+        raise DamagedFileError(str(path), f"not a whole safetensors file: {str(exc).splitlines()[0]}") from None
 
 
 def default_out(cfg: ProbeConfig) -> Path:
@@ -316,15 +369,27 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     """Create the run directory; refuse to reuse a non-empty one unless ``overwrite``."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: exists and is not a directory; choose another --out")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and _holds_files(path):
         if not overwrite:
             raise ConfigError(
                 f"--out {path}: run directory already exists; pass --resume {path} to continue it, "
                 "--overwrite to replace it, or choose another --out"
             )
+        if not (path / RunDir.CONFIG).is_file():  # never delete a directory that is not a run
+            raise ConfigError(
+                f"--out {path}: holds files but no subprobe run (no {RunDir.CONFIG}), so --overwrite will not delete "
+                "it; choose another --out"
+            )
         shutil.rmtree(path)
+    elif path.is_dir():  # empty but for the temporary files of a killed write: not part of the new run
+        remove_stale_temporaries(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _holds_files(path: Path) -> bool:
+    """Anything in ``path`` besides the temporary files of an atomic write that a kill interrupted."""
+    return any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in path.iterdir())
 
 
 def run_status(path: Path) -> str:

@@ -28,10 +28,10 @@ def export_run(
     run_dir: str | Path, out: str | Path, *, overwrite: bool = False, command: str | None = None, echo=print
 ) -> Path:
     """Export the subnetwork of the finished run ``run_dir`` to ``out``; returns ``out``."""
+    from subprobe.atomic import atomic_dir, write_text
     from subprobe.models.loading import quiet_transformers
     from subprobe.models.reset import apply_setting
     from subprobe.probes.registry import families, probe_family
-    from subprobe.runs.directory import prepare_run_dir
     from subprobe.runs.rebuild import load_model, read_finished
 
     finished, out = read_finished(run_dir), Path(out)
@@ -42,26 +42,40 @@ def export_run(
         raise ConfigError(
             f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a {exportable} run"
         )
-    if out.resolve() == run_dir.resolve():
-        raise ConfigError(f"--out {out}: is the run directory itself; choose another --out")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
+    _check_out(out, run_dir, overwrite)
     subnetwork = run.read_masks()
     loaded = load_model(cfg.model)
     encoder, tokenizer = loaded.encoder, loaded.tokenizer
     apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)  # the run's weights, before its masks
     subnetwork.bake(encoder)
-    prepare_run_dir(out, overwrite=True)
-    with quiet_transformers():
-        encoder.save_pretrained(str(out), safe_serialization=True)
-        tokenizer.save_pretrained(str(out))
     command = command or f"subprobe export {shlex.quote(str(run_dir))} --out {shlex.quote(str(out))}"
     card = model_card(cfg, metrics, subnetwork.density(), __version__, probe_command(cfg), command)
-    (out / "README.md").write_text(card, encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written into a temporary directory beside --out, which then replaces it: never half an export
+    with atomic_dir(out) as tmp, quiet_transformers():
+        encoder.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        write_text(tmp / "README.md", card)
     echo(f"exported {cfg.model} with the hard mask of {run_dir} (density {subnetwork.density():.4f}) to {out}")
     return out
+
+
+def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out that export must not replace: the run directory or a folder holding it, a file, a
+    non-empty directory without --overwrite, or (even with --overwrite) a directory that is not a model."""
+    resolved, source = out.resolve(), run_dir.resolve()
+    if resolved == source or source.is_relative_to(resolved):
+        raise ConfigError(f"--out {out}: holds the run directory {run_dir} itself; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
+        if not (out / "config.json").is_file():
+            raise ConfigError(
+                f"--out {out}: not an exported model (no config.json), so --overwrite will not delete it; "
+                "choose another --out"
+            )
 
 
 def probe_command(cfg: ProbeConfig) -> str:

@@ -33,8 +33,8 @@ _NER_ROW = re.compile(r"^\S+(?:\s+\S+)*\s+(?:O|[BI]-\S+)$")
 
 
 def detect_format(path: Path, task) -> str:
-    """``conllu`` if the first word line is a 10-column CoNLL-U row, ``conll2003`` (a task that reads it) if it
-    ends in a tag or is ``-DOCSTART-``, else ``text``."""
+    """``conllu`` if the first word line is a 10-column CoNLL-U row, ``conll2003`` if it is ``-DOCSTART-`` or (a
+    task that reads it) ends in a tag, else ``text``."""
     from subprobe.data.textfile import read_text_utf8
 
     for line in read_text_utf8(str(path), "input").splitlines():
@@ -42,10 +42,10 @@ def detect_format(path: Path, task) -> str:
             continue
         if _CONLLU_ROW.match(line):
             return CONLLU
-        if CONLL2003 in task.input_formats and (
-            line.startswith("-DOCSTART-") or (len(line.split()) >= 2 and _NER_ROW.match(line))
+        if line.startswith("-DOCSTART-") or (
+            CONLL2003 in task.input_formats and len(line.split()) >= 2 and _NER_ROW.match(line)
         ):
-            return CONLL2003
+            return CONLL2003  # (a -DOCSTART- line is never a sentence: another task's run then says so)
         return TEXT
     return TEXT
 
@@ -90,6 +90,7 @@ def predict_file(
         raise ConfigError(f"--out {out_path}: is a directory; give the path of the file to write")
     if not out_path.parent.is_dir():
         raise ConfigError(f"--out {out_path}: directory {out_path.parent} does not exist; create it first")
+    _check_not_overwriting(out_path, Path(input_path), run.run_dir)
     sentences, gold, fmt = read_input(input_path, run.task, input_format)
     dataset = run.encode(sentences, name=str(input_path))
     if dataset.dropped:
@@ -106,6 +107,20 @@ def predict_file(
     if not gold:
         return None
     return run.score(dataset, predictions)
+
+
+def _check_not_overwriting(out_path: Path, input_path: Path, run_dir: Path) -> None:
+    """--out must not replace the input file or a file of the run directory (what predict reads)."""
+    if not out_path.exists():
+        return
+    if input_path.exists() and out_path.samefile(input_path):
+        raise ConfigError(f"--out {out_path}: is the --input file; write the predictions to another file")
+    from subprobe.runs.directory import RunDir
+
+    if out_path.resolve().parent == Path(run_dir).resolve() and out_path.name in RunDir.FILES:
+        raise ConfigError(
+            f"--out {out_path}: is a file of the run directory {run_dir}; write the predictions to another file"
+        )
 
 
 def format_scores(scores: dict[str, float], primary: str) -> str:

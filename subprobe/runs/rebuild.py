@@ -103,10 +103,10 @@ def rebuild(run_dir: str | Path) -> Rebuilt:
     run, cfg = finished.run, finished.config
     family = probe_family(cfg.probe)
     if not family.loads:
-        loadable = ", ".join(f.name for f in families() if f.loads)
+        loadable = [f.name for f in families() if f.loads]
         raise ConfigError(
-            f"{run.path}: {family.not_loadable}, so it cannot be loaded or used to predict; use a run of --probe "
-            f"{loadable}"
+            f"{run.path}: {family.not_loadable}, so it cannot be loaded or used to predict; use a "
+            f"{', '.join(loadable[:-1])} or {loadable[-1]} run"
         )
     vocabs = {k: LabelVocab(tuple(v)) for k, v in run.read_vocab().items()}
     task = get_task(cfg.task)
@@ -114,14 +114,14 @@ def rebuild(run_dir: str | Path) -> Rebuilt:
     task.restore_facts(finished.metrics)  # e.g. the tag scheme NER scored with
     loaded = load_model(cfg.model)
     built, head, _ = assemble(cfg, task, loaded.encoder, vocabs)
-    head.load_state_dict(run.read_head())
+    _load_weights(head, run.read_head(), run.head_path, cfg)
     subnetwork = _load_masks(run, cfg, built.masked) if built.masked else None
     if built.model.adapter is not None:
         if not run.adapter_path.is_file():
             raise ConfigError(
                 f"{run.adapter_path}: missing (runs made before subprobe saved MLP-1 weights); train the run again"
             )
-        built.model.adapter.load_state_dict(run.read_adapter())
+        _load_weights(built.model.adapter, run.read_adapter(), run.adapter_path, cfg)
     built.model.eval()
     for p in built.model.parameters():
         p.requires_grad_(False)
@@ -135,7 +135,27 @@ def _load_masks(run: RunDir, cfg: ProbeConfig, masked: list):
     saved = {e.name: e.log_alpha for e in subnetwork.entries}
     if set(saved) != {m.name for m in masked}:
         raise ConfigError(f"{run.masks_path}: its matrices do not match model {cfg.model}")
+    for m in masked:
+        if tuple(saved[m.name].shape) != tuple(m.log_alpha.shape):
+            raise ConfigError(
+                f"{run.masks_path}: the mask of {m.name} has shape {tuple(saved[m.name].shape)} but "
+                f"{cfg.model} with --granularity {cfg.granularity} needs {tuple(m.log_alpha.shape)}; "
+                f"the files of {run.path} do not belong together: train the run again"
+            )
     with torch.no_grad():
         for m in masked:
             m.log_alpha.copy_(saved[m.name])
     return subnetwork
+
+
+def _load_weights(module: nn.Module, state: dict, path: Path, cfg: ProbeConfig) -> None:
+    """Copy saved weights into ``module``; names or shapes that differ (a head for another vocabulary or model,
+    files of two runs mixed) are one ConfigError naming the file."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc).splitlines()[0])
+        raise ConfigError(
+            f"{path}: does not fit the probe that {RunDir.CONFIG} and {RunDir.VOCAB} describe (model {cfg.model}; "
+            f"{detail[:160]}); the files of {path.parent} do not belong together: train the run again"
+        ) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from subprobe.config import ProbeConfig
-from subprobe.errors import ConfigError
+from subprobe.errors import ConfigError, DamagedFileError
 from subprobe.masking.subnetwork import Subnetwork
 from subprobe.runs.directory import RunDir
 
@@ -169,6 +169,8 @@ def read_metrics(run: RunDir) -> dict:
     """``metrics.json`` of ``run`` (ConfigError when it cannot be read)."""
     try:
         return run.read_metrics()
+    except DamagedFileError:  # says which file and what to do
+        raise
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"{run.metrics_path}: cannot be read ({type(exc).__name__}); move the run directory away and run it again"
@@ -186,27 +188,31 @@ def finished(cfg: ProbeConfig, run: RunDir) -> Result:
 
 def summary(metrics: dict, run_dir: Path | None) -> str:
     """A few lines describing a finished run."""
-    key = metrics["primary_metric"]
-    lines = [f"subprobe: {metrics['task']} / {metrics['probe']} / {metrics['setting']} on {metrics['model']}"]
+    key = metrics.get("primary_metric")
+    lines = [f"subprobe: {metrics.get('task')} / {metrics.get('probe')} / {metrics.get('setting')} on "
+             f"{metrics.get('model')}"]
     for split in ("dev", "test"):
-        if metrics.get(split):
+        if isinstance(metrics.get(split), dict) and key in metrics[split]:
             text = f"  {split:<4} {key} {metrics[split][key]:.4f}"
             if metrics.get(f"{split}_soft"):
                 soft = metrics[f"{split}_soft"][key]
                 text = f"  {split:<4} {key} hard mask {metrics[split][key]:.4f} | soft mask {soft:.4f}"
             lines.append(text)
-    if "density" in metrics:
+    if "density" in metrics and "mask_params" in metrics:
         lines.append(
             f"  mask params {metrics['mask_params']:,} | density {metrics['density']:.4f} "
             "(hard mask, fraction of masked weights kept)"
         )
-    bits = metrics["bits"]
-    lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits ({metrics['bits_note']})")
-    train = metrics["train"]
-    lines.append(
-        f"  trained {train['steps']}/{train['total_steps']} steps in {train['seconds']:.0f}s "
-        f"({train['words_per_second']:.0f} words/s){' (early stop)' if train['stopped_early'] else ''}"
-    )
+    bits = metrics.get("bits")  # metrics.json of older versions may lack the keys below
+    if isinstance(bits, dict) and {"lower", "upper"} <= set(bits):
+        note = f" ({metrics['bits_note']})" if metrics.get("bits_note") else ""
+        lines.append(f"  complexity {bits['lower']:,.0f} .. {bits['upper']:,.0f} bits{note}")
+    train = metrics.get("train")
+    if isinstance(train, dict) and {"steps", "total_steps", "seconds", "words_per_second"} <= set(train):
+        lines.append(
+            f"  trained {train['steps']}/{train['total_steps']} steps in {train['seconds']:.0f}s "
+            f"({train['words_per_second']:.0f} words/s){' (early stop)' if train.get('stopped_early') else ''}"
+        )
     if run_dir is not None:
         lines.append(f"  run directory {run_dir}")
     return "\n".join(lines)

@@ -59,7 +59,7 @@ def find_task(name: str) -> Task | None:
         return None
 
 
-def unknown_task(name: str) -> str:
+def unknown_task(name: str, flag: str = "--task") -> str:
     """The message for a name that is no task: the known ones, and the closest if one is close (a parametrised
     one with the parameter given: ``fets:Number`` -> ``feats:Number``)."""
     base, colon, parameter = name.partition(":")
@@ -69,7 +69,7 @@ def unknown_task(name: str) -> str:
     if close:
         entry = bases[close[0]]
         hint = f" (did you mean {close[0]}:{parameter}?)" if ":" in entry and parameter else f" (did you mean {entry}?)"
-    return f"--task {name!r} is not known{hint}; use one of {', '.join(TASK_NAMES)}"
+    return f"{flag} {name!r} is not known{hint}; use one of {', '.join(TASK_NAMES)}"
 
 
 def path_name(name: str) -> str:

@@ -14,17 +14,15 @@ old one (``os.replace``): a kill at any moment leaves either the old or the new 
 from __future__ import annotations
 
 import json
-import os
 import random
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from subprobe.atomic import write_text
-from subprobe.errors import SubprobeError
+from subprobe.atomic import remove_stale_temporaries, save_torch, write_text  # noqa: F401 (re-exported)
+from subprobe.errors import SubprobeError, WriteError
 
 FORMAT_VERSION = 1
 
@@ -112,45 +110,14 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor],
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write ``payload`` to ``path`` atomically: temporary file, fsync, ``os.replace``."""
+    """Write ``payload`` to ``path`` atomically (:func:`subprobe.atomic.save_torch`: temporary file, fsync,
+    ``os.replace``); a failed write keeps the previous checkpoint and says how to continue."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        kept = " (the previous checkpoint is kept)" if path.exists() else ""
-        raise SubprobeError(
-            f"{path}: cannot write the checkpoint: {exc.strerror or exc}{kept}; "
-            f"free disk space or fix permissions, then continue with `subprobe probe --resume {path.parent}`"
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temporaries(directory: Path) -> None:
-    """Delete the temporary files (``.NAME.*.tmp``) that atomic writes of a process killed before its rename left."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        save_torch(path, payload)
+    except WriteError as exc:
+        fix = f"free disk space or fix permissions, then continue with `subprobe probe --resume {path.parent}`"
+        raise WriteError(str(path), exc.reason, kept=exc.kept, fix=fix) from None
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from subprobe.atomic import AppendFile
 from subprobe.config import ProbeConfig
 from subprobe.data.batching import BUCKET_BATCHES, Dataset, bucketed_batches
 from subprobe.device import module_device
@@ -134,7 +135,7 @@ class _Loop:
         distributed.seed_noise(config.seed, self.ranks, p.step)
         self.device = module_device(probe.model)  # batches go where the probe is (--device)
         p.running_loss, p.running_pen = p.running_loss.to(self.device), p.running_pen.to(self.device)
-        self.log_file = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.log_file = AppendFile(log_path) if log_path else None  # every version written whole (subprobe.atomic)
         self.bar = _progress(self.total, config.progress, p.step)
         self.start = time.perf_counter() - p.seconds
         probe.model.train()
