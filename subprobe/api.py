@@ -41,18 +41,11 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     or empty directory starts a new run (see :mod:`subprobe.runs.resume`; a sweep runner can use this).
     """
     from subprobe.data.sources import embedded_note, split_paths
-    from subprobe.runs.tracking import check_available as check_trackers
-    from subprobe.tasks.registry import get_task
     from subprobe.training import distributed
 
-    cfg = with_source_masks(resolve(config))  # controls take the source run's granularity and layout
-    task = get_task(cfg.task)
-    task.configure(cfg)
-    if cfg.predict and not task.writes_predictions():  # refused before anything trains
-        raise ConfigError(f"--predict is not available for --task {cfg.task}; drop --predict")
-    check_trackers(cfg.report_to)  # a missing tracker extra is refused before anything trains
-    if cfg.dry_run:
-        return dry_run(cfg, echo=echo)
+    if config.dry_run:
+        return dry_run(config, echo=echo)
+    cfg, task = _checked(config)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     ranks = distributed.from_env()  # torchrun / accelerate launch: one of several processes of this run
     if not ranks.main:
@@ -80,6 +73,21 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
         return _probe(cfg, task, RunDir(out), paths, raw, device, resume, ranks, echo)
     finally:
         distributed.stop(joined)
+
+
+def _checked(config: ProbeConfig):
+    """``config`` resolved, with a control's source-run units, and its task configured; settings the task or the
+    installed trackers cannot serve are refused here, before anything is loaded or written."""
+    from subprobe.runs.tracking import check_available as check_trackers
+    from subprobe.tasks.registry import get_task
+
+    cfg = with_source_masks(resolve(config))  # controls take the source run's granularity and layout
+    task = get_task(cfg.task)
+    task.configure(cfg)
+    if cfg.predict and not task.writes_predictions():  # refused before anything trains
+        raise ConfigError(f"--predict is not available for --task {cfg.task}; drop --predict")
+    check_trackers(cfg.report_to)  # a missing tracker extra is refused before anything trains
+    return cfg, task
 
 
 def resume(run_dir: str | Path, *, echo=print, **overrides) -> Result:
@@ -416,36 +424,25 @@ def _root_token(encoder, tokenizer, cfg: ProbeConfig, task, echo) -> int | None:
     return prepend
 
 
-def dry_run(cfg: ProbeConfig, *, echo=print) -> Result:
-    """Print what would be masked and the number of mask parameters, without training."""
-    from subprobe.masking.layouts import Granularity
-    from subprobe.masking.shared import num_masks
-    from subprobe.masking.subnetwork import describe_fallbacks, granularity_fallbacks, install_masks
-    from subprobe.models.loading import load_encoder
-    from subprobe.models.targets import discover
+def dry_run(config: ProbeConfig, *, echo=print, sources: dict[str, str] | None = None) -> Result:
+    """Print what ``probe(config)`` would do, without training or writing anything: the settings that differ from
+    the defaults and where each came from (``sources``: ``setting -> "flag --x"`` or ``"config file F"``; the
+    command line passes them), the data files, the run directory, the estimated steps and, for probes with masks,
+    what would be masked (see :mod:`subprobe.runs.plan`). ``Result.metrics`` holds the same facts."""
+    from subprobe.probes.registry import probe_family
+    from subprobe.runs.plan import mask_table, plan_run
 
-    encoder, _ = load_encoder(cfg.model)
-    found = discover(encoder, getattr(encoder.config, "model_type", ""), cfg.target_modules, cfg.allow_partial)
-    for note in found.notes:
-        echo(f"subprobe: {note}", file=sys.stderr)
-    targets = found.targets
-    masked = install_masks(encoder, targets, Granularity.parse(cfg.granularity), cfg.layout, encoder.config.hidden_size)
-    lines = [f"{'matrix':<48} {'role':<8} {'shape':>11} {'block':>11} {'masks':>10}  path"]
-    for m in masked:
-        shape = "x".join(map(str, m.weight.shape))
-        block = "x".join(map(str, m.block))
-        lines.append(f"{m.name:<48} {m.role:<8} {shape:>11} {block:>11} {m.log_alpha.numel():>10,}  {m.path}")
-    n_masks = num_masks(masked)  # a mask shared by several matrices (head, layer) once
-    n_weights = sum(m.weight.numel() for m in masked)
-    lines.append(
-        f"{len(masked)} matrices, {n_weights:,} masked weights, {n_masks:,} mask parameters "
-        f"(granularity {cfg.granularity}, layout {masked[0].layout if masked else cfg.layout})"
-    )
-    fallbacks = granularity_fallbacks(masked)
-    lines.extend(describe_fallbacks(cfg.granularity, fallbacks))
-    lines.append(found.summary())
-    echo("\n".join(lines))
-    metrics = {"matrices": len(masked), "masked_weights": n_weights, "mask_params": n_masks}
-    metrics["coverage"] = found.coverage_dict()
-    metrics["granularity_fallbacks"] = fallbacks
+    cfg, task = _checked(config)
+    sources = dict(sources or {})
+    source_run = cfg.random_mask_like or cfg.complement_of
+    for name in ("granularity", "layout"):  # a mask control takes its source run's units
+        if source_run and getattr(cfg, name) != getattr(config, name):
+            sources[name] = f"the source run {source_run}"
+    plan = plan_run(config, cfg, task, sources)
+    echo(plan.format())
+    metrics = plan.as_dict()
+    if probe_family(cfg.probe).masks:
+        metrics.update(mask_table(cfg, echo=echo))
+    else:
+        echo(f"masks: none (--probe {cfg.probe} has no mask over the encoder's weights)")
     return Result(cfg, metrics, None)

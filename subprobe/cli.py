@@ -9,7 +9,7 @@ import sys
 import types
 import typing
 
-from subprobe.errors import SubprobeError, WriteError
+from subprobe.errors import SubprobeError, WriteError, did_you_mean
 
 #: Order of the flag groups in ``subprobe probe --help`` (a field's ``group`` metadata; others go last).
 GROUP_ORDER = ("task and probe", "data", "model", "masks", "training", "output")
@@ -43,6 +43,49 @@ class ShownChoices(tuple):
 
     def __contains__(self, item: object) -> bool:
         return True
+
+
+#: The namespace attribute where :class:`Renamed` leaves its notes (printed on stderr by :func:`main`).
+NOTES = "_notes"
+
+
+class ListAction(argparse.Action):
+    """A list flag, one syntax everywhere: commas, spaces or both (``--tasks upos,dep``, ``--tasks upos dep``).
+    ``valid``: the names it takes (each checked here, with the closest known name); ``join``: store one
+    comma-separated string (a ``listed`` setting such as ``report_to``) instead of a list."""
+
+    def __init__(self, option_strings, dest, valid=None, join: bool = False, **kwargs):
+        kwargs.setdefault("nargs", "+")
+        super().__init__(option_strings, dest, **kwargs)
+        self.valid, self.join = valid, join
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = [item for value in values for item in str(value).replace(",", " ").split()]
+        if not items:
+            raise argparse.ArgumentError(self, "give at least one value")
+        for item in items if self.valid is not None else ():
+            if item not in self.valid:
+                shown = list(self.valid)
+                raise argparse.ArgumentError(self, f"{item!r} is not known{did_you_mean(item, shown)}; use one of "
+                                             f"{', '.join(shown)} (a list ends at the next flag)")
+        setattr(namespace, self.dest, ",".join(items) if self.join else items)
+
+
+class Renamed(argparse.Action):
+    """The old spelling of a renamed flag (``--out`` of sweep, reproduce, report, predict and export): it still
+    sets the new flag's value, and leaves a one-line note for stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        kwargs.update(help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        notes = [*(getattr(namespace, NOTES, None) or []),
+                 f"subprobe: note: `{parser.prog} {option_string}` is now `{self.new}` (the old spelling still works "
+                 "for now)"]
+        setattr(namespace, NOTES, notes)
 
 
 def _show_default(value) -> str:
@@ -86,6 +129,8 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[s
         if kind is bool:
             action = group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
             action.help = help_text  # set afterwards: Python < 3.13 would append its own "(default: ...)"
+        elif f.metadata.get("listed"):
+            group.add_argument(flag, action=ListAction, join=True, default=default, metavar="NAME", help=help_text)
         elif typing.get_origin(kind) is typing.Literal or f.name in named:
             choices = ShownChoices(named.get(f.name) or typing.get_args(kind))
             group.add_argument(flag, type=str, default=default, choices=choices, help=help_text)
@@ -94,10 +139,51 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[s
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the project's error format: one line ``subprobe: error: ...`` (no usage dump), exit 2."""
+    """argparse as the project wants it: flags are never abbreviated (``--ep`` is not ``--epochs``), and every
+    argument error is one line ``subprobe: error: ...`` (no usage dump), exit status 2, with the closest known
+    flag or choice for an unknown one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"subprobe: error: {message} (see `{self.prog} --help`)\n")
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            shown = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(action, f"{value!r} is not known{did_you_mean(value, shown)}; use one of "
+                                         f"{', '.join(shown)}")
+
+    def parse_args(self, args=None, namespace=None):
+        """Parse; an argument that no (sub)command takes is one line naming it, with the closest flag."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = _used_parser(self, parsed)
+            parser.error(_unknown_argument(parser, extras))
+        return parsed
+
+
+def _used_parser(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser that ``parsed`` went through (``subprobe data get``'s for ``data get``)."""
+    while parser._subparsers is not None:
+        action = parser._subparsers._group_actions[0]
+        name = getattr(parsed, action.dest, None)
+        if name not in action.choices:
+            break
+        parser = action.choices[name]
+    return parser
+
+
+def _unknown_argument(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    flags = [e for e in extras if e.startswith("-")]
+    if not flags:
+        return f"unexpected argument {extras[0]!r}"
+    name = flags[0].split("=", 1)[0]
+    known = sorted({o for a in parser._actions if a.help is not argparse.SUPPRESS for o in a.option_strings
+                    if o.startswith("--")})
+    return f"unknown flag {name}{did_you_mean(name, known, prefix_matches=True)}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     from subprobe.config import ProbeConfig
 
     parser = _Parser(
-        prog="subprobe", description="Subnetwork probing (Cao, Sanh & Rush 2021) and its baselines."
+        prog="subprobe", description="Subnetwork probing (Cao, Sanh & Rush 2021) and its baselines.",
+        epilog="Lists take commas, spaces or both (--tasks upos,dep); booleans are --x / --no-x; flags are never "
+        "abbreviated. Documentation: docs/ (mkdocs serve) or README.md.",
     )
     parser.add_argument("--version", action="version", version=f"subprobe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_arguments(probe, ProbeConfig)
     _add_runtime_arguments(probe)
     probe.add_argument(
-        "--config", metavar="YAML", help="read settings from a YAML file; flags override it (default: none)"
+        "--config", metavar="YAML", help="read settings from a YAML file (a run's config.yaml works); flags override "
+        "it, and its values that its profile filled in are filled anew, so --profile and --task apply (default: none)"
     )
     probe.add_argument(
         "--resume",
@@ -152,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_grid_arguments(reproduce)
     reproduce.add_argument(
-        "--tasks", nargs="+", default=None, choices=TaskNames(), metavar="TASK",
+        "--tasks", action=ListAction, valid=TaskNames(), default=None, metavar="TASK",
         help="tasks to run, among the grid's: " + ", ".join(TaskNames()) + " (default: all of the grid's)",
     )
 
@@ -161,8 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("runs_dir", metavar="RUNS_DIR", help="results store (with index.json) or a directory of runs")
     report.add_argument(
-        "--out", required=True, metavar="DIR", help="directory for index.html, report.md and figures (required)"
+        "--report-dir", default=None, metavar="DIR",
+        help="directory for index.html, report.md and figures (default: RUNS_DIR/report)",
     )
+    report.add_argument("--out", action=Renamed, new="--report-dir", dest="report_dir")
     report.add_argument("--split", default="dev", choices=["dev", "test"], help="split of the numbers (default: dev)")
     report.add_argument(
         "--num-heads", type=int, default=None, metavar="N",
@@ -177,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="CoNLL-U (upos, dep), CoNLL-2003 columns (ner) or plain text (required)",
     )
-    predict.add_argument("--out", required=True, metavar="FILE", help="file to write the predictions to (required)")
+    predict.add_argument("--output", default=None, metavar="FILE", help="file to write the predictions to (required)")
+    predict.add_argument("--out", action=Renamed, new="--output", dest="output")
     predict.add_argument(
         "--input-format",
         default="auto",
@@ -185,16 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="format of --input; text: one sentence per line, words separated by spaces (default: auto, "
         "detected from the first line)",
     )
+    _add_device_argument(predict)
     _add_runtime_arguments(predict)
 
     export = sub.add_parser("export", help="write a subnetwork as a plain Hugging Face model (dropped weights zero)")
     export.add_argument("run_dir", metavar="RUN_DIR", help="directory of a finished subnetwork run")
     export.add_argument(
-        "--out", required=True, metavar="DIR", help="directory for config, weights, tokenizer, card (required)"
+        "--model-dir", default=None, metavar="DIR", help="directory for config, weights, tokenizer, card (required)"
     )
+    export.add_argument("--out", action=Renamed, new="--model-dir", dest="model_dir")
     export.add_argument(
-        "--overwrite", action="store_true", default=False, help="replace a non-empty --out (default: false)"
+        "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+        help="replace a --model-dir that holds an exported model",
     )
+    _add_device_argument(export, default="cpu", suffix="; where the mask is baked in (the files are the same)")
     _add_runtime_arguments(export)
 
     compare = sub.add_parser(
@@ -203,8 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a", metavar="RUN_A", help="directory of a finished subnetwork run")
     compare.add_argument("run_b", metavar="RUN_B", help="directory of another subnetwork run of the same model")
     compare.add_argument(
-        "--json", action="store_true", default=False, help="print the numbers as JSON (default: a text table)"
+        "--json", action=argparse.BooleanOptionalAction, default=False,
+        help="print the numbers as JSON (--no-json: a text table)",
     )
+
+    show = sub.add_parser("show", help="a run directory's summary: scores, density, bits, settings (finished or not)")
+    show.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (finished, interrupted or just started)")
 
     data = sub.add_parser("data", help="find, verify and download datasets")
     actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -231,24 +331,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--prefix", default=None, metavar="PREFIX",
         help="file-name prefix (fr_gsd for fr_gsd-ud-train.conllu) for a language subprobe has no code for",
     )
-    get.add_argument("--no-progress", action="store_true", default=False, help="no progress bar (default: shown)")
+    get.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                     help="show a progress bar")
     return parser
 
 
+#: The one-line help of ``--device`` wherever a model runs.
+DEVICE_HELP = "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps"
+
+
+def _add_device_argument(parser: argparse.ArgumentParser, default: str | None = "auto", suffix: str = "") -> None:
+    parser.add_argument("--device", default=default, metavar="DEVICE",
+                        help=f"{DEVICE_HELP}{suffix} (default: {default or 'auto'})")
+
 
 def _add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="quick", help="budget profile defined by the grid (default: quick)")
-    parser.add_argument("--model", default=None, help="model id or path (default: the packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--seeds", type=int, default=1, help="repeat every point with seeds 0..N-1 (default: 1)")
-    parser.add_argument("--out", default="results", help="store directory (default: results)")
-    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     parser.add_argument(
-        "--device", default=None, metavar="DEVICE",
-        help="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N | mps, for every run (default: auto)",
+        "--profile", default=None, metavar="NAME",
+        help="a budget profile the grid defines, by its name (default: quick when the grid defines it, else the "
+        "grid's first)",
     )
     parser.add_argument(
-        "--gradient-checkpointing", action="store_true", default=None,
-        help="recompute block activations in the backward pass (large models)",
+        "--list", action=argparse.BooleanOptionalAction, default=False,
+        help="list the grid's points and which are done, running, failed or to go in the store; run nothing",
+    )
+    parser.add_argument("--model", default=None, help="model id or path (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat every point with seeds 0..N-1 (default: 1)")
+    parser.add_argument("--store", default="results", metavar="DIR", help="results store directory (default: results)")
+    parser.add_argument("--out", action=Renamed, new="--store", dest="store")
+    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    _add_device_argument(parser, default=None, suffix=", for every run")
+    parser.add_argument(
+        "--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+        help="recompute block activations in the backward pass (large models) (default: false)",
     )
     _add_runtime_arguments(parser)
     _add_executor_arguments(parser)
@@ -320,28 +435,16 @@ def _set_threads(threads: int | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
     parser = build_parser()
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = parser.parse_args(argv)
+    for note in getattr(args, NOTES, None) or []:  # old spellings of renamed flags
+        print(note, file=sys.stderr)
     previous = _stop_on_sigterm()
     try:
         _set_threads(getattr(args, "threads", None))
-        if args.command == "probe":
-            return _probe(args, argv if argv is not None else sys.argv[1:])
-        if args.command == "data":
-            return _data(args)
-        if args.command == "mdl":
-            return _mdl(args, argv if argv is not None else sys.argv[1:])
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "reproduce":
-            return _reproduce(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "predict":
-            return _predict(args)
-        if args.command == "export":
-            return _export(args, argv if argv is not None else sys.argv[1:])
-        if args.command == "compare":
-            return _compare(args)
+        commands = {"probe": _probe, "mdl": _mdl, "sweep": _sweep, "reproduce": _reproduce, "report": _report,
+                    "predict": _predict, "export": _export, "compare": _compare, "show": _show, "data": _data}
+        return commands[args.command](args, argv)
     except SubprobeError as exc:
         print(f"subprobe: error: {exc}", file=sys.stderr)
         return 2
@@ -356,7 +459,6 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if terminated else 130
     finally:
         _restore_sigterm(previous)
-    return 0
 
 
 class Terminated(KeyboardInterrupt):
@@ -393,14 +495,17 @@ def _restore_sigterm(previous) -> None:
 
 
 def _probe(args: argparse.Namespace, argv: list[str]) -> int:
-    from subprobe.api import probe
+    from subprobe.api import dry_run, probe
     from subprobe.config import ProbeConfig
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig)}
     given = _given_flags(argv)
     if args.resume is not None:
         return _resume(args, given, values)
-    config = _config_of(args, values, given)
+    config, sources = _config_of(args, values, given)
+    if config.dry_run:
+        dry_run(config, echo=_echo, sources=sources)
+        return 0
     try:
         probe(config, echo=_echo)
     except WriteError as exc:
@@ -409,15 +514,25 @@ def _probe(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _config_of(args: argparse.Namespace, values: dict, given: set[str]):
-    """The ProbeConfig of a command's flags, over ``--config`` YAML when given (flags given explicitly win)."""
-    from subprobe.config import ProbeConfig
-    from subprobe.resolve import config_from_yaml
+    """The ProbeConfig of a command's flags, over ``--config`` YAML when given (flags given explicitly win), and
+    where each explicit setting came from (``setting -> "flag --x"`` or ``"config file F"``).
 
+    A saved ``config.yaml`` holds resolved values: those its profile (with its task's adjustments) or a default
+    filled in are recognised by being equal to what would be filled for the saved profile and task
+    (:func:`subprobe.resolve.without_derived`) and are filled anew, so ``--config run/config.yaml --profile paper``
+    runs the paper profile's budget; a value that differs from the saved profile's was given, and is kept."""
+    from subprobe.config import ProbeConfig, yaml_key_lines
+    from subprobe.resolve import config_from_yaml, without_derived
+
+    sources = {k: "flag --" + k.replace("_", "-") for k in given if k in values}
     if args.config:
-        base = dataclasses.asdict(config_from_yaml(args.config))
+        base = dataclasses.asdict(without_derived(config_from_yaml(args.config)))
+        in_file = set(yaml_key_lines(args.config))
+        sources.update({k: f"config file {args.config}" for k in values
+                        if k not in given and k in in_file and base[k] is not None})
         values = {k: (values[k] if k in given else base[k]) for k in values}
     _check_flag_combinations(values, given)
-    return ProbeConfig(**values)
+    return ProbeConfig(**values), sources
 
 
 def _mdl(args: argparse.Namespace, argv: list[str]) -> int:
@@ -425,7 +540,8 @@ def _mdl(args: argparse.Namespace, argv: list[str]) -> int:
     from subprobe.config import ProbeConfig
 
     values = {f.name: getattr(args, f.name, f.default) for f in dataclasses.fields(ProbeConfig)}
-    mdl(_config_of(args, values, _given_flags(argv, "mdl")), min_steps=args.min_steps, echo=_echo)
+    config, _ = _config_of(args, values, _given_flags(argv, "mdl"))
+    mdl(config, min_steps=args.min_steps, echo=_echo)
     return 0
 
 
@@ -491,7 +607,7 @@ def _resume(args: argparse.Namespace, given: set[str], values: dict) -> int:
 
 
 def _given_flags(argv: list[str], command: str = "probe") -> set[str]:
-    """Names of the configuration flags given explicitly in ``argv`` (abbreviations and --no-X included)."""
+    """Names of the configuration flags given explicitly in ``argv`` (--no-X included)."""
     parser = build_parser()
     for action in parser._subparsers._group_actions[0].choices[command]._actions:
         action.default = argparse.SUPPRESS
@@ -499,42 +615,58 @@ def _given_flags(argv: list[str], command: str = "probe") -> set[str]:
         given = vars(parser.parse_args(argv))
     except SystemExit:  # cannot happen: argv has been parsed once already
         return set()
-    return set(given) - {"command", "resume", "config", "min_steps"}
+    return set(given) - {"command", "resume", "config", "min_steps", NOTES}
 
 
-def _sweep(args: argparse.Namespace) -> int:
+def _sweep(args: argparse.Namespace, argv: list[str]) -> int:
     from subprobe.experiments.grids import load_grid
-    from subprobe.experiments.sweep import check_overrides, default_store, run_points, seeds_axis
+    from subprobe.experiments.sweep import check_overrides, default_store, list_points, run_points, seeds_axis
 
     grid = load_grid(args.grid)
     if args.grid == "mdl":
         from subprobe.errors import ConfigError
 
         raise ConfigError("grid mdl: its points are MDL codes, run as block runs by `subprobe reproduce mdl`; use that")
-    profile = args.profile if args.profile in grid.profiles else None
-    if args.profile != "quick" and profile is None:
-        from subprobe.errors import ConfigError
-
-        defined = ", ".join(map(str, grid.profiles)) or "none (this grid defines no profiles: drop --profile)"
-        raise ConfigError(f"--profile {args.profile!r} is not defined by grid {grid.name}; use {defined}")
+    _check_seeds(args.seeds)
+    profile = grid.profile_named(args.profile)
     points = seeds_axis(grid.points(profile), args.seeds)
     base = {k: v for k, v in (("model", args.model), ("data_dir", args.data_dir)) if v}
     base.update(_hardware(args))
     overrides = _overrides(args)
     check_overrides(overrides, grid, args.seeds)
+    store = default_store(args.store)
+    if args.list:
+        print(list_points(points, store, base, overrides=overrides, title=_grid_title(grid.name, profile)))
+        return 0
     executor = _executor(args)
-    counts = run_points(points, default_store(args.out), base, echo=_echo, overrides=overrides, executor=executor)
+    counts = run_points(points, store, base, echo=_echo, overrides=overrides, executor=executor)
     print(f"sweep {grid.name}: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
     return 1 if counts["failed"] else 0
 
 
-def _reproduce(args: argparse.Namespace) -> int:
-    from subprobe.experiments.reproduce import reproduce
+def _grid_title(name: str, profile: str | None) -> str:
+    return f"grid {name}" + (f", profile {profile}" if profile else "")
 
-    result = reproduce(
-        args.what, profile=args.profile, model=args.model, tasks=args.tasks, seeds=args.seeds, out=args.out,
-        data_dir=args.data_dir, echo=_echo, overrides=_overrides(args), executor=_executor(args), **_hardware(args),
-    )
+
+def _check_seeds(seeds: int) -> None:
+    from subprobe.errors import ConfigError
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+
+
+def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
+    from subprobe.experiments.reproduce import experiment_points, reproduce
+    from subprobe.experiments.sweep import default_store, list_points
+
+    options = dict(profile=args.profile, model=args.model, tasks=args.tasks, seeds=args.seeds,
+                   data_dir=args.data_dir, overrides=_overrides(args), **_hardware(args))
+    if args.list:
+        planned = experiment_points(args.what, **options)
+        print(list_points(planned.points, default_store(args.store), planned.base, overrides=planned.overrides,
+                          title=_grid_title(planned.grid.name, planned.profile)))
+        return 0
+    result = reproduce(args.what, out=args.store, echo=_echo, executor=_executor(args), **options)
     return 1 if result["counts"]["failed"] else 0
 
 
@@ -553,7 +685,7 @@ def _executor(args: argparse.Namespace):
 
     slurm = {name: getattr(args, f"slurm_{name}") for name in
              ("partition", "time", "gpus_per_task", "cpus_per_task", "array_parallelism")}
-    return make_executor(args.executor, jobs=args.jobs, threads=args.threads, store=args.out, device=args.device,
+    return make_executor(args.executor, jobs=args.jobs, threads=args.threads, store=args.store, device=args.device,
                          ray_address=args.ray_address, slurm=slurm)
 
 
@@ -570,19 +702,31 @@ def _hardware(args: argparse.Namespace) -> dict:
     return values
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, argv: list[str]) -> int:
+    from pathlib import Path
+
     from subprobe.report.html import write_report
 
-    write_report(args.runs_dir, args.out, split=args.split, num_heads=args.num_heads, echo=_echo)
+    out = args.report_dir if args.report_dir is not None else Path(args.runs_dir) / "report"
+    write_report(args.runs_dir, out, split=args.split, num_heads=args.num_heads, echo=_echo)
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _required(value, flag: str, what: str) -> None:
+    """A flag that is required but has an old spelling too (argparse cannot require either of two)."""
+    from subprobe.errors import ConfigError
+
+    if value is None:
+        raise ConfigError(f"{flag} is required: {what}")
+
+
+def _predict(args: argparse.Namespace, argv: list[str]) -> int:
     from subprobe.runs.loaded import load_run
     from subprobe.runs.predict import format_scores, predict_file
 
-    run = load_run(args.run_dir)
-    scores = predict_file(run, args.input, args.out, input_format=args.input_format, echo=_echo)
+    _required(args.output, "--output FILE", "the file to write the predictions to")
+    run = load_run(args.run_dir, device=args.device)
+    scores = predict_file(run, args.input, args.output, input_format=args.input_format, echo=_echo)
     if scores is not None:
         print(format_scores(scores, run.task.primary_metric))
     return 0
@@ -593,12 +737,14 @@ def _export(args: argparse.Namespace, argv: list[str]) -> int:
 
     from subprobe.runs.export import export_run
 
+    _required(args.model_dir, "--model-dir DIR", "the directory to write the model to")
     command = " ".join(shlex.quote(str(a)) for a in ["subprobe", *argv])
-    export_run(args.run_dir, args.out, overwrite=args.overwrite, command=command, echo=_echo)
+    export_run(args.run_dir, args.model_dir, overwrite=args.overwrite, command=command, device=args.device,
+               echo=_echo)
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _compare(args: argparse.Namespace, argv: list[str]) -> int:
     import json
 
     from subprobe.runs import RunDir
@@ -620,7 +766,14 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace, argv: list[str]) -> int:
+    from subprobe.runs.result import show_run
+
+    print(show_run(args.run_dir))
+    return 0
+
+
+def _data(args: argparse.Namespace, argv: list[str]) -> int:
     if args.action == "get":
         return _data_get(args)
     from subprobe.tasks.registry import check_data
@@ -636,7 +789,7 @@ def _data_get(args: argparse.Namespace) -> int:
     if args.name.lower() in ("conll2003", "conll-2003"):
         print(download.CONLL2003_HOWTO)
         return 1
-    download.get(args.name, args.release, args.dir, prefix=args.prefix, progress=not args.no_progress, echo=_echo)
+    download.get(args.name, args.release, args.dir, prefix=args.prefix, progress=args.progress, echo=_echo)
     return 0
 
 

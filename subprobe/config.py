@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from subprobe.errors import ConfigError
+from subprobe.errors import ConfigError, did_you_mean
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The paper's settings (Cao et al. 2021): 20 epochs, head lr 5e-5, dev check every 2048 sentences.
@@ -37,7 +37,7 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
-    "group": "other", "in_key": True, "on_resume": "same", "per_point": True, "replica": False,
+    "group": "other", "in_key": True, "on_resume": "same", "per_point": True, "replica": False, "listed": False,
 }
 
 
@@ -50,6 +50,7 @@ def option(
     on_resume: OnResume = "same",
     per_point: bool = True,
     replica: bool = False,
+    listed: bool = False,
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
@@ -59,9 +60,11 @@ def option(
     sweep and reproduce offer it as an override for every point (False: they have their own flag or set it
     themselves). ``replica``: it varies only between replicas of one experimental point (a seed): runs that differ
     only in replica settings are grouped into one point by every table, figure and statistic of the report.
+    ``listed``: a list of names, kept as one comma-separated string; the command line takes it with commas, spaces
+    or both (``--report-to tensorboard,mlflow`` or ``--report-to tensorboard mlflow``).
     """
     meta = {"help": help, "group": group, "in_key": in_key,
-            "on_resume": on_resume, "per_point": per_point, "replica": replica}
+            "on_resume": on_resume, "per_point": per_point, "replica": replica, "listed": listed}
     return field(default=default, metadata=meta)
 
 
@@ -189,7 +192,7 @@ class ProbeConfig:
     )
     target_modules: str | None = option(
         None, "mask these matrices instead of the discovered ones: REGEX[=ROLE],... (PEFT names; roles q k v o "
-        "ffn_in ffn_out other)", group="masks"
+        "ffn_in ffn_out other)", group="masks", listed=True,
     )
     allow_partial: bool = option(
         False, "train even when some block lacks a masked Q/K/V/O/FFN-in/FFN-out matrix",
@@ -262,7 +265,8 @@ class ProbeConfig:
     )
     predict: bool = option(False, "write dev/test predictions into the run directory", group="output", in_key=False)
     dry_run: bool = option(
-        False, "print what would be masked and the number of mask parameters, then exit",
+        False, "print the resolved settings (and where each came from), the data files, the run directory, the "
+        "estimated steps and, for probes with masks, what would be masked; then exit without writing anything",
         group="output", in_key=False, on_resume="set-by-resume", per_point=False,
     )
     progress: bool = option(
@@ -270,9 +274,9 @@ class ProbeConfig:
         group="output", in_key=False, on_resume="may-change", per_point=False,
     )
     report_to: str | None = option(
-        None, "experiment trackers, any of tensorboard,mlflow,wandb (comma-separated; each a pip extra, "
-        "e.g. subprobe[mlflow]); written under the run directory, W&B offline",
-        group="output", in_key=False, on_resume="may-change",
+        None, "experiment trackers, any of tensorboard, mlflow, wandb (each a pip extra, e.g. subprobe[mlflow]); "
+        "written under the run directory, W&B offline",
+        group="output", in_key=False, on_resume="may-change", listed=True,
     )
 
     def __post_init__(self) -> None:
@@ -450,7 +454,8 @@ def check_types(values: dict[str, Any], where: str | None = None) -> None:
         if typing.get_origin(kind) is Literal:  # the field's choices (also what --help lists)
             choices = typing.get_args(kind)
             if value not in choices:
-                raise ConfigError(f"{prefix} {value!r} is not known; use one of {', '.join(map(str, choices))}")
+                raise ConfigError(f"{prefix} {value!r} is not known{did_you_mean(value, choices)}; use one of "
+                                  f"{', '.join(map(str, choices))}")
             continue
         if kind is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -48,3 +48,17 @@ class DamagedFileError(SubprobeError, ValueError):
         super().__init__(f"{path}: cannot be read ({reason}); {fix or self.DEFAULT_FIX}")
         self.path = path
         self.reason = reason
+
+
+def did_you_mean(value: object, known, prefix_matches: bool = False) -> str:
+    """`` (did you mean X?)`` for the closest of ``known`` to ``value`` (difflib), "" when none is close.
+    ``prefix_matches``: names that start with ``value`` come first (``--lambda``: ``--lambda-max``, ...)."""
+    import difflib
+
+    text, names = str(value), [str(k) for k in known]
+    close = [n for n in names if prefix_matches and n.startswith(text) and n != text][:3]
+    if not close:
+        close = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(close)}?)"

@@ -83,29 +83,29 @@ def text_file(tmp: Path, text: str | bytes, name: str = "in.txt") -> Path:
 
 
 def c_predict_missing_input(runs, tmp, tiny):
-    return ["predict", runs["subnetwork"], "--input", tmp / "nope.txt", "--out", tmp / "p"], [
+    return ["predict", runs["subnetwork"], "--input", tmp / "nope.txt", "--output", tmp / "p"], [
         f"--input {tmp / 'nope.txt'}: no such file"]
 
 
 def c_predict_input_is_directory(runs, tmp, tiny):
     (tmp / "dir").mkdir()
-    return ["predict", runs["subnetwork"], "--input", tmp / "dir", "--out", tmp / "p"], ["is a directory"]
+    return ["predict", runs["subnetwork"], "--input", tmp / "dir", "--output", tmp / "p"], ["is a directory"]
 
 
 def c_predict_empty_text(runs, tmp, tiny):
     path = text_file(tmp, "\n \n")
-    return ["predict", runs["subnetwork"], "--input", path, "--out", tmp / "p"], [f"--input {path}: no sentences"]
+    return ["predict", runs["subnetwork"], "--input", path, "--output", tmp / "p"], [f"--input {path}: no sentences"]
 
 
 def c_predict_not_utf8(runs, tmp, tiny):
     path = text_file(tmp, "the dog\ncaf\xe9 runs\n".encode("latin-1"))
-    return ["predict", runs["subnetwork"], "--input", path, "--out", tmp / "p"], [
+    return ["predict", runs["subnetwork"], "--input", path, "--output", tmp / "p"], [
         f"{path}:2: not valid UTF-8", "re-encode"]
 
 
 def c_predict_bad_conllu(runs, tmp, tiny):
     path = text_file(tmp, "1 The the DET _ _ 2 det _ _\n", "in.conllu")
-    return ["predict", runs["subnetwork"], "--input", path, "--out", tmp / "p", "--input-format", "conllu"], [
+    return ["predict", runs["subnetwork"], "--input", path, "--output", tmp / "p", "--input-format", "conllu"], [
         f"{path}:1: expected 10 tab-separated columns", "tabs, not spaces"]
 
 
@@ -113,37 +113,37 @@ def c_predict_bad_conllu_tree(runs, tmp, tiny):
     row = "\t".join
     path = text_file(tmp, row(["1", "a", "a", "DET", "_", "_", "2", "det", "_", "_"]) + "\n"
                      + row(["2", "b", "b", "NOUN", "_", "_", "1", "dep", "_", "_"]) + "\n\n", "in.conllu")
-    return ["predict", runs["subnetwork"], "--input", path, "--out", tmp / "p"], [f"{path}:1: sentence has no root"]
+    return ["predict", runs["subnetwork"], "--input", path, "--output", tmp / "p"], [f"{path}:1: sentence has no root"]
 
 
 def c_predict_conll2003_to_upos_run(runs, tmp, tiny):
     path = text_file(tmp, "-DOCSTART- -X- O O\n\nJohn NNP I-NP I-PER\n")
-    return ["predict", runs["subnetwork"], "--input", path, "--out", tmp / "p"], [
+    return ["predict", runs["subnetwork"], "--input", path, "--output", tmp / "p"], [
         "--input: a upos run reads CoNLL-U or plain text, not CoNLL-2003 columns"]
 
 
 def c_predict_bad_conll2003(runs, tmp, tiny):
     path = text_file(tmp, "-DOCSTART- -X- O O\n\nJohn NNP I-NP I-PER\nsaw VBD I-VP Q\n")
-    return ["predict", runs["ner"], "--input", path, "--out", tmp / "p"], [
+    return ["predict", runs["ner"], "--input", path, "--output", tmp / "p"], [
         f"{path}:4: invalid NER tag 'Q'", "tags must be O, B-TYPE or I-TYPE"]
 
 
 def c_predict_conllu_to_ner_run(runs, tmp, tiny):
     row = "\t".join(["1", "John", "john", "PROPN", "_", "_", "0", "root", "_", "_"])
     path = text_file(tmp, row + "\n\n", "in.conllu")
-    return ["predict", runs["ner"], "--input", path, "--out", tmp / "p"], [
+    return ["predict", runs["ner"], "--input", path, "--output", tmp / "p"], [
         "--input: a ner run reads CoNLL-2003 columns or plain text, not CoNLL-U"]
 
 
 def c_predict_unfinished_run(runs, tmp, tiny):
     run = copy(runs["subnetwork"], tmp / "run")
     (run / "metrics.json").unlink()
-    return ["predict", run, "--input", text_file(tmp, "the dog\n"), "--out", tmp / "p"], [
+    return ["predict", run, "--input", text_file(tmp, "the dog\n"), "--output", tmp / "p"], [
         f"{run}: not a finished subprobe run (no metrics.json)", f"subprobe probe --resume {run}"]
 
 
 def c_predict_finetune_run(runs, tmp, tiny):
-    return ["predict", runs["finetune"], "--input", text_file(tmp, "the dog\n"), "--out", tmp / "p"], [
+    return ["predict", runs["finetune"], "--input", text_file(tmp, "the dog\n"), "--output", tmp / "p"], [
         "a finetune run does not save its fine-tuned encoder weights", "use a subnetwork, mlp or linear run"]
 
 
@@ -152,53 +152,53 @@ def c_predict_head_vocabulary_mismatch(runs, tmp, tiny):
     vocab = json.loads((run / "vocab.json").read_text())
     vocab["upos"].append("EXTRA")
     (run / "vocab.json").write_text(json.dumps(vocab))
-    return ["predict", run, "--input", text_file(tmp, "the dog\n"), "--out", tmp / "p"], [
+    return ["predict", run, "--input", text_file(tmp, "the dog\n"), "--output", tmp / "p"], [
         f"{run / 'head.safetensors'}: does not fit the probe that config.yaml and vocab.json describe",
         "train the run again"]
 
 
 def c_predict_out_is_input(runs, tmp, tiny):
     path = text_file(tmp, "the dog runs\n")
-    return ["predict", runs["subnetwork"], "--input", path, "--out", path], [
-        f"--out {path}: is the --input file"]
+    return ["predict", runs["subnetwork"], "--input", path, "--output", path], [
+        f"--output {path}: is the --input file"]
 
 
 def c_predict_out_in_missing_directory(runs, tmp, tiny):
-    return ["predict", runs["subnetwork"], "--input", text_file(tmp, "the dog\n"), "--out", tmp / "no" / "p"], [
+    return ["predict", runs["subnetwork"], "--input", text_file(tmp, "the dog\n"), "--output", tmp / "no" / "p"], [
         "does not exist; create it first"]
 
 
 def c_predict_no_run(runs, tmp, tiny):
-    return ["predict", tmp / "nope", "--input", text_file(tmp, "the dog\n"), "--out", tmp / "p"], [
+    return ["predict", tmp / "nope", "--input", text_file(tmp, "the dog\n"), "--output", tmp / "p"], [
         f"{tmp / 'nope'}: no such run directory"]
 
 
 def c_export_existing_out(runs, tmp, tiny):
     (tmp / "out").mkdir()
     (tmp / "out" / "mine.txt").write_text("keep")
-    return ["export", runs["subnetwork"], "--out", tmp / "out"], ["directory is not empty; pass --overwrite"]
+    return ["export", runs["subnetwork"], "--model-dir", tmp / "out"], ["directory is not empty; pass --overwrite"]
 
 
 def c_export_overwrite_not_a_model(runs, tmp, tiny):
     (tmp / "out").mkdir()
     (tmp / "out" / "mine.txt").write_text("keep")
-    return ["export", runs["subnetwork"], "--out", tmp / "out", "--overwrite"], [
+    return ["export", runs["subnetwork"], "--model-dir", tmp / "out", "--overwrite"], [
         "not an exported model (no config.json), so --overwrite will not delete it"]
 
 
 def c_export_out_holds_run(runs, tmp, tiny):
     run = copy(runs["subnetwork"], tmp / "runs" / "run")
-    return ["export", run, "--out", tmp / "runs", "--overwrite"], ["holds the run directory", "choose another --out"]
+    return ["export", run, "--model-dir", tmp / "runs", "--overwrite"], ["holds the run directory", "choose another --model-dir"]
 
 
 def c_export_unfinished_run(runs, tmp, tiny):
     run = copy(runs["subnetwork"], tmp / "run")
     (run / "metrics.json").unlink()
-    return ["export", run, "--out", tmp / "out"], ["not a finished subprobe run", f"subprobe probe --resume {run}"]
+    return ["export", run, "--model-dir", tmp / "out"], ["not a finished subprobe run", f"subprobe probe --resume {run}"]
 
 
 def c_export_not_a_subnetwork(runs, tmp, tiny):
-    return ["export", runs["mlp"], "--out", tmp / "out"], ["a --probe mlp run has no mask to bake"]
+    return ["export", runs["mlp"], "--model-dir", tmp / "out"], ["a --probe mlp run has no mask to bake"]
 
 
 def c_compare_different_models(runs, tmp, tiny):
@@ -213,29 +213,29 @@ def c_compare_run_without_masks(runs, tmp, tiny):
 def c_report_empty_store(runs, tmp, tiny):
     (tmp / "store" / "runs").mkdir(parents=True)
     (tmp / "store" / "index.json").write_text("{}")
-    return ["report", tmp / "store", "--out", tmp / "report"], ["no finished runs to report"]
+    return ["report", tmp / "store", "--report-dir", tmp / "report"], ["no finished runs to report"]
 
 
 def c_report_only_failed_points(runs, tmp, tiny):
     (tmp / "store").mkdir()
     (tmp / "store" / "index.json").write_text(json.dumps(
         {"k": {"status": "failed", "error": "boom", "run_dir": "runs/x", "config": {}}}))
-    return ["report", tmp / "store", "--out", tmp / "report"], [
+    return ["report", tmp / "store", "--report-dir", tmp / "report"], [
         "no finished runs to report (1 left out, the first: ", "point k failed (boom)"]
 
 
 def c_report_out_is_a_file(runs, tmp, tiny):
-    return ["report", runs["subnetwork"].parent, "--out", text_file(tmp, "x")], ["exists and is not a directory"]
+    return ["report", runs["subnetwork"].parent, "--report-dir", text_file(tmp, "x")], ["exists and is not a directory"]
 
 
 def c_report_no_directory(runs, tmp, tiny):
-    return ["report", tmp / "nope", "--out", tmp / "report"], ["no such directory"]
+    return ["report", tmp / "nope", "--report-dir", tmp / "report"], ["no such directory"]
 
 
 def grid_case(text: str, *needles: str):
     def case(runs, tmp, tiny):
         grid = text_file(tmp, text, "grid.yaml")
-        return ["sweep", grid, "--out", tmp / "store", *tiny], [str(grid) + needles[0], *needles[1:]]
+        return ["sweep", grid, "--store", tmp / "store", *tiny], [str(grid) + needles[0], *needles[1:]]
     return case
 
 
@@ -249,19 +249,19 @@ c_grid_wrong_type = grid_case("axes:\n  probe: [mlp]\nprofiles:\n  quick: {epoch
 c_grid_not_a_mapping = grid_case("- upos\n- dep\n", ":1: a grid is a YAML mapping with 'axes'")
 def c_grid_unknown_profile(runs, tmp, tiny):
     grid = text_file(tmp, "axes:\n  probe: [mlp]\n", "grid.yaml")
-    return ["sweep", grid, "--out", tmp / "store", "--profile", "fast", *tiny], [
+    return ["sweep", grid, "--store", tmp / "store", "--profile", "fast", *tiny], [
         "--profile 'fast' is not defined by grid grid"]
 
 
 def c_sweep_axis_override(runs, tmp, tiny):
     grid = text_file(tmp, "axes:\n  probe: [mlp, linear]\n", "grid.yaml")
-    return ["sweep", grid, "--out", tmp / "store", "--probe", "mlp", *tiny], ["--probe: an axis of grid grid"]
+    return ["sweep", grid, "--store", tmp / "store", "--probe", "mlp", *tiny], ["--probe: an axis of grid grid"]
 
 
 def c_sweep_executor_extra_missing(runs, tmp, tiny):
     sys.modules["ray"] = None  # as if the [ray] extra were not installed (undone by the test)
     grid = text_file(tmp, "axes:\n  probe: [mlp]\n", "grid.yaml")
-    return ["sweep", grid, "--out", tmp / "store", "--executor", "ray", *tiny], [
+    return ["sweep", grid, "--store", tmp / "store", "--executor", "ray", *tiny], [
         "--executor ray needs Ray: pip install 'subprobe[ray]'"]
 
 
@@ -269,12 +269,12 @@ def c_sweep_slurm_without_slurm(runs, tmp, tiny):
     if shutil.which("srun"):
         pytest.skip("this machine has SLURM")
     grid = text_file(tmp, "axes:\n  probe: [mlp]\n", "grid.yaml")
-    return ["sweep", grid, "--out", tmp / "store", "--executor", "slurm", *tiny], [
+    return ["sweep", grid, "--store", tmp / "store", "--executor", "slurm", *tiny], [
         "--executor slurm: this machine is not part of a SLURM cluster (no srun command)"]
 
 
 def c_sweep_missing_grid(runs, tmp, tiny):
-    return ["sweep", tmp / "nope.yaml", "--out", tmp / "store"], ["no such grid file"]
+    return ["sweep", tmp / "nope.yaml", "--store", tmp / "store"], ["no such grid file"]
 
 
 def config_case(text: str, *needles: str):
@@ -314,9 +314,9 @@ def test_bad_input(case, runs, tiny_bert, tiny_ud, tmp_path, capsys, monkeypatch
 
 
 def test_reproduce_unknown_task_is_one_argparse_line(tmp_path, capsys):
-    refused_by_argparse(["reproduce", "table1", "--tasks", "srl", "--out", tmp_path / "s"], capsys,
-                        "argument --tasks: invalid choice: 'srl'", "see `subprobe reproduce --help`")
-    refused_by_argparse(["predict", "x"], capsys, "the following arguments are required: --input, --out")
+    refused_by_argparse(["reproduce", "table1", "--tasks", "srl", "--store", tmp_path / "s"], capsys,
+                        "argument --tasks: 'srl' is not known; use one of upos, dep", "see `subprobe reproduce --help`")
+    refused_by_argparse(["predict", "x"], capsys, "the following arguments are required: --input")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -337,8 +337,8 @@ def test_export_of_a_reset_run_bakes_the_seeded_reinitialised_model(runs, tmp_pa
     from safetensors.torch import load_file
 
     for out in ("a", "b"):
-        assert main(["export", str(runs["reset"]), "--out", str(tmp_path / out)]) == 0
-    assert main(["export", str(runs["subnetwork"]), "--out", str(tmp_path / "pretrained")]) == 0
+        assert main(["export", str(runs["reset"]), "--model-dir", str(tmp_path / out)]) == 0
+    assert main(["export", str(runs["subnetwork"]), "--model-dir", str(tmp_path / "pretrained")]) == 0
     a, b, pre = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("a", "b", "pretrained"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same seeded draw
     word = next(k for k in a if "word_embeddings" in k)
@@ -351,7 +351,7 @@ def test_report_leaves_out_a_failed_point_and_says_so(runs, tmp_path, capsys):
     (store / "index.json").write_text(json.dumps({
         "a": {"status": "done", "run_dir": "runs/ok", "config": {}},
         "b": {"status": "failed", "error": "subprobe: CUDA out of memory", "run_dir": "runs/bad", "config": {}}}))
-    assert main(["report", str(store), "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(store), "--report-dir", str(tmp_path / "report")]) == 0
     err = capsys.readouterr().err
     assert f"subprobe: note: {store / 'index.json'}: point b failed (subprobe: CUDA out of memory)" in err
     assert "1 finished run(s)" in (tmp_path / "report" / "index.html").read_text()
@@ -365,7 +365,7 @@ def test_a_metrics_file_of_the_first_version_is_reported_and_resumed(runs, tmp_p
              "bits", "bits_note", "head_params", "sentences", "dropped_long", "train", "wall_seconds")
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({k: metrics[k] for k in first if k in metrics}))
-    assert main(["report", str(tmp_path / "old"), "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(tmp_path / "old"), "--report-dir", str(tmp_path / "report")]) == 0
     assert "1 finished run(s)" in (tmp_path / "report" / "index.html").read_text()
     assert main(["probe", "--resume", str(run)]) == 0
     assert "already finished" in capsys.readouterr().out
@@ -374,7 +374,7 @@ def test_a_metrics_file_of_the_first_version_is_reported_and_resumed(runs, tmp_p
     assert main(["probe", "--resume", str(run)]) == 0
     # not a probing run at all: left out with a note
     (run / "metrics.json").write_text(json.dumps({"matrices": 12}))
-    assert main(["report", str(tmp_path / "old"), "--out", str(tmp_path / "r2")]) == 2
+    assert main(["report", str(tmp_path / "old"), "--report-dir", str(tmp_path / "r2")]) == 2
     assert "metrics.json: no task, probe, setting, primary_metric" in capsys.readouterr().err
 
 

@@ -116,7 +116,7 @@ def test_selectivity_pairs_task_and_control_runs(tmp_path) -> None:
                      "35.00 ± 7.07 [0.00, 98.53]", "50.00", 2, 2],
                     ["tiny", "upos", "mlp", "r=d", "pretrained", "accuracy", "95.00", "15.00", "80.00", 1, 1]]
     out = tmp_path / "report"
-    assert main(["report", str(store.root), "--out", str(out)]) == 0
+    assert main(["report", str(store.root), "--report-dir", str(out)]) == 0
     assert (out / "selectivity.csv").read_text().splitlines()[1].endswith(
         '"85.00 ± 7.07 [21.47, 100.00]","35.00 ± 7.07 [0.00, 98.53]",50.00,2,2')
     table1 = (out / "table1-dev.csv").read_text()

@@ -180,7 +180,7 @@ def test_the_html_report_shows_the_density_table_and_curve(tmp_path) -> None:
         (path / "metrics.json").write_text(json.dumps(metrics))
     add_run(store, base, {"dev": {"accuracy": 0.9}, "mask_params": 512, "density": 0.5})  # lambda: not a point
     out = tmp_path / "report"
-    assert main(["report", str(store.root), "--out", str(out)]) == 0
+    assert main(["report", str(store.root), "--report-dir", str(out)]) == 0
     assert (out / "density.csv").read_text().splitlines()[1:] == [
         "upos,tiny,pretrained,neuron,0.1,0.1010,0.1200,accuracy,70.00,1,512",
         "upos,tiny,pretrained,neuron,0.3,0.3010,0.3200,accuracy,80.00,1,512",

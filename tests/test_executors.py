@@ -131,8 +131,8 @@ def test_sweep_flags_for_every_point_enter_the_key(base, tiny_ud, tmp_path, caps
     grid.write_text(GRID, encoding="utf-8")
     common = ["sweep", str(grid), "--model", base["model"], "--train", str(tiny_ud["train"]),
               "--dev", str(tiny_ud["dev"])]
-    assert main([*common, "--out", str(tmp_path / "full")]) == 0
-    assert main([*common, "--out", str(tmp_path / "smoke"), "--max-train-samples", "5", "--epochs", "1"]) == 0
+    assert main([*common, "--store", str(tmp_path / "full")]) == 0
+    assert main([*common, "--store", str(tmp_path / "smoke"), "--max-train-samples", "5", "--epochs", "1"]) == 0
     full, smoke = Store(tmp_path / "full"), Store(tmp_path / "smoke")
     assert len(smoke.load_index()) == 2 and not set(smoke.load_index()) & set(full.load_index())  # other keys
     for result in smoke.results():
@@ -144,11 +144,11 @@ def test_sweep_flags_for_every_point_enter_the_key(base, tiny_ud, tmp_path, caps
     for result in full.results():
         assert result["sentences"]["train"] == 24 and result["train"]["steps"] == 6  # ceil(24 / 8) x 2 epochs
     capsys.readouterr()
-    assert main([*common, "--out", str(tmp_path / "smoke"), "--probe", "mlp"]) == 2
+    assert main([*common, "--store", str(tmp_path / "smoke"), "--probe", "mlp"]) == 2
     assert capsys.readouterr().err.strip() == (
         "subprobe: error: --probe: an axis of grid small; a flag for every point cannot set it (edit the grid, or "
         "select the axis's values where the command offers it, e.g. --tasks)")
-    assert main([*common, "--out", str(tmp_path / "x"), "--seeds", "2", "--seed", "3"]) == 2
+    assert main([*common, "--store", str(tmp_path / "x"), "--seeds", "2", "--seed", "3"]) == 2
     assert "--seed: an axis of grid small" in capsys.readouterr().err
     json.loads((tmp_path / "smoke" / "index.json").read_text())  # still valid
 
@@ -187,8 +187,8 @@ def test_a_killed_pool_worker_leaves_its_point_resumable_and_the_pool_finishes_i
 
 
 def test_reproduce_refuses_an_override_of_an_axis_before_running_anything(tmp_path, capsys):
-    assert main(["reproduce", "figure1", "--granularity", "neuron", "--out", str(tmp_path / "store")]) == 2
+    assert main(["reproduce", "figure1", "--granularity", "neuron", "--store", str(tmp_path / "store")]) == 2
     assert capsys.readouterr().err.startswith("subprobe: error: --granularity: an axis of grid figure1;")
-    assert main(["reproduce", "table1", "--task", "upos", "--out", str(tmp_path / "store")]) == 2
+    assert main(["reproduce", "table1", "--task", "upos", "--store", str(tmp_path / "store")]) == 2
     assert "--task: an axis of grid table1" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()

@@ -35,9 +35,9 @@ def test_ray_tasks_give_the_serial_results(local_ray, tiny_bert, tiny_ud, tmp_pa
     grid.write_text(GRID, encoding="utf-8")
     common = ["sweep", str(grid), "--model", str(tiny_bert), "--train", str(tiny_ud["train"]),
               "--dev", str(tiny_ud["dev"]), "--threads", "1"]
-    assert main([*common, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*common, "--store", str(tmp_path / "serial")]) == 0
     capsys.readouterr()
-    assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray", "--jobs", "2"]) == 0
+    assert main([*common, "--store", str(tmp_path / "ray"), "--executor", "ray", "--jobs", "2"]) == 0
     printed = capsys.readouterr().out
     serial, on_ray = Store(tmp_path / "serial"), Store(tmp_path / "ray")
     assert set(on_ray.load_index()) == set(serial.load_index()) and len(serial.load_index()) == 2
@@ -46,7 +46,7 @@ def test_ray_tasks_give_the_serial_results(local_ray, tiny_bert, tiny_ud, tmp_pa
     assert all(e["pid"] != os.getpid() for e in on_ray.load_index().values())  # ran in Ray workers
     assert ray.is_initialized()  # the executor joined the test's instance and left it running
     # a second call finds every point finished: nothing is submitted
-    assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    assert main([*common, "--store", str(tmp_path / "ray"), "--executor", "ray"]) == 0
     assert "sweep small: 0 done, 2 skipped, 0 failed" in capsys.readouterr().out
 
 

@@ -23,7 +23,7 @@ def slurm_executor(argv: list[str]):
 
 
 def test_slurm_flags_become_submitit_parameters(tmp_path):
-    executor = slurm_executor(["--executor", "slurm", "--out", str(tmp_path), "--slurm-partition", "gpu",
+    executor = slurm_executor(["--executor", "slurm", "--store", str(tmp_path), "--slurm-partition", "gpu",
                                "--slurm-time", "1:30:00", "--slurm-gpus-per-task", "1", "--slurm-cpus-per-task", "4",
                                "--slurm-array-parallelism", "8"])
     assert isinstance(executor, SlurmExecutor)
@@ -40,7 +40,7 @@ def test_a_job_array_on_submitits_local_executor_gives_the_serial_results(tiny_b
             "batch_size": 8, "precision": "fp32", "eval_every": 2}
     serial, arrayed = Store(tmp_path / "serial"), Store(tmp_path / "slurm")
     assert run_points(POINTS, serial, base, echo=lambda *a, **k: None) == {"done": 2, "skipped": 0, "failed": 0}
-    executor = slurm_executor(["--executor", "slurm", "--out", str(arrayed.root), "--slurm-cpus-per-task", "1",
+    executor = slurm_executor(["--executor", "slurm", "--store", str(arrayed.root), "--slurm-cpus-per-task", "1",
                                "--slurm-time", "10"])
     executor.cluster, executor.poll_seconds = "local", 0.5  # submitit's local executor instead of sbatch
     messages = []

@@ -31,7 +31,7 @@ def run(tiny_bert, tiny_ud, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exported") / "model"
-    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert main(["export", str(run), "--model-dir", str(out)]) == 0
     return out
 
 
@@ -114,12 +114,12 @@ def test_model_card_has_the_metadata(run, exported):
 
 
 def test_export_refusals(run, exported, tiny_bert, tiny_ud, tmp_path, capsys):
-    assert main(["export", str(run), "--out", str(exported)]) == 2
+    assert main(["export", str(run), "--model-dir", str(exported)]) == 2
     assert "directory is not empty; pass --overwrite" in capsys.readouterr().err
     mlp = tmp_path / "mlp"
     assert main(probe_argv(tiny_bert, tiny_ud, mlp, "--probe", "linear", epochs=1)) == 0
     capsys.readouterr()
-    assert main(["export", str(mlp), "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", str(mlp), "--model-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"subprobe: error: {mlp}: a --probe linear run has no mask to bake into the model; export a " + (
         "subnetwork run"

@@ -150,24 +150,24 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_the_resumed_run_is_whol
 def test_a_full_disk_in_report_export_and_sweep(reference, tiny_bert, tiny_ud, tmp_path, capsys):
     """Each command under an 8 KiB file-size limit: one line, no half-written file, and the re-run is whole."""
     # report: the figures (PNG, SVG) are over the limit
-    report = subprobe(["report", reference.parent, "--out", tmp_path / "report"], fsize=8 * 1024)
+    report = subprobe(["report", reference.parent, "--report-dir", tmp_path / "report"], fsize=8 * 1024)
     assert report.returncode == 2 and "cannot write file: File too large" in error_line(report.stderr)
     assert no_temporaries(tmp_path / "report") == []
-    assert main(["report", str(reference.parent), "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(reference.parent), "--report-dir", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "index.html").read_text().startswith("<!DOCTYPE html>")
     # export: model.safetensors is over the limit; --out is left as it was (here: absent)
-    export = subprobe(["export", reference, "--out", tmp_path / "export"], fsize=8 * 1024)
+    export = subprobe(["export", reference, "--model-dir", tmp_path / "export"], fsize=8 * 1024)
     assert error_line(export.stderr) == (
         f"subprobe: error: {tmp_path / 'export'}: cannot write file: File too large (nothing was written there; "
         "free disk space or fix permissions, then run the command again)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
-    assert main(["export", str(reference), "--out", str(tmp_path / "export")]) == 0
+    assert main(["export", str(reference), "--model-dir", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "model.safetensors").is_file()
     # sweep: the point fails with the line (in the index too), the store stays readable, the re-run finishes it
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: one\naxes:\n  probe: [subnetwork]\nprofiles:\n  quick: {epochs: 3, batch_size: 4, "
                     "eval_every: 3, patience: 0, precision: fp32}\n")
-    sweep = ["sweep", grid, "--out", tmp_path / "store", "--model", tiny_bert, "--train", tiny_ud["train"],
+    sweep = ["sweep", grid, "--store", tmp_path / "store", "--model", tiny_bert, "--train", tiny_ud["train"],
              "--dev", tiny_ud["dev"], "--test", tiny_ud["test"]]
     failed = subprobe(sweep, fsize=16 * 1024)
     assert failed.returncode == 1 and "checkpoint.pt: cannot write file: File too large" in failed.stderr
@@ -204,9 +204,9 @@ def test_a_damaged_file_of_a_finished_run_is_one_line_for_every_reader(name, ref
     truncate(run / name)
     text = tmp_path / "in.txt"
     text.write_text("the dog runs .\n")
-    readers = [["predict", run, "--input", text, "--out", tmp_path / "p.txt"]]
+    readers = [["predict", run, "--input", text, "--output", tmp_path / "p.txt"]]
     if name in ("masks.safetensors", "metrics.json"):  # what export reads
-        readers.append(["export", run, "--out", tmp_path / "x"])
+        readers.append(["export", run, "--model-dir", tmp_path / "x"])
     if name == "masks.safetensors":
         readers.append(["compare", run, reference])
     for argv in readers:
@@ -270,7 +270,7 @@ def test_a_damaged_store_index_and_metrics_file(reference, tiny_bert, tiny_ud, t
     with pytest.raises(Exception, match="index.json: cannot be read") as info:
         store.load_index()
     assert f"mv {store.index_path} {store.index_path}.damaged" in str(info.value)
-    code, err = run_cli(["report", store.root, "--out", tmp_path / "report"], capsys)
+    code, err = run_cli(["report", store.root, "--report-dir", tmp_path / "report"], capsys)
     assert code == 0 and f"subprobe: note: {store.index_path}: cannot be read" in err
     store.index_path.rename(store.root / "index.json.damaged")  # as the line says
     assert run_points(points, store, base, echo=lambda *a, **k: None) == {"done": 0, "skipped": 2, "failed": 0}
@@ -281,7 +281,7 @@ def test_a_damaged_store_index_and_metrics_file(reference, tiny_bert, tiny_ud, t
     messages = []
     assert run_points(points, store, base, echo=lambda *a, **k: messages.append(a[0]))["failed"] == 1
     assert any(f"{sub / 'metrics.json'}: cannot be read" in m and f"move {sub} away" in m for m in messages)
-    code, err = run_cli(["report", store.root, "--out", tmp_path / "report2"], capsys)
+    code, err = run_cli(["report", store.root, "--report-dir", tmp_path / "report2"], capsys)
     assert code == 0 and f"subprobe: note: {sub / 'metrics.json'}: cannot be read" in err
     shutil.move(sub, tmp_path / "moved")  # as the line says
     assert run_points(points, store, base, echo=lambda *a, **k: None)["done"] == 1
@@ -317,7 +317,7 @@ def serial(grid, tiny_bert, tiny_ud, tmp_path_factory) -> dict:
 
 
 def sweep_argv(grid, tiny_bert, tiny_ud, root, *extra) -> list[str]:
-    return ["sweep", str(grid), "--out", str(root), "--model", str(tiny_bert), "--train", str(tiny_ud["train"]),
+    return ["sweep", str(grid), "--store", str(root), "--model", str(tiny_bert), "--train", str(tiny_ud["train"]),
             "--dev", str(tiny_ud["dev"]), "--test", str(tiny_ud["test"]), "--threads", "1", *map(str, extra)]
 
 

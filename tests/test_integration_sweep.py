@@ -61,12 +61,12 @@ def swept(tiny_bert, tiny_data_root, tmp_path_factory):
     grid = root / "tiny.yaml"
     grid.write_text(GRID, encoding="utf-8")
     store = root / "store"
-    argv = ["sweep", str(grid), "--out", str(store), "--model", str(model), "--data-dir", str(tiny_data_root)]
+    argv = ["sweep", str(grid), "--store", str(store), "--model", str(model), "--data-dir", str(tiny_data_root)]
     with pytest.MonkeyPatch.context() as mp:
         printed = []
         mp.setattr("subprobe.cli._echo", lambda *a, **k: printed.append(" ".join(map(str, a))))
         assert main(argv) == 0
-    assert main(["report", str(store), "--out", str(root / "report")]) == 0
+    assert main(["report", str(store), "--report-dir", str(root / "report")]) == 0
     runs = {}
     for path in sorted((store / "runs").glob("*/metrics.json")):
         m = json.loads(path.read_text())

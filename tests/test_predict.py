@@ -84,7 +84,7 @@ def test_predict_on_the_dev_file_reproduces_the_reported_dev_scores(name, runs, 
     dev = (tiny_ner if name == "ner" else tiny_ud)["dev"]
     out = tmp_path / "pred"
     capsys.readouterr()
-    assert main(["predict", str(runs[name]), "--input", str(dev), "--out", str(out)]) == 0
+    assert main(["predict", str(runs[name]), "--input", str(dev), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert _scores(printed) == _metrics(runs[name])["dev"]
     assert printed.split()[0] == _metrics(runs[name])["primary_metric"]
@@ -104,13 +104,13 @@ def test_plain_text_in_conllu_or_columns_out_without_scores(runs, tmp_path, caps
     run = subprobe.load_run(runs["upos"])
     expected = run.predict(["the dog runs .", "mary saw a big house in new york"])
     out = tmp_path / "upos.conllu"
-    assert main(["predict", str(runs["upos"]), "--input", str(text), "--out", str(out)]) == 0
+    assert main(["predict", str(runs["upos"]), "--input", str(text), "--output", str(out)]) == 0
     assert capsys.readouterr().out == ""  # no gold, no scores
     back = read_conllu(out)
     assert [s.words for s in back] == [["the", "dog", "runs", "."], "mary saw a big house in new york".split()]
     assert [s.upos for s in back] == [s.upos for s in expected]
     out_ner = tmp_path / "ner.txt"
-    assert main(["predict", str(runs["ner"]), "--input", str(text), "--out", str(out_ner)]) == 0
+    assert main(["predict", str(runs["ner"]), "--input", str(text), "--output", str(out_ner)]) == 0
     lines = out_ner.read_text().split("\n\n")[0].splitlines()
     labels = set(json.loads((runs["ner"] / "vocab.json").read_text())["ner"])
     assert [line.split()[0] for line in lines] == ["the", "dog", "runs", "."]
@@ -136,17 +136,17 @@ def test_load_run_gives_predict_metrics_subnetwork_config(runs, tiny_ud):
 def test_finetune_and_unfinished_runs_are_refused_in_one_line(tiny_bert, tiny_ud, tmp_path, capsys):
     run = _train(tiny_bert, tiny_ud, tmp_path / "ft", "upos", "--probe", "finetune")
     capsys.readouterr()
-    assert main(["predict", str(run), "--input", str(tiny_ud["dev"]), "--out", str(tmp_path / "p")]) == 2
+    assert main(["predict", str(run), "--input", str(tiny_ud["dev"]), "--output", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "finetune run does not save its fine-tuned encoder weights" in err
     (run / "metrics.json").unlink()
-    assert main(["predict", str(run), "--input", str(tiny_ud["dev"]), "--out", str(tmp_path / "p")]) == 2
+    assert main(["predict", str(run), "--input", str(tiny_ud["dev"]), "--output", str(tmp_path / "p")]) == 2
     assert "not a finished subprobe run (no metrics.json)" in capsys.readouterr().err
 
 
 def test_predict_input_errors(runs, tiny_ud, tmp_path, capsys):
-    assert main(["predict", str(runs["ner"]), "--input", str(tiny_ud["dev"]), "--out", str(tmp_path / "p")]) == 2
+    assert main(["predict", str(runs["ner"]), "--input", str(tiny_ud["dev"]), "--output", str(tmp_path / "p")]) == 2
     assert "a ner run reads CoNLL-2003 columns or plain text, not CoNLL-U" in capsys.readouterr().err
     missing = tmp_path / "nope.conllu"
-    assert main(["predict", str(runs["upos"]), "--input", str(missing), "--out", str(tmp_path / "p")]) == 2
+    assert main(["predict", str(runs["upos"]), "--input", str(missing), "--output", str(tmp_path / "p")]) == 2
     assert f"--input {missing}: no such file" in capsys.readouterr().err

@@ -44,7 +44,7 @@ def dump_dom(page: Path, profile: Path) -> str:
 def report_dir(tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp("browser")
     make_store(root / "store", str(tiny_bert))
-    assert main(["report", str(root / "store"), "--out", str(root / "out")]) == 0
+    assert main(["report", str(root / "store"), "--report-dir", str(root / "out")]) == 0
     return root / "out"
 
 

@@ -20,7 +20,7 @@ from tests.synthetic_runs import add_run, make_store, parse, tiny_subnetwork
 def report(tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp("report")
     make_store(root / "store", str(tiny_bert))
-    assert main(["report", str(root / "store"), "--out", str(root / "out")]) == 0
+    assert main(["report", str(root / "store"), "--report-dir", str(root / "out")]) == 0
     return root
 
 
@@ -77,7 +77,7 @@ def test_numbers_files_and_markdown(report):
 def test_plain_directory_of_runs_is_scanned(report, tmp_path):
     runs = load_results(report / "store" / "runs")  # no index.json there: found by metrics.json
     assert len(runs) == 30 and all(r["config"].get("task") == r["task"] for r in runs)
-    assert main(["report", str(report / "store" / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["report", str(report / "store" / "runs"), "--report-dir", str(tmp_path / "out")]) == 0
     assert parse((tmp_path / "out" / "index.html").read_text(encoding="utf-8")).rows["runs"] == 30
 
 
@@ -94,20 +94,20 @@ def test_store_with_relative_run_dirs_from_elsewhere(tmp_path, tiny_bert, monkey
 def test_empty_store_is_one_error_line_and_writes_nothing(tmp_path, capsys):
     """Issue 28: an empty store is bad input (nothing to report), not an empty page."""
     (tmp_path / "store").mkdir()
-    assert main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["report", str(tmp_path / "store"), "--report-dir", str(tmp_path / "out")]) == 2
     assert "store: no finished runs to report" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
+    assert main(["report", str(tmp_path / "missing"), "--report-dir", str(tmp_path / "o2")]) == 2
 
 
 def test_missing_head_count_is_said_not_guessed(tmp_path):
     store = Store(tmp_path / "store")
     add_run(store, {"task": "upos", "model": str(tmp_path / "gone"), "probe": "subnetwork"},
             {"dev": {"accuracy": 0.5}}, tiny_subnetwork([0.5, 0.5]))
-    assert main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["report", str(tmp_path / "store"), "--report-dir", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert "no per-head table" in text and "--num-heads" in text
-    assert main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "o2"), "--num-heads", "4"]) == 0
+    assert main(["report", str(tmp_path / "store"), "--report-dir", str(tmp_path / "o2"), "--num-heads", "4"]) == 0
     loc = json.loads((tmp_path / "o2" / "localisation.json").read_text())
     assert loc["selections"][0]["localisation"]["heads"]["num_heads"] == 4
 
@@ -204,7 +204,7 @@ def test_a_directory_with_two_series_has_unique_table_ids(tmp_path, tiny_bert):
     shutil.copytree(tiny_bert, twin)
     make_store(tmp_path / "runs" / "a", str(tiny_bert))
     make_store(tmp_path / "runs" / "b", str(twin), tasks=("upos",))
-    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["report", str(tmp_path / "runs"), "--report-dir", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     ids = re.findall(r'<table id="([^"]+)"', page)
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)

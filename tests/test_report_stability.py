@@ -41,7 +41,7 @@ def test_mean_pairwise_iou_by_hand(store) -> None:
 
 
 def test_report_shows_the_stability_table(store, tmp_path) -> None:
-    assert main(["report", str(store.root), "--out", str(tmp_path)]) == 0
+    assert main(["report", str(store.root), "--report-dir", str(tmp_path)]) == 0
     page = parse((tmp_path / "index.html").read_text(encoding="utf-8"))
     assert page.rows["stability"] == 1
     assert "## Stability across seeds" in (tmp_path / "report.md").read_text(encoding="utf-8")

@@ -133,7 +133,7 @@ def test_feats_run_predictions_and_scores(tiny_bert, morph_ud, tmp_path, capsys)
         assert g[:5] + g[6:] == p[:5] + p[6:]
     # subprobe predict on the dev file writes the same file and scores exactly what metrics.json says
     capsys.readouterr()
-    assert main(["predict", str(out), "--input", str(morph_ud["dev"]), "--out", str(tmp_path / "p.conllu")]) == 0
+    assert main(["predict", str(out), "--input", str(morph_ud["dev"]), "--output", str(tmp_path / "p.conllu")]) == 0
     assert (tmp_path / "p.conllu").read_text() == (out / "predictions-dev.conllu").read_text()
     assert capsys.readouterr().out.splitlines()[0] == f"accuracy {metrics['dev']['accuracy']!r}"
     # the Python API tags plain sentences: FEATS with the predicted Tense only

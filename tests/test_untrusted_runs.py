@@ -65,7 +65,7 @@ def one_line(argv, capsys) -> str:
 def readers(run: Path, tmp_path: Path) -> list[list]:
     text = tmp_path / "in.txt"
     text.write_text("the dog runs .\n")
-    return [["predict", run, "--input", text, "--out", tmp_path / "p.txt"], ["export", run, "--out", tmp_path / "x"]]
+    return [["predict", run, "--input", text, "--output", tmp_path / "p.txt"], ["export", run, "--output", tmp_path / "x"]]
 
 
 def test_a_pickle_in_checkpoint_pt_is_never_run(finished, tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_a_python_tag_in_config_yaml_is_never_run(finished, tmp_path, capsys):
         assert "config.yaml:1: not valid YAML (could not determine a constructor" in one_line(argv, capsys)
     with pytest.raises(SubprobeError):
         subprobe.load_run(run)
-    assert main(["report", str(run.parent), "--out", str(tmp_path / "report")]) == 0  # the run, without its config
+    assert main(["report", str(run.parent), "--report-dir", str(tmp_path / "report")]) == 0  # the run, without its config
     assert not marker.exists()
 
 
@@ -194,7 +194,7 @@ def test_a_store_index_cannot_point_outside_the_store(finished, tmp_path, capsys
     for recorded in ("../outside/secret", str(outside), "../../..", "/"):
         assert store.resolve(recorded).parent == store.runs
     assert [Path(r["run_dir"]) for r in store.results()] == [inside]
-    assert main(["report", str(store.root), "--out", str(tmp_path / "report")]) == 0
+    assert main(["report", str(store.root), "--report-dir", str(tmp_path / "report")]) == 0
     err = capsys.readouterr().err
     assert "3 point(s) marked done have no finished run directory under" in err
     page = (tmp_path / "report" / "index.html").read_text()
@@ -214,6 +214,6 @@ def test_mask_entries_naming_other_modules_are_refused(module, finished, tmp_pat
     entries = json.loads(meta["entries"])
     entries[0] = entries[0][:5] + [module, []]
     save_file(tensors, str(run / "masks.safetensors"), metadata={**meta, "entries": json.dumps(entries)})
-    err = one_line(["export", run, "--out", tmp_path / "x"], capsys)
+    err = one_line(["export", run, "--model-dir", tmp_path / "x"], capsys)
     assert f"names module {module!r}" in err
     assert not (tmp_path / "x").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from subprobe.errors import ConfigError
+from subprobe.errors import ConfigError, did_you_mean
 
 #: The folder of the built-in grids (package data).
 GRIDS_FOLDER = "grids"
@@ -39,24 +39,42 @@ class Grid:
     #: named like the grid)
     writer: str = ""
 
+    def profile_named(self, name: str | None) -> str | None:
+        """The profile ``--profile NAME`` picks: ``name`` if the grid defines it (one error line with the closest
+        name if not); with no name, ``quick`` when the grid defines it, else its first profile (None: it has none).
+        """
+        if name is None:
+            return "quick" if "quick" in self.profiles else next(iter(self.profiles), None)
+        if name not in self.profiles:
+            defined = ", ".join(map(str, self.profiles)) or "none (this grid defines no profiles: drop --profile)"
+            raise ConfigError(f"--profile {name!r} is not defined by grid {self.name}"
+                              f"{did_you_mean(name, list(self.profiles))}; use {defined}")
+        return name
+
     def points(self, profile: str | None = None, **restrict: list) -> list[dict]:
-        """Config overrides for every point; ``restrict`` keeps only the given values of an axis."""
+        """Config overrides for every point; ``restrict`` keeps only the given values of an axis.
+
+        ``profile``: one of the grid's profiles, by any name; its settings apply to every point. Its budget
+        starts from the run profile of the same name (:data:`subprobe.config.PROFILES`: quick, paper) when there
+        is one, else from the default (quick); a grid profile's own ``profile:`` setting names another."""
         axes = dict(self.axes)
         for key, allowed in restrict.items():
             if allowed is None:
                 continue
             if key not in axes:
                 raise ConfigError(f"grid {self.name} has no axis {key!r}")
-            unknown = [v for v in allowed if v not in [_label(x) for x in axes[key]]]
+            labels = [_label(x) for x in axes[key]]
+            unknown = [v for v in allowed if v not in labels]
             if unknown:
-                raise ConfigError(f"--{key}s: {', '.join(map(str, unknown))} not in grid {self.name}")
+                raise ConfigError(f"--{key}s {', '.join(map(str, unknown))}: not in grid {self.name}; use "
+                                  f"{', '.join(map(str, labels))}")
             axes[key] = [x for x in axes[key] if _label(x) in allowed]
         extra = {}
         if profile is not None:
-            if profile not in self.profiles:
-                raise ConfigError(f"--profile {profile!r} is not defined for {self.name}: {', '.join(self.profiles)}")
-            extra = dict(self.profiles[profile] or {})
-            extra["profile"] = profile
+            from subprobe.config import PROFILES
+
+            self.profile_named(profile)
+            extra = {**({"profile": profile} if profile in PROFILES else {}), **(self.profiles[profile] or {})}
         names = list(axes)
         points = []
         for combo in itertools.product(*(axes[n] for n in names)):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from subprobe.experiments.executors import Executor, SerialExecutor
 from subprobe.experiments.grids import Grid
 from subprobe.experiments.point import PointJob
 from subprobe.experiments.store import Store
+from subprobe.runs import RunDir
 
 
 def point_values(point: dict, base: dict | None = None, overrides: dict | None = None) -> dict:
@@ -95,6 +98,68 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
         progress.started -= len(waiting)
         executor.run(waiting, on_start, on_done)
     return counts
+
+
+def point_states(points: list[dict], store: Store, base: dict | None = None, *,
+                 overrides: dict | None = None) -> list[dict]:
+    """Where every point of a grid stands in ``store``, without running or writing anything: ``number``,
+    ``run_dir`` (its name), ``key`` and ``state``: ``done`` (metrics.json there), ``running`` (the index says a
+    process runs it, and on this machine that process is alive), ``failed`` (with its ``error``) or ``to go``
+    (``interrupted`` too when a checkpoint waits for the next sweep to continue from it)."""
+    index = store.load_index()
+    host = socket.gethostname()
+    states = []
+    for i, point in enumerate(points, start=1):
+        key, run_dir = store.run_dir(ProbeConfig(**point_values(point, base, overrides)))
+        entry, row = index.get(key, {}), {"number": i, "run_dir": run_dir.name, "key": key}
+        if store.finished(run_dir):
+            row["state"] = "done"
+        elif entry.get("status") == "running" and (entry.get("host") != host or _alive(entry.get("pid"))):
+            row.update(state="running", host=entry.get("host"), pid=entry.get("pid"))
+        elif entry.get("status") == "failed":
+            row.update(state="failed", error=entry.get("error", ""))
+        else:
+            row.update(state="to go", interrupted=RunDir(run_dir).status() in ("checkpoint", "started"))
+        states.append(row)
+    return states
+
+
+def _alive(pid) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+#: The states of :func:`point_states`, in the order ``--list`` counts them.
+STATES = ("done", "running", "failed", "to go")
+
+
+def list_points(points: list[dict], store: Store, base: dict | None = None, *, overrides: dict | None = None,
+                title: str = "grid") -> str:
+    """``sweep --list`` / ``reproduce --list``: one line per point (its state and run directory) and the counts."""
+    states = point_states(points, store, base, overrides=overrides)
+    width = len(str(len(states)))
+    lines = [f"{title}: {len(states)} point(s) in store {store.root}"]
+    for row in states:
+        state = row["state"]
+        detail = ""
+        if state == "failed":
+            detail = f": {row['error']}"
+        elif state == "running":
+            detail = f" ({row.get('host', '?')}, pid {row.get('pid', '?')})"
+        elif row.get("interrupted"):
+            detail = " (interrupted: continues from its checkpoint)"
+        lines.append(f"  [{row['number']:>{width}}/{len(states)}] {state:<8} {row['run_dir']}{detail}")
+    counts = {state: sum(row["state"] == state for row in states) for state in STATES}
+    lines.append(", ".join(f"{counts[state]} {state}" for state in STATES))
+    return "\n".join(lines)
 
 
 class GridProgress:

@@ -88,7 +88,7 @@ def _figure1(name: str, results: list[dict], root: Path, model: str, echo) -> di
     written = figures.write_figure1(results, root)
     echo(written["markdown"])
     return {"report": written["report"], "markdown": written["markdown"],
-            "files": "numbers and plots (HTML: subprobe report STORE --out DIR)"}
+            "files": "numbers and plots (HTML: subprobe report STORE)"}
 
 
 def _figure2(name: str, results: list[dict], root: Path, model: str, echo) -> dict:
@@ -98,7 +98,7 @@ def _figure2(name: str, results: list[dict], root: Path, model: str, echo) -> di
     written = figures.write_figure2(results, root)
     echo(written["markdown"])
     return {"report": written["report"], "markdown": written["markdown"],
-            "files": "numbers and plots (HTML: subprobe report STORE --out DIR)"}
+            "files": "numbers and plots (HTML: subprobe report STORE)"}
 
 
 def _mdl(name: str, results: list[dict], root: Path, model: str, echo) -> dict:

@@ -48,6 +48,10 @@ class ProbeFamily(ABC):
         """The probe of ``config`` over ``encoder`` and ``head``; ``fixed_masks`` (a Subnetwork, families with
         :attr:`masks`): these masks frozen instead of learnt ones."""
 
+    def check_settings(self, config: ProbeConfig) -> None:  # noqa: B027 (optional hook)
+        """Refuse settings this family cannot run with (one ConfigError line), once the configuration is resolved:
+        before anything is loaded or written."""
+
     def unit_label(self, config: ProbeConfig) -> str:
         """The probe's unit as tables show it (``neuron``, ``r=25``; "" for a family without one)."""
         return ""

@@ -28,12 +28,18 @@ class MLP1(nn.Module):
         return torch.relu(self.norm(self.up(self.down(x))))
 
 
+def check_rank(rank: str | int) -> None:
+    """A rank is a positive whole number or ``d`` (the model width); anything else is one ConfigError line."""
+    text = str(rank).strip()
+    if text != "d" and not (text.isdigit() and int(text) >= 1):
+        raise ConfigError(f"--rank {text!r} is not a rank; give a positive whole number (1, 2, 5, ...) or d for "
+                          "the model width (full rank)")
+
+
 def parse_rank(rank: str | int, d: int) -> int:
     """A rank given as a number or ``d`` (the model width)."""
-    value = d if str(rank) == "d" else int(rank)
-    if value < 1:
-        raise ConfigError(f"--rank must be a positive integer or d, got {rank}")
-    return value
+    check_rank(rank)
+    return d if str(rank).strip() == "d" else int(str(rank).strip())
 
 
 def build_frozen_probe(

@@ -7,7 +7,7 @@ from torch import nn
 from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
-from subprobe.probes.frozen import MLP1, build_frozen_probe, parse_rank
+from subprobe.probes.frozen import MLP1, build_frozen_probe, check_rank, parse_rank
 
 
 class MlpFamily(ProbeFamily):
@@ -21,6 +21,9 @@ class MlpFamily(ProbeFamily):
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         width = encoder.config.hidden_size
         return build_frozen_probe(config, encoder, head, MLP1(width, parse_rank(config.rank, width)))
+
+    def check_settings(self, config: ProbeConfig) -> None:
+        check_rank(config.rank)
 
     def unit_label(self, config: ProbeConfig) -> str:
         return f"r={config.rank}"

@@ -110,6 +110,9 @@ class SubnetworkFamily(ProbeFamily):
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         return build_subnetwork_probe(config, encoder, head, fixed_masks)
 
+    def check_settings(self, config: ProbeConfig) -> None:
+        Granularity.parse(config.granularity)  # the spelling; whether blocks fit the model is checked on it
+
     def unit_label(self, config: ProbeConfig) -> str:
         return str(config.granularity)
 

@@ -1,4 +1,4 @@
-"""``subprobe report RUNS_DIR --out DIR``: a static HTML page (and Markdown) of everything that has run.
+"""``subprobe report RUNS_DIR --report-dir DIR``: a static HTML page (and Markdown) of everything that has run.
 
 The page works from file:// with no server and no network: styles and the one small script are
 inline, images are PNG files referenced by relative paths (``figures/...``), and each run links to
@@ -60,7 +60,7 @@ def write_report(runs_dir: str | Path, out: str | Path, *, split: str = "dev", n
     """Write ``OUT/index.html``, ``OUT/report.md`` and the figures' numbers and plots; returns index.html."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise SubprobeError(f"--out {out}: exists and is not a directory; choose another --out")
+        raise SubprobeError(f"--report-dir {out}: exists and is not a directory; choose another --report-dir")
     notes: list[str] = []
     every = load_results(runs_dir, notes)
     if not every:

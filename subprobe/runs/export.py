@@ -1,4 +1,4 @@
-"""``subprobe export RUN_DIR --out DIR``: a subnetwork as a plain Hugging Face model directory.
+"""``subprobe export RUN_DIR --model-dir DIR``: a subnetwork as a plain Hugging Face model directory.
 
 The run's encoder is loaded as the run loaded it (fp32; the seeded re-initialisation of a reset
 run is repeated), :meth:`Subnetwork.bake` zeroes every weight the hard mask drops, and the model is
@@ -25,10 +25,13 @@ _NOT_IN_COMMAND = ("out", "overwrite", "progress", "dry_run", "predict", "report
 
 
 def export_run(
-    run_dir: str | Path, out: str | Path, *, overwrite: bool = False, command: str | None = None, echo=print
+    run_dir: str | Path, out: str | Path, *, overwrite: bool = False, command: str | None = None,
+    device: str = "cpu", echo=print,
 ) -> Path:
-    """Export the subnetwork of the finished run ``run_dir`` to ``out``; returns ``out``."""
+    """Export the subnetwork of the finished run ``run_dir`` to the directory ``out``; returns ``out``. ``device``:
+    where the hard mask is baked into the weights (the files written are the same)."""
     from subprobe.atomic import atomic_dir, write_text
+    from subprobe.device import resolve_device
     from subprobe.models.loading import quiet_transformers
     from subprobe.models.reset import apply_setting
     from subprobe.probes.registry import families, probe_family
@@ -43,15 +46,18 @@ def export_run(
             f"{run_dir}: a --probe {cfg.probe} run has no mask to bake into the model; export a {exportable} run"
         )
     _check_out(out, run_dir, overwrite)
+    where = resolve_device(device)
     subnetwork = run.read_masks()
     loaded = load_model(cfg.model)
     encoder, tokenizer = loaded.encoder, loaded.tokenizer
     apply_setting(encoder, cfg.setting, cfg.init, cfg.reset_seed)  # the run's weights, before its masks
+    encoder.to(where)
     subnetwork.bake(encoder)
-    command = command or f"subprobe export {shlex.quote(str(run_dir))} --out {shlex.quote(str(out))}"
+    encoder.to("cpu")
+    command = command or f"subprobe export {shlex.quote(str(run_dir))} --model-dir {shlex.quote(str(out))}"
     card = model_card(cfg, metrics, subnetwork.density(), __version__, probe_command(cfg), command)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # written into a temporary directory beside --out, which then replaces it: never half an export
+    # written into a temporary directory beside --model-dir, which then replaces it: never half an export
     with atomic_dir(out) as tmp, quiet_transformers():
         encoder.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
@@ -61,20 +67,21 @@ def export_run(
 
 
 def _check_out(out: Path, run_dir: Path, overwrite: bool) -> None:
-    """Refuse an --out that export must not replace: the run directory or a folder holding it, a file, a
+    """Refuse a --model-dir that export must not replace: the run directory or a folder holding it, a file, a
     non-empty directory without --overwrite, or (even with --overwrite) a directory that is not a model."""
     resolved, source = out.resolve(), run_dir.resolve()
     if resolved == source or source.is_relative_to(resolved):
-        raise ConfigError(f"--out {out}: holds the run directory {run_dir} itself; choose another --out")
+        raise ConfigError(f"--model-dir {out}: holds the run directory {run_dir} itself; choose another --model-dir")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory; choose another --out")
+        raise ConfigError(f"--model-dir {out}: exists and is not a directory; choose another --model-dir")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise ConfigError(f"--out {out}: directory is not empty; pass --overwrite to replace it, or choose another")
+            raise ConfigError(f"--model-dir {out}: directory is not empty; pass --overwrite to replace it, or choose "
+                              "another")
         if not (out / "config.json").is_file():
             raise ConfigError(
-                f"--out {out}: not an exported model (no config.json), so --overwrite will not delete it; "
-                "choose another --out"
+                f"--model-dir {out}: not an exported model (no config.json), so --overwrite will not delete it; "
+                "choose another --model-dir"
             )
 
 

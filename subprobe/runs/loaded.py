@@ -83,11 +83,15 @@ class LoadedRun:
                 for i, s in enumerate(records)]
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Load a finished run directory (any probe whose weights the directory holds; see the module doc)."""
+def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
+    """Load a finished run directory (any probe whose weights the directory holds; see the module doc) onto
+    ``device`` (``auto``: CUDA when present, else the CPU; ``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+    from subprobe.device import resolve_device
     from subprobe.runs.rebuild import rebuild
 
+    where = resolve_device(device)  # a device that is not there: one error line before anything loads
     rebuilt = rebuild(run_dir)
+    rebuilt.model.to(where)
     return LoadedRun(**{f.name: getattr(rebuilt, f.name) for f in dataclasses.fields(rebuilt)})
 
 

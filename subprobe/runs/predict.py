@@ -1,4 +1,4 @@
-"""``subprobe predict RUN_DIR --input FILE --out FILE``: tag a file with a trained probe.
+"""``subprobe predict RUN_DIR --input FILE --output FILE``: tag a file with a trained probe.
 
 Input formats (``--input-format``, detected by default):
 
@@ -87,9 +87,9 @@ def predict_file(
         run = load_run(run)
     out_path = Path(out_path)
     if out_path.is_dir():
-        raise ConfigError(f"--out {out_path}: is a directory; give the path of the file to write")
+        raise ConfigError(f"--output {out_path}: is a directory; give the path of the file to write")
     if not out_path.parent.is_dir():
-        raise ConfigError(f"--out {out_path}: directory {out_path.parent} does not exist; create it first")
+        raise ConfigError(f"--output {out_path}: directory {out_path.parent} does not exist; create it first")
     _check_not_overwriting(out_path, Path(input_path), run.run_dir)
     sentences, gold, fmt = read_input(input_path, run.task, input_format)
     dataset = run.encode(sentences, name=str(input_path))
@@ -110,16 +110,16 @@ def predict_file(
 
 
 def _check_not_overwriting(out_path: Path, input_path: Path, run_dir: Path) -> None:
-    """--out must not replace the input file or a file of the run directory (what predict reads)."""
+    """--output must not replace the input file or a file of the run directory (what predict reads)."""
     if not out_path.exists():
         return
     if input_path.exists() and out_path.samefile(input_path):
-        raise ConfigError(f"--out {out_path}: is the --input file; write the predictions to another file")
+        raise ConfigError(f"--output {out_path}: is the --input file; write the predictions to another file")
     from subprobe.runs.directory import RunDir
 
     if out_path.resolve().parent == Path(run_dir).resolve() and out_path.name in RunDir.FILES:
         raise ConfigError(
-            f"--out {out_path}: is a file of the run directory {run_dir}; write the predictions to another file"
+            f"--output {out_path}: is a file of the run directory {run_dir}; write the predictions to another file"
         )
 
 

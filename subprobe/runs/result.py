@@ -216,3 +216,40 @@ def summary(metrics: dict, run_dir: Path | None) -> str:
     if run_dir is not None:
         lines.append(f"  run directory {run_dir}")
     return "\n".join(lines)
+
+
+def show_run(run_dir: str | Path) -> str:
+    """``subprobe show RUN_DIR``: a finished run's summary (:func:`summary`), or where an unfinished one stands
+    (its last dev check, the command that continues it), with the settings that differ from the defaults.
+    Nothing is loaded but the run's own small files (no model, no masks)."""
+    import dataclasses
+
+    run = RunDir(run_dir)
+    state = run.status()
+    if state in ("missing", "empty", "foreign"):
+        why = {"missing": "no such run directory", "empty": "an empty directory",
+               "foreign": "holds files but no subprobe run (no config.yaml)"}[state]
+        raise ConfigError(f"{run.path}: {why}; give the --out directory of a run")
+    config = run.read_config()
+    defaults = {f.name: f.default for f in dataclasses.fields(ProbeConfig)}
+    changed = [f"{k}={v}" for k, v in vars(config).items() if v != defaults[k] and k != "out"]
+    settings = "  settings " + (", ".join(changed) if changed else "all defaults")
+    if state == "finished":
+        return f"{summary(read_metrics(run), run.path)}\n{settings}"
+    log = run.read_log()
+    last = log[-1] if log else {}
+    where = (f"last dev check at step {last.get('step')}"
+             + (f" (dev {_dev_line(last)})" if _dev_line(last) else "") if last else "no dev check yet")
+    kind = "interrupted after a checkpoint" if state == "checkpoint" else "started, no checkpoint yet"
+    lines = [f"subprobe: {config.task} / {config.probe} / {config.setting} on {config.model}: unfinished ({kind}; "
+             f"{where})", settings, f"  run directory {run.path}",
+             f"  continue with: subprobe probe --resume {run.path}"]
+    return "\n".join(lines)
+
+
+def _dev_line(record: dict) -> str:
+    """``accuracy 0.9012`` from a log record's dev metrics ("" when it has none)."""
+    dev = {k[len("dev/"):]: v for k, v in record.items() if k.startswith("dev/") and isinstance(v, int | float)}
+    if not dev and isinstance(record.get("dev"), dict):
+        dev = {k: v for k, v in record["dev"].items() if isinstance(v, int | float)}
+    return ", ".join(f"{k} {v:.4f}" for k, v in list(dev.items())[:2])
