@@ -188,13 +188,15 @@ def c_export_overwrite_not_a_model(runs, tmp, tiny):
 
 def c_export_out_holds_run(runs, tmp, tiny):
     run = copy(runs["subnetwork"], tmp / "runs" / "run")
-    return ["export", run, "--model-dir", tmp / "runs", "--overwrite"], ["holds the run directory", "choose another --model-dir"]
+    return ["export", run, "--model-dir", tmp / "runs", "--overwrite"], [
+        "holds the run directory", "choose another --model-dir"]
 
 
 def c_export_unfinished_run(runs, tmp, tiny):
     run = copy(runs["subnetwork"], tmp / "run")
     (run / "metrics.json").unlink()
-    return ["export", run, "--model-dir", tmp / "out"], ["not a finished subprobe run", f"subprobe probe --resume {run}"]
+    return ["export", run, "--model-dir", tmp / "out"], [
+        "not a finished subprobe run", f"subprobe probe --resume {run}"]
 
 
 def c_export_not_a_subnetwork(runs, tmp, tiny):

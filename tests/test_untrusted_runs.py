@@ -65,7 +65,8 @@ def one_line(argv, capsys) -> str:
 def readers(run: Path, tmp_path: Path) -> list[list]:
     text = tmp_path / "in.txt"
     text.write_text("the dog runs .\n")
-    return [["predict", run, "--input", text, "--output", tmp_path / "p.txt"], ["export", run, "--output", tmp_path / "x"]]
+    return [["predict", run, "--input", text, "--output", tmp_path / "p.txt"],
+            ["export", run, "--model-dir", tmp_path / "x"]]
 
 
 def test_a_pickle_in_checkpoint_pt_is_never_run(finished, tmp_path, capsys):
@@ -100,7 +101,8 @@ def test_a_python_tag_in_config_yaml_is_never_run(finished, tmp_path, capsys):
         assert "config.yaml:1: not valid YAML (could not determine a constructor" in one_line(argv, capsys)
     with pytest.raises(SubprobeError):
         subprobe.load_run(run)
-    assert main(["report", str(run.parent), "--report-dir", str(tmp_path / "report")]) == 0  # the run, without its config
+    # the run, without its config
+    assert main(["report", str(run.parent), "--report-dir", str(tmp_path / "report")]) == 0
     assert not marker.exists()
 
 
