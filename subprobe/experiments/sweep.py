@@ -151,11 +151,11 @@ def list_points(points: list[dict], store: Store, base: dict | None = None, *, o
         state = row["state"]
         detail = ""
         if state == "failed":
-            detail = f": {row['error']}"
+            detail = f" -- {row['error']}"
         elif state == "running":
-            detail = f" ({row.get('host', '?')}, pid {row.get('pid', '?')})"
+            detail = f" -- on {row.get('host', '?')}, pid {row.get('pid', '?')}"
         elif row.get("interrupted"):
-            detail = " (interrupted: continues from its checkpoint)"
+            detail = " -- interrupted: continues from its checkpoint"
         lines.append(f"  [{row['number']:>{width}}/{len(states)}] {state:<8} {row['run_dir']}{detail}")
     counts = {state: sum(row["state"] == state for row in states) for state in STATES}
     lines.append(", ".join(f"{counts[state]} {state}" for state in STATES))
