@@ -30,7 +30,7 @@ pip_install() {
 # then from the configured indexes (PyPI, a mirror, or local wheels: pip's find-links)
 install_torch() {
     if python -m pip install -q --retries 1 --timeout 20 "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"; then
-        echo "torch ${TORCH_VERSION} from ${TORCH_INDEX}"
+        echo "torch ${TORCH_VERSION} installed (${TORCH_INDEX} first, then pip's configured indexes and wheels)"
         return 0
     fi
     echo "torch: ${TORCH_INDEX} is not reachable or has no torch ${TORCH_VERSION}; trying the configured indexes" >&2
