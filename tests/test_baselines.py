@@ -155,6 +155,27 @@ def test_cached_features_equal_fresh_features_in_eval(tiny_bert, tiny_ud):
     assert torch.allclose(got[mask], fresh[mask], atol=1e-6)
 
 
+def test_sentences_with_the_same_subwords_split_into_other_words_are_cached_apart(tiny_bert):
+    """``dog.`` (one word) and ``dog .`` (two) have the same subword ids; the cache once returned the first one's
+    rows for the second, and a linear probe on the embedded EWT crashed with a shape mismatch."""
+    from subprobe.data.records import Sentence
+
+    enc, tok = load_encoder(str(tiny_bert))
+    sentences = [Sentence(words=["the", "dog."]), Sentence(words=["the", "dog", "."]), Sentence(words=["a", "cat"])]
+    ds = encode_dataset("x", sentences, tok, 64)
+    assert ds.encoded[0].input_ids.tolist() == ds.encoded[1].input_ids.tolist()  # the same subwords
+    features = EncoderFeatures(enc, "last").eval()
+    cached = CachedFeatures(features)
+    cached.fill(ds, "last", tok.pad_token_id)
+    assert len(cached.cache) == 3
+    batch = collate(ds.encoded, [0, 1, 2], "last", tok.pad_token_id)
+    with torch.no_grad():
+        fresh = features(batch)
+    words = cached.words(batch)
+    assert words.shape[0] == int(batch.word_mask.sum()) == 2 + 3 + 2
+    assert torch.allclose(words, fresh[batch.word_mask], atol=1e-6)
+
+
 @pytest.mark.parametrize("probe", ["finetune", "mlp", "linear"])
 def test_one_optimiser_step_moves_encoder_weights_only_when_fine_tuning(tiny_bert, tiny_ud, probe):
     """One Adam step on the probe's own parameter groups, as the trainer takes it: fine-tuning changes every

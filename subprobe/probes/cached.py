@@ -75,8 +75,8 @@ def _bf16_exact(x: torch.Tensor) -> bool:
 class CachedFeatures(nn.Module):
     """Word features from a cache filled by :meth:`fill`; falls back to nothing (must be filled).
 
-    Entries are keyed by the sentence's subword ids, so any split can be looked up and identical
-    sentences share one entry. Features are computed in eval mode (no encoder dropout). The cache is one
+    Entries are keyed by the sentence's subword ids and word positions (:meth:`_keys`), so any split can be
+    looked up and identical sentences share one entry. Features are computed in eval mode (no encoder dropout). The cache is one
     packed tensor (:class:`FeatureStore`); a batch reads it with one ``index_select``.
     """
 
@@ -95,16 +95,15 @@ class CachedFeatures(nn.Module):
         chunks: list[torch.Tensor] = []
         seen: set[bytes] = set()
         for indices in token_batches(dataset.encoded, max_tokens):
+            batch = collate(dataset.encoded, indices, pooling, pad_id)
             todo = []
-            for b, idx in enumerate(indices):
-                key = dataset.encoded[idx].input_ids.tobytes()
+            for b, key in enumerate(self._keys(batch)):
                 if key not in self.cache and key not in seen:
                     seen.add(key)
-                    todo.append((b, idx, key))
+                    todo.append((b, indices[b], key))
             if not todo:
                 continue
-            batch = collate(dataset.encoded, indices, pooling, pad_id).to(device)
-            feats = self.source(batch).float()
+            feats = self.source(batch.to(device)).float()
             if _bf16_exact(feats):  # a bf16 encoder's features: keep half the memory until packed
                 feats = feats.to(torch.bfloat16)
             for b, idx, key in todo:
@@ -122,6 +121,12 @@ class CachedFeatures(nn.Module):
 
     @staticmethod
     def _keys(batch: Batch) -> list[bytes]:
+        """Each sentence's cache key: its subword ids and the subword each word is read from. The ids alone do
+        not say how they split into words (``U.S.`` and ``U. S.``, ``dog.`` and ``dog .`` have the same
+        subwords), and two such sentences have different word features."""
         lengths = batch.attention_mask.sum(1).tolist()
-        ids = batch.input_ids.cpu().numpy()  # cache keys are the subword ids (the features stay on the device)
-        return [ids[b, :n].tobytes() for b, n in enumerate(lengths)]
+        words = batch.word_mask.sum(1).tolist()
+        ids = batch.input_ids.cpu().numpy()  # the keys live on the CPU (the features stay on the device)
+        where = batch.word_index.cpu().numpy()
+        return [ids[b, :n].tobytes() + b"|" + where[b, : 1 + w].tobytes()
+                for b, (n, w) in enumerate(zip(lengths, words))]
