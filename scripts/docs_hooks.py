@@ -27,5 +27,6 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     markdown = markdown.replace("@SUBPROBE_VERSION@", _version())
     if page.file.src_uri in ("contributing.md", "changelog.md"):
         markdown = re.sub(r"\]\(docs/([\w-]+\.md)", r"](\1", markdown)
-        markdown = markdown.replace("](CONTRIBUTING.md", "](contributing.md").replace("](CHANGELOG.md", "](changelog.md")
+        markdown = markdown.replace("](CONTRIBUTING.md", "](contributing.md")
+        markdown = markdown.replace("](CHANGELOG.md", "](changelog.md")
     return markdown

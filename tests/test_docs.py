@@ -218,7 +218,7 @@ def run_command(args: list[str], block: Block, tiny_bert: Path, data_root: Path,
         got = main([*args, *extra])
     elif block.marker == "parse" or any(flag in args for flag in PATH_FLAGS):
         return
-    elif command == "probe":  # the UD tasks read the embedded treebank; NER a tiny data root (CoNLL-2003 is not shipped)
+    elif command == "probe":  # UD tasks read the embedded treebank; NER a tiny data root (CoNLL-2003 is not shipped)
         with monkeypatch.context() as env:
             if "ner" in args:
                 env.setenv("SUBPROBE_DATA", str(data_root))

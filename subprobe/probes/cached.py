@@ -76,8 +76,8 @@ class CachedFeatures(nn.Module):
     """Word features from a cache filled by :meth:`fill`; falls back to nothing (must be filled).
 
     Entries are keyed by the sentence's subword ids and word positions (:meth:`_keys`), so any split can be
-    looked up and identical sentences share one entry. Features are computed in eval mode (no encoder dropout). The cache is one
-    packed tensor (:class:`FeatureStore`); a batch reads it with one ``index_select``.
+    looked up and identical sentences share one entry. Features are computed in eval mode (no encoder dropout).
+    The cache is one packed tensor (:class:`FeatureStore`); a batch reads it with one ``index_select``.
     """
 
     def __init__(self, features: nn.Module) -> None:
