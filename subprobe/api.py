@@ -121,8 +121,6 @@ class Prepared:
 
 def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks, echo) -> Result:
     """The run itself (``probe`` after its checks); with several processes only rank 0 writes the run directory."""
-    from subprobe.metrics.bootstrap import confidence_intervals
-    from subprobe.metrics.bootstrap import method as bootstrap_method
     from subprobe.runs.tracking import open_tracker
     from subprobe.training import distributed
 
@@ -138,9 +136,22 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
     # --report-to: the resolved config now, log records while training (rank 0 only)
     tracker = open_tracker(cfg if ranks.main else dataclasses.replace(cfg, report_to=None), run.path)
     outcome = train_probe(cfg, task, built, data, run, checkpoint, tracker, ranks, echo)
-    if not ranks.main:  # rank 0 evaluates and writes the run directory
+    if not ranks.main:
         tracker.close()
-        return Result(cfg, {}, None, None, outcome.history)
+    # rank 0 evaluates and writes the run directory while the others wait for it (its error is theirs): a process
+    # that left the process group while rank 0 was still working aborted under gloo
+    finished: list[Result] = []
+    distributed.on_main(ranks, lambda: finished.append(
+        _score_and_write(cfg, task, built, head, data, run, outcome, reset_params, tracker, started, echo)))
+    return finished[0] if finished else Result(cfg, {}, None, None, outcome.history)
+
+
+def _score_and_write(cfg, task, built, head, data: Prepared, run: RunDir, outcome, reset_params, tracker,
+                     started: float, echo) -> Result:
+    """Rank 0 after training: score every split, write metrics, masks, head and predictions, print the summary."""
+    from subprobe.metrics.bootstrap import confidence_intervals
+    from subprobe.metrics.bootstrap import method as bootstrap_method
+
     scores, soft_scores, predictions, statistics = score_splits(cfg, task, built, data)
     codelength = None
     if NEXT_BLOCK in data.splits:  # MDL: the next block's labels coded with this probe
