@@ -43,10 +43,10 @@ def test_the_pages_ask_for_figures_the_reports_write_and_show_only_committed_one
 
 
 @pytest.fixture
-def checkout(tmp_path):
+def checkout(gallery, tmp_path):
     """A copy of the pages with markers, with no figures, as the repository has before real runs."""
     root = tmp_path / "repo"
-    for page, _ in (("README.md", ""), ("docs/index.md", ""), ("docs/gallery.md", "")):
+    for page, _ in gallery.PAGES:
         (root / page).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / page, root / page)
     shutil.rmtree(root / "docs" / "images", ignore_errors=True)
