@@ -267,6 +267,8 @@ def _grid_own_fields() -> tuple[str, ...]:
 
 
 def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    from subprobe.config import DEFAULT_PACK
+
     group = parser.add_argument_group("where the points run (none of this changes a point's key or result)")
     group.add_argument(
         "--executor", default="local", choices=["local", "ray", "slurm"],
@@ -278,6 +280,13 @@ def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", type=int, default=None, metavar="N",
         help="points at once (local: worker processes, each with CPUs/N torch threads unless --threads; ray: "
         "tasks in flight; slurm: the array's parallelism) (default: local 1, ray and slurm: no cap)",
+    )
+    group.add_argument(
+        "--pack", type=int, default=None, metavar="K",
+        help="train up to K compatible points in one process, sharing the frozen encoder (same model, task, setting, "
+        "data and batch budget; each keeps its own masks, head, noise, schedules and run directory); 1: every point "
+        f"alone (default: {DEFAULT_PACK} points of subnetwork probes, every compatible MLP-1 or linear point on cached "
+        "features)",
     )
     group.add_argument(
         "--ray-address", default=None, metavar="ADDRESS",
@@ -523,7 +532,8 @@ def _sweep(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     check_overrides(overrides, grid, args.seeds)
     executor = _executor(args)
-    counts = run_points(points, default_store(args.out), base, echo=_echo, overrides=overrides, executor=executor)
+    counts = run_points(points, default_store(args.out), base, echo=_echo, overrides=overrides, executor=executor,
+                        pack=_pack(args))
     print(f"sweep {grid.name}: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
     return 1 if counts["failed"] else 0
 
@@ -533,7 +543,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     result = reproduce(
         args.what, profile=args.profile, model=args.model, tasks=args.tasks, seeds=args.seeds, out=args.out,
-        data_dir=args.data_dir, echo=_echo, overrides=_overrides(args), executor=_executor(args), **_hardware(args),
+        data_dir=args.data_dir, echo=_echo, overrides=_overrides(args), executor=_executor(args), pack=_pack(args),
+        **_hardware(args),
     )
     return 1 if result["counts"]["failed"] else 0
 
@@ -555,6 +566,15 @@ def _executor(args: argparse.Namespace):
              ("partition", "time", "gpus_per_task", "cpus_per_task", "array_parallelism")}
     return make_executor(args.executor, jobs=args.jobs, threads=args.threads, store=args.out, device=args.device,
                          ray_address=args.ray_address, slurm=slurm)
+
+
+def _pack(args: argparse.Namespace) -> int | None:
+    """``--pack K`` (checked)."""
+    from subprobe.errors import ConfigError
+
+    if args.pack is not None and args.pack < 1:
+        raise ConfigError(f"--pack must be at least 1, got {args.pack}; 1 trains every point alone")
+    return args.pack
 
 
 def _hardware(args: argparse.Namespace) -> dict:

@@ -48,6 +48,12 @@ class ProbeFamily(ABC):
         """The probe of ``config`` over ``encoder`` and ``head``; ``fixed_masks`` (a Subnetwork, families with
         :attr:`masks`): these masks frozen instead of learnt ones."""
 
+    def pack_kind(self, config: ProbeConfig) -> str | None:
+        """How runs of ``config`` train together in one process sharing the frozen encoder (packed training,
+        :mod:`subprobe.training.packed`): ``encoder`` (one encoder pass for all, each run's masks applied to its
+        rows), ``cached`` (one lookup of cached features for all), or None (the run trains alone)."""
+        return None
+
     def unit_label(self, config: ProbeConfig) -> str:
         """The probe's unit as tables show it (``neuron``, ``r=25``; "" for a family without one)."""
         return ""

@@ -36,6 +36,11 @@ def parse_rank(rank: str | int, d: int) -> int:
     return value
 
 
+def cached_pack_kind(config: ProbeConfig) -> str | None:
+    """Probes on cached features pack (one feature lookup for all of them); recomputed features run alone."""
+    return "cached" if config.cache_features else None
+
+
 def build_frozen_probe(
     config: ProbeConfig, encoder: nn.Module, head: nn.Module, adapter: nn.Module | None = None
 ) -> BuiltProbe:

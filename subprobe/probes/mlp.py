@@ -7,7 +7,7 @@ from torch import nn
 from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
-from subprobe.probes.frozen import MLP1, build_frozen_probe, parse_rank
+from subprobe.probes.frozen import MLP1, build_frozen_probe, cached_pack_kind, parse_rank
 
 
 class MlpFamily(ProbeFamily):
@@ -17,6 +17,9 @@ class MlpFamily(ProbeFamily):
     title = "MLP-1"
     settings = ("rank", "cache_features")
     adapter = True
+
+    def pack_kind(self, config: ProbeConfig) -> str | None:
+        return cached_pack_kind(config)
 
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         width = encoder.config.hidden_size

@@ -110,6 +110,10 @@ class SubnetworkFamily(ProbeFamily):
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         return build_subnetwork_probe(config, encoder, head, fixed_masks)
 
+    def pack_kind(self, config: ProbeConfig) -> str | None:
+        """Learnt masks pack: one encoder pass, each run's masks on its rows (a frozen control mask trains alone)."""
+        return "encoder" if config.mask_source == "learnt" else None
+
     def unit_label(self, config: ProbeConfig) -> str:
         return str(config.granularity)
 
