@@ -4,6 +4,8 @@ and the rest go on, an interrupted pack resumes run by run, and the grouping rul
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -147,11 +149,18 @@ def test_a_run_that_stops_early_leaves_the_pack_and_the_rest_go_on(make):
     variants = [stops, {"lambda_max": 5.0}, {"lambda_max": 25.0}]
     alone = [api.probe(make(f"alone{i}", **v), **QUIET) for i, v in enumerate(variants)]
     order = []
-    results = many.run_many([make(f"pack{i}", **v) for i, v in enumerate(variants)], on_done=lambda i, r: order.append(
-        (i, RunDir(r.run_dir).finished, [RunDir(make(f"pack{j}").out).finished for j in range(3)])), **QUIET)
-    assert results[0].metrics["train"]["stopped_early"] and results[0].metrics["train"]["steps"] < 12
+
+    def ended(i, result):  # what the others had logged when run i was written
+        logged = [[json.loads(line)["step"] for line in RunDir(make(f"pack{j}").out).log_path.read_text().splitlines()]
+                  for j in range(3)]
+        order.append((i, RunDir(result.run_dir).finished, [max(steps) for steps in logged]))
+
+    results = many.run_many([make(f"pack{i}", **v) for i, v in enumerate(variants)], on_done=ended, **QUIET)
+    stopped = results[0].metrics["train"]["steps"]
+    assert results[0].metrics["train"]["stopped_early"] and stopped < 12
     assert [r.metrics["train"]["steps"] for r in results[1:]] == [12, 12]
-    assert order[0][0] == 0 and order[0][2] == [True, False, False]  # written before the others finished
+    (first, written, steps), *_ = order
+    assert first == 0 and written and steps[1] < 12 and steps[2] < 12  # written while the others still trained
     for a, p in zip(alone, results):
         assert_like_alone(a, p)
 
