@@ -159,16 +159,21 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
     # --report-to: the resolved config now, log records while training (rank 0 only)
     tracker = open_tracker(cfg if ranks.main else dataclasses.replace(cfg, report_to=None), run.path)
     outcome = train_probe(cfg, task, built, data, run, checkpoint, tracker, ranks, echo)
-    if not ranks.main:  # rank 0 evaluates and writes the run directory
+    if not ranks.main:
         tracker.close()
-        return Result(cfg, {}, None, None, outcome.history)
-    return finish_run(cfg, task, built, head, reset_params, data, run, outcome, tracker, started, echo)
+    # rank 0 evaluates and writes the run directory while the others wait for it (its error is theirs): a process
+    # that left the process group while rank 0 was still working aborted under gloo
+    finished: list[Result] = []
+    distributed.on_main(ranks, lambda: finished.append(
+        finish_run(cfg, task, built, head, reset_params, data, run, outcome, tracker, started, echo)))
+    return finished[0] if finished else Result(cfg, {}, None, None, outcome.history)
 
 
 def finish_run(cfg: ProbeConfig, task, built, head, reset_params: int, data: Prepared, run: RunDir, outcome, tracker,
                started: float, echo) -> Result:
-    """After training: score the splits, write the run directory (``metrics.json`` last but the checkpoint's
-    removal), close the tracker, write predictions; the run's Result (its summary echoed)."""
+    """After training (rank 0 of a data-parallel run): score the splits, write the run directory (``metrics.json``
+    last but the checkpoint's removal), close the tracker, write predictions; the run's Result (its summary
+    echoed)."""
     from subprobe.metrics.bootstrap import confidence_intervals
     from subprobe.metrics.bootstrap import method as bootstrap_method
 

@@ -20,9 +20,12 @@ import yaml
 from subprobe.errors import ConfigError
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # The paper's settings (Cao et al. 2021): 20 epochs, head lr 5e-5, dev check every 2048 sentences.
+    # The paper's settings (Cao et al. 2021): 20 epochs, head lr 5e-5, dev check every 2048 sentences, and what its
+    # code did: random batches, each run as 4 sub-batches of 8 with a mask sample each. Measured at equal budget
+    # (UPOS neuron, 4,000 sentences, 1 epoch, 3 seeds): sentence-macro dev 80.8 +- 1.1 with length-bucketed
+    # single batches, 83.2 +- 0.2 with the code's choices, the code itself 82.9 +- 0.4 (README, differences).
     "paper": {"epochs": 20, "head_lr": 5e-5, "eval_every": 64, "patience": 10, "precision": "fp32",
-              "batch_order": "bucketed", "sub_batches": 1},
+              "batch_order": "random", "sub_batches": 4},
     # A reduced budget for a 2-core CPU: a UPOS run on the default model in under 10 minutes.
     # The head learns at 1e-3 because 5e-5 does not converge in so few steps.
     "quick": {"epochs": 3, "head_lr": 1e-3, "eval_every": 200, "patience": 4, "precision": "bf16",

@@ -69,10 +69,15 @@ def start(ranks: Ranks, device: torch.device) -> bool:
 
 
 def stop(created: bool) -> None:
+    """Leave the process group and free it now: a gloo group still referenced from a reference cycle was freed by
+    the collector during interpreter shutdown, and its worker threads aborted the process (SIGABRT)."""
+    import gc
+
     import torch.distributed as dist
 
     if created and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def on_main(ranks: Ranks, fn):
