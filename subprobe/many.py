@@ -48,7 +48,7 @@ def run_many(configs: Sequence[ProbeConfig], *, echo=print, resume: bool = False
     """:func:`probe_many`, each run's failure returned in its place instead of raised (and handed to ``on_done`` as
     each run ends). A bug (not a :class:`SubprobeError`) fails the runs it stopped; Ctrl-C stops them all."""
     from subprobe.training import distributed
-    from subprobe.training.packed import group_packs, pack_key
+    from subprobe.training.packed import alone_note, group_packs, pack_key
 
     if pack is not None and pack < 1:
         raise ConfigError(f"--pack must be at least 1, got {pack}")
@@ -78,6 +78,9 @@ def run_many(configs: Sequence[ProbeConfig], *, echo=print, resume: bool = False
     order = list(plans)
     alone = distributed.from_env().active  # a data-parallel launch: every run alone, as probe runs it
     keys = [None if alone else pack_key(plans[i].cfg) for i in order]
+    note = alone_note([plans[i].cfg for i in order]) if pack != 1 and len(order) > 1 and not alone else None
+    if note:
+        say(note, file=sys.stderr)
     for group in group_packs(keys, pack):
         indices = [order[j] for j in group]
         if len(indices) == 1:

@@ -117,3 +117,21 @@ def test_a_pool_of_two_runs_packs_and_gives_the_serial_results(base, tmp_path):
                 stable({k: v for k, v in r.items() if k not in ("run_dir", "config")}) for r in store.results()}
 
     assert by_point(serial) == by_point(pool)
+
+
+def test_points_that_cannot_pack_are_named_in_one_note(base, capsys):
+    """A sweep says in one line which points train alone and why (here: fine-tuning, MLP-1 without cached features,
+    and sub-batches) instead of leaving them out of packs silently."""
+    points = POINTS + [{"probe": "mlp", "rank": "1", "cache_features": False},
+                       {"probe": "subnetwork", "lambda_max": 2.0, "sub_batches": 2}]
+    jobs = [job(i, {**base, **p}) for i, p in enumerate(points, start=1)]
+    lines = []
+    work = pack_jobs(jobs, echo=lambda text, **kw: lines.append(text))
+    assert [len(w.points) if isinstance(w, PackJob) else 1 for w in work] == [3, 2, 1, 1, 1]
+    assert lines == ["subprobe: note: 3 points train alone, not packed: 1 with --probe finetune (it does not pack); 1 "
+                     "with --probe mlp without --cache-features (features recomputed at every step); 1 with "
+                     "--sub-batches 2 (a mask sample per sub-batch; the paper profile's default)"]
+    quiet = []
+    pack_jobs(jobs[:5], echo=lambda text, **kw: quiet.append(text))
+    assert quiet == []  # every point packs: nothing to say
+    assert packed.alone_note([]) is None

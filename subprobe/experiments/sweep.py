@@ -59,7 +59,7 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
             echo(f"{job.label}: finished earlier, skipped")
             continue
         jobs.append(job)
-    work = pack_jobs(jobs, pack)
+    work = pack_jobs(jobs, pack, echo)
     progress = GridProgress(len(points), counts["skipped"], executor.slots)
 
     def on_start(job: Job) -> None:
@@ -116,20 +116,27 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
     return counts
 
 
-def pack_jobs(jobs: list[PointJob], pack: int | None = None) -> list[Job]:
+def pack_jobs(jobs: list[PointJob], pack: int | None = None, echo=None) -> list[Job]:
     """``jobs`` as the executor runs them: the points that pack together (see :func:`run_points`) as one
-    :class:`PackJob` each, the others alone; ``pack=1``: every point alone (no pack is formed)."""
+    :class:`PackJob` each, the others alone; ``pack=1``: every point alone (no pack is formed). ``echo``: where to
+    say, in one line, which points train alone and why (points that cannot pack)."""
     from subprobe.resolve import resolve
-    from subprobe.training.packed import group_packs, pack_key
+    from subprobe.training.packed import alone_note, group_packs, pack_key
 
     if pack == 1 or len(jobs) < 2:
         return list(jobs)
-    keys = []
+    keys, configs = [], []
     for job in jobs:
         try:
-            keys.append(pack_key(resolve(ProbeConfig(**job.values))))
+            cfg = resolve(ProbeConfig(**job.values))
         except ConfigError:  # a bad point fails alone, with its own message
             keys.append(None)
+            continue
+        keys.append(pack_key(cfg))
+        configs.append(cfg)
+    note = alone_note(configs, "point")
+    if note and echo is not None:
+        echo(note, file=sys.stderr)
     return [jobs[g[0]] if len(g) == 1 else PackJob(tuple(jobs[i] for i in g)) for g in group_packs(keys, pack)]
 
 

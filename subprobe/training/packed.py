@@ -64,6 +64,38 @@ def pack_kind(cfg: ProbeConfig) -> str | None:
     return kind if kind in PACK_KINDS else None
 
 
+def alone_reason(cfg: ProbeConfig) -> str | None:
+    """Why a run of the resolved ``cfg`` cannot pack (one phrase), or None when it can."""
+    from subprobe.probes.registry import probe_family
+
+    if cfg.gradient_checkpointing:
+        return "--gradient-checkpointing (activations recomputed in the backward pass)"
+    if (cfg.sub_batches or 1) > 1:
+        return f"--sub-batches {cfg.sub_batches} (a mask sample per sub-batch; the paper profile's default)"
+    if probe_family(cfg.probe).pack_kind(cfg) in PACK_KINDS:
+        return None
+    if cfg.probe in ("mlp", "linear"):
+        return f"--probe {cfg.probe} without --cache-features (features recomputed at every step)"
+    if cfg.probe == "subnetwork":
+        return f"--mask-source {cfg.mask_source} (a frozen control mask)"
+    return f"--probe {cfg.probe} (it does not pack)"
+
+
+def alone_note(configs: Sequence[ProbeConfig], noun: str = "run") -> str | None:
+    """One line saying how many of ``configs`` train alone rather than packed, and why (None when all can pack)."""
+    reasons: dict[str, int] = {}
+    for cfg in configs:
+        why = alone_reason(cfg)
+        if why is not None:
+            reasons[why] = reasons.get(why, 0) + 1
+    if not reasons:
+        return None
+    total = sum(reasons.values())
+    counted = f"1 {noun} trains" if total == 1 else f"{total} {noun}s train"
+    return (f"subprobe: note: {counted} alone, not packed: "
+            + "; ".join(f"{n} with {why}" for why, n in reasons.items()))
+
+
 def pack_key(cfg: ProbeConfig) -> tuple | None:
     """Runs with equal keys pack together; None: the run runs alone."""
     kind = pack_kind(cfg)
