@@ -148,18 +148,19 @@ class GridProgress:
         self.total, self.skipped, self.slots = total, skipped, slots
         self.done = self.failed = self.started = 0
         self.began = time.perf_counter()
-        self.in_flight: dict[int, int] = {}  # started jobs not yet ended (by id, in order) -> their points
+        # started jobs not yet ended (by id, in order) -> (the job, held so that its id stays its own; its points)
+        self.in_flight: dict[int, tuple[object, int]] = {}
 
     def start(self, job) -> None:
         self.started += len(job.points)
-        self.in_flight[id(job)] = len(job.points)
+        self.in_flight[id(job)] = (job, len(job.points))
 
     def end(self, job) -> None:
         self.in_flight.pop(id(job), None)
 
     def line(self) -> str:
         finished = self.done + self.failed
-        sizes = list(self.in_flight.values())[: self.slots]  # the jobs the executor runs now (in submission order)
+        sizes = [n for _, n in self.in_flight.values()][: self.slots]  # the jobs running now (in submission order)
         packs = [n for n in sizes if n > 1]
         running = sum(sizes) if packs else min(self.slots, self.started - finished)
         to_go = self.total - self.skipped - finished - running
