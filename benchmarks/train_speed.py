@@ -1,6 +1,7 @@
 """Training and evaluation speed of subprobe against a naive paper-style implementation, in one run.
 
-    python benchmarks/train_speed.py [--quick | --smoke] [--threads N] [--out bench-out/train_speed.json]
+    python benchmarks/train_speed.py [--quick | --smoke] [--threads N] [--skip-compile]
+                                     [--out bench-out/train_speed.json]
 
 Everything runs in ONE process and the variants are INTERLEAVED: many rounds, each giving every
 variant a short timed window in turn (the order rotates), so that load from other processes hits
@@ -20,7 +21,7 @@ all variants alike and the ratios stay meaningful on a busy machine. Measured:
 * a 9-rank MLP-1 sweep with subprobe's ``--probe mlp``: features recomputed by the frozen encoder
   at every step vs cached once (``CachedFeatures.fill``) vs cached and every rank packed into one step
   (``benchmarks/packed_speed.py``);
-* packed training: per-run throughput of K = 2, 4, 8 packed neuron-subnetwork UPOS runs of one seed against a solo
+* packed training: per-run throughput of K = 1, 2, 4, 8 packed neuron-subnetwork UPOS runs of one seed against a solo
   run, interleaved (``benchmarks/packed_speed.py``);
 * the step's own matrix products against the machine: each product shape of one solo UPOS step and of one packed
   K = 4 step, timed alone at fp32 and bf16, as a fraction of that dtype's peak (``benchmarks/roofline.py``);
@@ -34,7 +35,8 @@ precision against that precision's peak: on a CPU without native bf16 the defaul
 bf16 peak" reads "of the fp32 peak" there --, ``pack_throughput_vs_solo``, ``eval_speedup_vs_naive``,
 ``mlp_cache_speedup``, ``mlp_packed_speedup``, ``dep_vs_upos``/``ner_vs_upos``, ``levers`` and every raw figure) and
 prints a table. ``--quick`` runs the same
-measurements with shorter windows and subsets (under 5 minutes); ``--smoke`` only checks that every
+measurements with shorter windows and subsets (minutes: the torch.compile lever alone compiles for minutes;
+``--skip-compile`` leaves it out); ``--smoke`` only checks that every
 part runs (one step per variant on small subsets, no memory subprocess: its figures mean nothing). On a
 loaded machine, ``--threads 1`` gives steadier ratios: two OpenMP threads sharing a core with another
 process stall each other.
@@ -836,7 +838,7 @@ def table(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short version (under 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="a short version (shorter windows and subsets)")
     parser.add_argument(
         "--smoke", action="store_true", help="check that every part runs: one step each on small subsets (no timing)"
     )
