@@ -54,6 +54,10 @@ class ProbeFamily(ABC):
         rows), ``cached`` (one lookup of cached features for all), or None (the run trains alone)."""
         return None
 
+    def alone_reason(self, config: ProbeConfig) -> str:
+        """Why a run of ``config`` does not pack (when :meth:`pack_kind` is None), one phrase for a note."""
+        return f"--probe {config.probe} (it does not pack)"
+
     def unit_label(self, config: ProbeConfig) -> str:
         """The probe's unit as tables show it (``neuron``, ``r=25``; "" for a family without one)."""
         return ""

@@ -41,6 +41,11 @@ def cached_pack_kind(config: ProbeConfig) -> str | None:
     return "cached" if config.cache_features else None
 
 
+def cached_alone_reason(config: ProbeConfig) -> str:
+    """Why a probe on frozen features does not pack: its features are recomputed at every step."""
+    return f"--probe {config.probe} without --cache-features (features recomputed at every step)"
+
+
 def build_frozen_probe(
     config: ProbeConfig, encoder: nn.Module, head: nn.Module, adapter: nn.Module | None = None
 ) -> BuiltProbe:

@@ -7,7 +7,7 @@ from torch import nn
 from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
-from subprobe.probes.frozen import build_frozen_probe, cached_pack_kind
+from subprobe.probes.frozen import build_frozen_probe, cached_alone_reason, cached_pack_kind
 
 
 class LinearFamily(ProbeFamily):
@@ -21,6 +21,9 @@ class LinearFamily(ProbeFamily):
 
     def pack_kind(self, config: ProbeConfig) -> str | None:
         return cached_pack_kind(config)
+
+    def alone_reason(self, config: ProbeConfig) -> str:
+        return cached_alone_reason(config)
 
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         return build_frozen_probe(config, encoder, head)

@@ -7,7 +7,7 @@ from torch import nn
 from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
-from subprobe.probes.frozen import MLP1, build_frozen_probe, cached_pack_kind, parse_rank
+from subprobe.probes.frozen import MLP1, build_frozen_probe, cached_alone_reason, cached_pack_kind, parse_rank
 
 
 class MlpFamily(ProbeFamily):
@@ -20,6 +20,9 @@ class MlpFamily(ProbeFamily):
 
     def pack_kind(self, config: ProbeConfig) -> str | None:
         return cached_pack_kind(config)
+
+    def alone_reason(self, config: ProbeConfig) -> str:
+        return cached_alone_reason(config)
 
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         width = encoder.config.hidden_size

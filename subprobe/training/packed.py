@@ -72,13 +72,8 @@ def alone_reason(cfg: ProbeConfig) -> str | None:
         return "--gradient-checkpointing (activations recomputed in the backward pass)"
     if (cfg.sub_batches or 1) > 1:
         return f"--sub-batches {cfg.sub_batches} (a mask sample per sub-batch; the paper profile's default)"
-    if probe_family(cfg.probe).pack_kind(cfg) in PACK_KINDS:
-        return None
-    if cfg.probe in ("mlp", "linear"):
-        return f"--probe {cfg.probe} without --cache-features (features recomputed at every step)"
-    if cfg.probe == "subnetwork":
-        return f"--mask-source {cfg.mask_source} (a frozen control mask)"
-    return f"--probe {cfg.probe} (it does not pack)"
+    family = probe_family(cfg.probe)
+    return None if family.pack_kind(cfg) in PACK_KINDS else family.alone_reason(cfg)
 
 
 def alone_note(configs: Sequence[ProbeConfig], noun: str = "run") -> str | None:
