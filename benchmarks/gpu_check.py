@@ -13,6 +13,8 @@ On a CUDA machine, in one process (the tests run in a subprocess first):
    tokens/s and the fraction of the measured bf16 peak, counting the FLOPs as
    ``benchmarks/train_speed.py`` does (the six projections forward and backward to activations,
    4 * in * out per token, plus attention);
+   the same step with 2, 4 and 8 runs packed (``--pack K``: one host model, every run's masks on its own rows), tokens
+   of all runs per second, against the solo step;
 4. peak GPU memory of one per-weight-mask training step on the bert-base-sized model and on a
    ~1.1B-parameter random Llama-shaped decoder (TinyLlama shapes: 22 x 2048, GQA 32/4 heads,
    FFN 5632), with and without gradient checkpointing.
@@ -80,13 +82,12 @@ def model_config(model_type: str):
     )
 
 
-def build(config, device: torch.device, granularity: str, checkpointing: bool):
-    """A random model with masks installed (bf16 weights), a tagger head and Adam: a step function."""
+def masked_model(config, device: torch.device, granularity: str):
+    """A random model of ``config`` (bf16 weights, frozen, train mode) with masks installed: (model, masked)."""
     from transformers import AutoModel
 
     from subprobe.masking.layouts import Granularity
-    from subprobe.masking.subnetwork import install_masks, l0_penalty
-    from subprobe.models.loading import enable_gradient_checkpointing
+    from subprobe.masking.subnetwork import install_masks
     from subprobe.models.targets import discover
 
     config._attn_implementation = "sdpa"
@@ -94,7 +95,15 @@ def build(config, device: torch.device, granularity: str, checkpointing: bool):
         model = AutoModel.from_config(config, dtype=torch.bfloat16)
     model.requires_grad_(False).train()
     found = discover(model, config.model_type)
-    masked = install_masks(model, found.targets, Granularity.parse(granularity), "strided", config.hidden_size)
+    return model, install_masks(model, found.targets, Granularity.parse(granularity), "strided", config.hidden_size)
+
+
+def build(config, device: torch.device, granularity: str, checkpointing: bool):
+    """A random model with masks installed (bf16 weights), a tagger head and Adam: a step function."""
+    from subprobe.masking.subnetwork import l0_penalty
+    from subprobe.models.loading import enable_gradient_checkpointing
+
+    model, masked = masked_model(config, device, granularity)
     if checkpointing:
         enable_gradient_checkpointing(model)
     head = torch.nn.Linear(config.hidden_size, 17, device=device)
@@ -113,8 +122,51 @@ def build(config, device: torch.device, granularity: str, checkpointing: bool):
     return config, step, n_params, n_masks
 
 
-def sp_speed(device: torch.device, peak: float, batch: int, length: int, steps: int) -> dict:
-    config, step, n_params, n_masks = build(model_config("bert"), device, "neuron", checkpointing=False)
+def build_packed(config, device: torch.device, granularity: str, runs: int):
+    """``runs`` SP runs packed as ``--pack`` packs them (:mod:`subprobe.training.packed`): copies of one random model
+    sharing its frozen weights, each with its own masks, head and random stream; the host model takes every run's
+    sentences as one batch, each masked matrix applying each run's mask to that run's rows. One Adam over every run's
+    parameters. A step function of one run's batch (every run reads the same batch: one seed)."""
+    import copy
+
+    from subprobe.masking.masked_linear import MaskedLinear
+    from subprobe.masking.subnetwork import l0_penalty
+    from subprobe.models import streams
+    from subprobe.training.packed import link_host, share_frozen
+
+    host, _ = masked_model(config, device, granularity)
+    models = [host] + [copy.deepcopy(host) for _ in range(runs - 1)]
+    for other in models[1:]:
+        share_frozen(other, host)
+    link_host(host, models)
+    masked = [[m for m in model.modules() if isinstance(m, MaskedLinear)] for model in models]
+    heads = [torch.nn.Linear(config.hidden_size, 17, device=device) for _ in models]
+    params = [m.log_alpha for ms in masked for m in ms] + [p for h in heads for p in h.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    generators = tuple(torch.Generator(device=device).manual_seed(k) for k in range(runs))
+
+    def step(ids: torch.Tensor, labels: torch.Tensor) -> None:
+        batch = ids.shape[0]
+        packed = streams.Streams(tuple(range(runs)), (batch,) * runs, generators)
+        with streams.use(packed):
+            hidden = host(input_ids=ids.repeat(runs, 1), attention_mask=torch.ones_like(ids).repeat(runs, 1))
+        loss = sum(torch.nn.functional.cross_entropy(head(h.float()).flatten(0, 1), labels.flatten())
+                   + 0.5 * l0_penalty(ms) for head, h, ms in zip(heads, hidden.last_hidden_state.split(batch), masked))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    n_params = sum(p.numel() for p in host.parameters())
+    return config, step, n_params, sum(m.log_alpha.numel() for ms in masked for m in ms)
+
+
+def sp_speed(device: torch.device, peak: float, batch: int, length: int, steps: int, runs: int = 1) -> dict:
+    """Tokens/s of the SP step on the bert-base-sized model, alone (``runs`` 1) or ``runs`` runs packed (tokens of all
+    runs: how much sooner the grid's runs finish)."""
+    if runs == 1:
+        config, step, n_params, n_masks = build(model_config("bert"), device, "neuron", checkpointing=False)
+    else:
+        config, step, n_params, n_masks = build_packed(model_config("bert"), device, "neuron", runs)
     ids = torch.randint(1000, config.vocab_size, (batch, length), device=device)
     labels = torch.randint(0, 17, (batch, length), device=device)
     for _ in range(3):
@@ -125,11 +177,11 @@ def sp_speed(device: torch.device, peak: float, batch: int, length: int, steps: 
         step(ids, labels)
     torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - start) / steps
-    achieved = step_flops(config, batch, length) / seconds / 1e12
+    achieved = runs * step_flops(config, batch, length) / seconds / 1e12
     return {
-        "model": "bert-base-sized (random)", "granularity": "neuron", "batch": [batch, length],
+        "model": "bert-base-sized (random)", "granularity": "neuron", "batch": [batch, length], "runs": runs,
         "params": n_params, "mask_params": n_masks, "seconds_per_step": seconds,
-        "tokens_per_s": batch * length / seconds, "tflops": achieved, "fraction_of_bf16_peak": achieved / peak,
+        "tokens_per_s": runs * batch * length / seconds, "tflops": achieved, "fraction_of_bf16_peak": achieved / peak,
     }
 
 
@@ -165,6 +217,12 @@ def table(report: dict) -> str:
         f"| SP step, bert-base-sized, neuron masks, bf16, batch {sp['batch'][0]}x{sp['batch'][1]} | "
         f"{sp['tokens_per_s']:,.0f} tokens/s, {sp['tflops']:.1f} TFLOP/s = {sp['fraction_of_bf16_peak']:.1%} of peak |",
     ]
+    for packed in report.get("sp_packed", []):
+        lines.append(
+            f"| SP step, {packed['runs']} runs packed (--pack {packed['runs']}), tokens of all runs | "
+            f"{packed['tokens_per_s']:,.0f} tokens/s = {packed['tokens_per_s'] / sp['tokens_per_s']:.2f}x the solo "
+            f"step, {packed['fraction_of_bf16_peak']:.1%} of peak |"
+        )
     for m in report["memory"]:
         name = "bert-base-sized" if m["model"] == "bert" else "~1.1B Llama-shaped decoder"
         ckpt = "with" if m["gradient_checkpointing"] else "without"
@@ -195,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["bf16_peak_tflops"] = peak = matmul_peak_tflops(device)
     report["sp_step"] = sp_speed(device, peak, batch=32, length=128, steps=10 if args.quick else 50)
+    report["sp_packed"] = [sp_speed(device, peak, batch=32, length=128, steps=10 if args.quick else 30, runs=k)
+                           for k in (2, 4, 8)]
     report["memory"] = [
         peak_memory("bert", device, False, 32, 128),
         peak_memory("llama", device, False, 8, 256),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from subprobe.version import __version__ as __version__
 
-__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "mdl", "probe"]
+__all__ = ["LoadedRun", "ProbeConfig", "Result", "Subnetwork", "load_run", "mdl", "probe", "probe_many"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from subprobe.api import probe
 
         return probe
+    if name == "probe_many":
+        from subprobe.many import probe_many
+
+        return probe_many
     if name == "mdl":
         from subprobe.complexity.mdl import mdl
 

@@ -23,7 +23,7 @@ from subprobe.runs import RunDir, default_out
 from subprobe.runs.result import MaskFacts, Result, TrainFacts, build_metrics, finished
 from subprobe.runs.resume import check_same_config, open_run_dir, record_resume, resume_config
 
-__all__ = ["Result", "dry_run", "probe", "resume", "set_seed"]
+__all__ = ["Result", "dry_run", "probe", "resume", "set_seed"]  # several runs at once: subprobe.many.probe_many
 
 
 def set_seed(seed: int) -> None:
@@ -39,24 +39,64 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
     ``resume=True`` continues the run in ``config.out`` instead of refusing an existing directory:
     a finished run is returned as it is, an interrupted one continues from its checkpoint, a missing
     or empty directory starts a new run (see :mod:`subprobe.runs.resume`; a sweep runner can use this).
+    Several runs in one process, sharing the frozen encoder where they can: :func:`subprobe.many.probe_many`.
     """
-    from subprobe.data.sources import embedded_note, split_paths
     from subprobe.training import distributed
+
+    ranks = distributed.from_env()  # torchrun / accelerate launch: one of several processes of this run
+    planned = plan(config, echo=echo, resume=resume, quiet=not ranks.main)
+    if isinstance(planned, Result):
+        return planned
+    if not ranks.main:
+        echo = _silent  # rank 0 reports
+    raw = read_data(planned, echo)  # before anything is written or loaded: bad data fails fast
+    device, cfg = _device_and_precision(planned.cfg, config, echo)  # a missing GPU fails before anything is written
+    if ranks.active and device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    joined = distributed.start(ranks, device)
+    try:
+        return _probe(cfg, planned.task, RunDir(planned.out), planned.paths, raw, device, resume, ranks, echo)
+    finally:
+        distributed.stop(joined)
+
+
+@dataclass
+class Plan:
+    """A run checked and about to start: its resolved configuration, configured task, run directory and data files
+    (see :func:`plan`)."""
+
+    cfg: ProbeConfig
+    task: object  # subprobe.tasks.base.Task, configured for cfg
+    out: Path
+    paths: dict  # split -> data file (None: the split is not there)
+
+
+def plan(config: ProbeConfig, *, echo=print, resume: bool = False, quiet: bool = False) -> Plan | Result:
+    """``config`` resolved and checked, before anything is read, loaded or written: the :class:`Plan` of the run,
+    or its :class:`Result` already (``--dry-run``; with ``resume``, a run that has finished). ``quiet``: say nothing
+    about a finished run (a data-parallel process other than rank 0)."""
+    from subprobe.data.sources import split_paths
 
     if config.dry_run:
         return dry_run(config, echo=echo)
     cfg, task = _checked(config)
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    ranks = distributed.from_env()  # torchrun / accelerate launch: one of several processes of this run
-    if not ranks.main:
-        echo = _silent  # rank 0 reports
     if resume and RunDir(out).finished and not cfg.overwrite:
-        return finished_result(cfg, out, echo=echo)
-    paths = split_paths(task, cfg)
+        _, cfg = _device_and_precision(cfg, config, _silent)  # as the run saved it: a profile's bf16 may be fp32
+        return finished_result(cfg, out, echo=_silent if quiet else echo)
+    return Plan(cfg, task, out, split_paths(task, cfg))
+
+
+def read_data(planned: Plan, echo=print) -> RawSplits:
+    """The splits a planned run reads (the next MDL block added, a control task's labels drawn); bad data is one
+    error line here, before anything is written or loaded."""
+    from subprobe.data.sources import embedded_note
+
+    cfg, task, paths = planned.cfg, planned.task, planned.paths
     note = embedded_note(paths)  # no data given: the embedded treebank, said once
     if note:
         echo(note, file=sys.stderr)
-    # before anything is written or loaded: bad data fails fast
     raw = read_splits(task, paths, cfg.max_train_samples, cfg.max_eval_samples)
     if cfg.mdl_block_end is not None:  # MDL: the next block of training sentences, coded after training
         add_next_block(raw, cfg.max_train_samples, cfg.mdl_block_end)
@@ -64,15 +104,7 @@ def probe(config: ProbeConfig, *, echo=print, resume: bool = False) -> Result:
         from subprobe.data.control import apply_control
 
         raw = apply_control(task, raw, cfg.control_seed)
-    device, cfg = _device_and_precision(cfg, config, echo)  # a missing GPU fails before anything is written
-    if ranks.active and device.type == "cuda":  # one GPU per process
-        device = torch.device("cuda", ranks.local_rank)
-        torch.cuda.set_device(device)
-    joined = distributed.start(ranks, device)
-    try:
-        return _probe(cfg, task, RunDir(out), paths, raw, device, resume, ranks, echo)
-    finally:
-        distributed.stop(joined)
+    return raw
 
 
 def _checked(config: ProbeConfig):
@@ -131,8 +163,8 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
     data = prepare_data(cfg, task, raw, device, echo)
     built, head, reset_params = build(cfg, task, data, device)
     if ranks.main:  # only rank 0 of a data-parallel run writes
-        _start_run_dir(run, cfg, paths, data.vocabs, checkpoint, device, ranks, echo)
-    _fill_cached_features(built, data, cfg)
+        start_run_dir(run, cfg, paths, data.vocabs, checkpoint, device, ranks, echo)
+    fill_cached_features(built, data, cfg)
     # --report-to: the resolved config now, log records while training (rank 0 only)
     tracker = open_tracker(cfg if ranks.main else dataclasses.replace(cfg, report_to=None), run.path)
     outcome = train_probe(cfg, task, built, data, run, checkpoint, tracker, ranks, echo)
@@ -142,13 +174,15 @@ def _probe(cfg, task, run: RunDir, paths, raw: RawSplits, device, resume, ranks,
     # that left the process group while rank 0 was still working aborted under gloo
     finished: list[Result] = []
     distributed.on_main(ranks, lambda: finished.append(
-        _score_and_write(cfg, task, built, head, data, run, outcome, reset_params, tracker, started, echo)))
+        finish_run(cfg, task, built, head, reset_params, data, run, outcome, tracker, started, echo)))
     return finished[0] if finished else Result(cfg, {}, None, None, outcome.history)
 
 
-def _score_and_write(cfg, task, built, head, data: Prepared, run: RunDir, outcome, reset_params, tracker,
-                     started: float, echo) -> Result:
-    """Rank 0 after training: score every split, write metrics, masks, head and predictions, print the summary."""
+def finish_run(cfg: ProbeConfig, task, built, head, reset_params: int, data: Prepared, run: RunDir, outcome, tracker,
+               started: float, echo) -> Result:
+    """After training (rank 0 of a data-parallel run): score the splits, write the run directory (``metrics.json``
+    last but the checkpoint's removal), close the tracker, write predictions; the run's Result (its summary
+    echoed)."""
     from subprobe.metrics.bootstrap import confidence_intervals
     from subprobe.metrics.bootstrap import method as bootstrap_method
 
@@ -311,7 +345,7 @@ def mask_source_facts(cfg: ProbeConfig, projection=None) -> dict:
     return facts
 
 
-def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, echo) -> None:
+def start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, echo) -> None:
     """A new run writes its configuration, vocabularies and environment; a resumed one records the resumption."""
     from subprobe.data.sources import file_record
     from subprobe.device import device_name
@@ -329,7 +363,7 @@ def _start_run_dir(run: RunDir, cfg, paths, vocabs, checkpoint, device, ranks, e
     run.write_env(stamp)
 
 
-def _fill_cached_features(built, data: Prepared, cfg: ProbeConfig) -> None:
+def fill_cached_features(built, data: Prepared, cfg: ProbeConfig) -> None:
     """Frozen-encoder probes with cached features run the encoder once per split, here."""
     from subprobe.probes.cached import CachedFeatures
 

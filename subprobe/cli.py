@@ -382,6 +382,8 @@ def _grid_own_fields() -> tuple[str, ...]:
 
 
 def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    from subprobe.config import DEFAULT_PACK
+
     group = parser.add_argument_group("where the points run (none of this changes a point's key or result)")
     group.add_argument(
         "--executor", default="local", choices=["local", "ray", "slurm"],
@@ -393,6 +395,13 @@ def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", type=int, default=None, metavar="N",
         help="points at once (local: worker processes, each with CPUs/N torch threads unless --threads; ray: "
         "tasks in flight; slurm: the array's parallelism) (default: local 1, ray and slurm: no cap)",
+    )
+    group.add_argument(
+        "--pack", type=int, default=None, metavar="K",
+        help="train up to K compatible points in one process, sharing the frozen encoder (same model, task, setting, "
+        "data and batch budget; each keeps its own masks, head, noise, schedules and run directory); 1: every point "
+        f"alone (default: {DEFAULT_PACK} points of subnetwork probes, every compatible MLP-1 or linear point on cached "
+        "features)",
     )
     group.add_argument(
         "--ray-address", default=None, metavar="ADDRESS",
@@ -639,7 +648,7 @@ def _sweep(args: argparse.Namespace, argv: list[str]) -> int:
         print(list_points(points, store, base, overrides=overrides, title=_grid_title(grid.name, profile)))
         return 0
     executor = _executor(args)
-    counts = run_points(points, store, base, echo=_echo, overrides=overrides, executor=executor)
+    counts = run_points(points, store, base, echo=_echo, overrides=overrides, executor=executor, pack=_pack(args))
     print(f"sweep {grid.name}: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
     return 1 if counts["failed"] else 0
 
@@ -666,7 +675,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         print(list_points(planned.points, default_store(args.store), planned.base, overrides=planned.overrides,
                           title=_grid_title(planned.grid.name, planned.profile)))
         return 0
-    result = reproduce(args.what, out=args.store, echo=_echo, executor=_executor(args), **options)
+    result = reproduce(args.what, out=args.store, echo=_echo, executor=_executor(args), pack=_pack(args), **options)
     return 1 if result["counts"]["failed"] else 0
 
 
@@ -687,6 +696,15 @@ def _executor(args: argparse.Namespace):
              ("partition", "time", "gpus_per_task", "cpus_per_task", "array_parallelism")}
     return make_executor(args.executor, jobs=args.jobs, threads=args.threads, store=args.store, device=args.device,
                          ray_address=args.ray_address, slurm=slurm)
+
+
+def _pack(args: argparse.Namespace) -> int | None:
+    """``--pack K`` (checked)."""
+    from subprobe.errors import ConfigError
+
+    if args.pack is not None and args.pack < 1:
+        raise ConfigError(f"--pack must be at least 1, got {args.pack}; 1 trains every point alone")
+    return args.pack
 
 
 def _hardware(args: argparse.Namespace) -> dict:

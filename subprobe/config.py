@@ -41,7 +41,20 @@ OnResume = Literal["same", "may-change", "set-by-resume"]
 #: The metadata every setting carries, with its default (see :func:`option`).
 SETTING_DEFAULTS: dict[str, Any] = {
     "group": "other", "in_key": True, "on_resume": "same", "per_point": True, "replica": False, "listed": False,
+    "pack": "same",
 }
+
+#: What ``pack`` says of a setting: ``same`` (runs trained together in one process, sharing the frozen encoder,
+#: must agree on it: it changes the weights, the data or the batch budget) or ``varies`` (each run of a pack has its
+#: own: its masks, head, schedules, seed, run directory); see :mod:`subprobe.training.packed`.
+Pack = Literal["same", "varies"]
+
+#: Runs in one pack of subnetwork probes at most when ``--pack`` is not given (a first, conservative choice, to be
+#: set from measurements: ``benchmarks/train_speed.py`` reports per-run throughput at K = 1, 2, 4, 8).
+DEFAULT_PACK = 4
+#: What each kind of pack (see :meth:`subprobe.probes.family.ProbeFamily.pack_kind`) holds at most when ``--pack``
+#: is not given; None: every compatible run (MLP-1 and linear probes on cached features share one feature lookup).
+DEFAULT_PACK_LIMITS: dict[str, int | None] = {"encoder": DEFAULT_PACK, "cached": None}
 
 
 def option(
@@ -54,6 +67,7 @@ def option(
     per_point: bool = True,
     replica: bool = False,
     listed: bool = False,
+    pack: Pack = "same",
 ) -> Any:
     """Declare one setting of :class:`ProbeConfig` (a dataclass field), with what the CLI, resume and store read.
 
@@ -64,10 +78,11 @@ def option(
     themselves). ``replica``: it varies only between replicas of one experimental point (a seed): runs that differ
     only in replica settings are grouped into one point by every table, figure and statistic of the report.
     ``listed``: a list of names, kept as one comma-separated string; the command line takes it with commas, spaces
-    or both (``--report-to tensorboard,mlflow`` or ``--report-to tensorboard mlflow``).
+    or both (``--report-to tensorboard,mlflow`` or ``--report-to tensorboard mlflow``). ``pack``: see :data:`Pack`.
     """
     meta = {"help": help, "group": group, "in_key": in_key,
-            "on_resume": on_resume, "per_point": per_point, "replica": replica, "listed": listed}
+            "on_resume": on_resume, "per_point": per_point, "replica": replica, "listed": listed,
+            "pack": pack}
     return field(default=default, metadata=meta)
 
 
@@ -103,7 +118,7 @@ class ProbeConfig:
         group="model",
     )
     reset_seed: int = option(0, "seed of the random re-initialisation", group="model", replica=True)
-    rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe")
+    rank: str = option("d", "MLP-1 rank r (1, 2, 5, ... or d = model width)", group="task and probe", pack="varies")
     cache_features: bool = option(
         True, "mlp/linear: compute frozen features once (no encoder dropout)",
         group="task and probe",
@@ -160,25 +175,29 @@ class ProbeConfig:
     granularity: str = option(
         "neuron", "mask unit: weight | neuron | matrix | head (one mask per attention head and FFN neuron) | layer "
         "(one per block's attention and FFN) | paper-1 .. paper-9 | ROWS,COLS (a block size)",
-        group="masks",
+        group="masks", pack="varies",
     )
     layout: Literal["strided", "contiguous"] = option(
         "strided", "block layout: strided (the paper's) or contiguous (true tiles)",
-        group="masks",
+        group="masks", pack="varies",
     )
     penalty: Literal["matrix-mean", "param-mean"] = option(
         "matrix-mean", "L0 normalisation: mean per matrix then over matrices (the paper's) or over all masks",
-        group="masks",
+        group="masks", pack="varies",
     )
-    lambda_max: float = option(1.0, "final weight of the L0 penalty", group="masks")
-    lambda_start: float = option(0.25, "fraction of training at which lambda starts rising from 0", group="masks")
-    lambda_end: float = option(0.75, "fraction of training at which lambda reaches lambda_max", group="masks")
+    lambda_max: float = option(1.0, "final weight of the L0 penalty", group="masks", pack="varies")
+    lambda_start: float = option(
+        0.25, "fraction of training at which lambda starts rising from 0", group="masks", pack="varies"
+    )
+    lambda_end: float = option(
+        0.75, "fraction of training at which lambda reaches lambda_max", group="masks", pack="varies"
+    )
     target_density: float | None = option(
         None, "keep this fraction of the masked weights: a Lagrangian constraint on the hard density, its target "
         "ramped from the initial density to this value over --lambda-start .. --lambda-end, instead of a penalty "
         "weight (excludes --lambda-max); after the ramp it is held exactly: every step rounds the hard mask to the "
         "closest kept count by flipping the units nearest the threshold",
-        group="masks",
+        group="masks", pack="varies",
     )
     random_mask_like: str | None = option(
         None, "a control: freeze a random hard mask keeping as many units in every matrix as RUN_DIR's mask "
@@ -215,58 +234,64 @@ class ProbeConfig:
     batch_size: int = option(32, "sentences per batch", group="training")
     mask_lr: float = option(
         0.2, "learning rate of the mask logits",
-        group="training", on_resume="may-change",
+        group="training", on_resume="may-change", pack="varies",
     )
     multiplier_lr: float = option(
         1.0, "--target-density: learning rate of the Lagrange multipliers (gradient ascent)",
-        group="training", on_resume="may-change",
+        group="training", on_resume="may-change", pack="varies",
     )
     head_lr: float | None = option(
         None, "learning rate of the head (default from the profile)",
-        group="training", on_resume="may-change",
+        group="training", on_resume="may-change", pack="varies",
     )
-    warmup: float = option(0.1, "fraction of steps of linear learning-rate warm-up", group="training")
+    warmup: float = option(0.1, "fraction of steps of linear learning-rate warm-up", group="training", pack="varies")
     batch_order: Literal["bucketed", "random"] | None = option(
         None, "training batches: bucketed (sentences of similar length together, shuffled: less padding) or random "
-        "(the paper's code) (default from the profile)", group="training",
+        "(the paper's code) (default from the profile)", group="training", pack="varies",
     )
     sub_batches: int | None = option(
         None, "split every batch into N sub-batches, each with its own mask sample and dropout, their gradients "
         "accumulated into one step (the paper's code: 4 of 8 sentences) (default from the profile)",
         group="training",
     )
-    eval_every: int | None = option(None, "steps between dev evaluations (default from the profile)", group="training")
+    eval_every: int | None = option(
+        None, "steps between dev evaluations (default from the profile)", group="training", pack="varies"
+    )
     checkpoint_every: int | None = option(
         None,
         "steps between checkpoints in the run directory, for --resume (default: at every dev evaluation)",
-        group="training", in_key=False, on_resume="may-change",
+        group="training", in_key=False, on_resume="may-change", pack="varies",
     )
     patience: int | None = option(
         None,
         "early stop after this many evaluations without change, once lambda is at its maximum (default from the "
         "profile)",
-        group="training",
+        group="training", pack="varies",
     )
     tolerance: float = option(
         0.01, "change below which the dev metric and density count as converged",
-        group="training",
+        group="training", pack="varies",
     )
     precision: Literal["fp32", "bf16"] | None = option(
         None, "bf16: mask logits, head and optimiser state stay fp32 (default from the profile)", group="training"
     )
-    seed: int = option(0, "random seed (data order, mask noise, head init)", group="training", replica=True)
+    seed: int = option(
+        0, "random seed (data order, mask noise, head init)", group="training", replica=True, pack="varies"
+    )
     # output
     out: str | None = option(
         None,
         "run directory (default: runs/<task>-<probe>[-<granularity>|-r<rank>]-<setting>-s<seed>, the unit part for "
         "subnetwork and mlp probes only)",
-        group="output", in_key=False, on_resume="set-by-resume", per_point=False,
+        group="output", in_key=False, on_resume="set-by-resume", per_point=False, pack="varies",
     )
     overwrite: bool = option(
         False, "replace an existing run directory",
         group="output", in_key=False, on_resume="set-by-resume", per_point=False,
     )
-    predict: bool = option(False, "write dev/test predictions into the run directory", group="output", in_key=False)
+    predict: bool = option(
+        False, "write dev/test predictions into the run directory", group="output", in_key=False, pack="varies"
+    )
     dry_run: bool = option(
         False, "print the resolved settings (and where each came from), the data files, the run directory, the "
         "estimated steps and, for probes with masks, what would be masked; then exit without writing anything",
@@ -274,12 +299,12 @@ class ProbeConfig:
     )
     progress: bool = option(
         True, "show a progress bar",
-        group="output", in_key=False, on_resume="may-change", per_point=False,
+        group="output", in_key=False, on_resume="may-change", per_point=False, pack="varies",
     )
     report_to: str | None = option(
         None, "experiment trackers, any of tensorboard, mlflow, wandb (each a pip extra, e.g. subprobe[mlflow]); "
         "written under the run directory, W&B offline",
-        group="output", in_key=False, on_resume="may-change", listed=True,
+        group="output", in_key=False, on_resume="may-change", listed=True, pack="varies",
     )
 
     def __post_init__(self) -> None:

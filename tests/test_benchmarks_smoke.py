@@ -112,3 +112,114 @@ def test_gpu_check_step_runs_on_a_tiny_config(model_type):
     blocks = 2 * (4 * 32 * 32 + 2 * 32 * 64) if model_type == "bert" else 2 * (2 * 32 * 32 + 2 * 16 * 32 + 3 * 32 * 64)
     assert n_masks == blocks
     assert gpu_check.step_flops(config, 1, 1) == 4 * blocks + 12 * 32 * 2
+
+
+def bench(tiny_bert, setup):
+    """What ``benchmarks/train_speed.py``'s parts read of its Bench, on the tiny model (``--smoke`` settings)."""
+    from types import SimpleNamespace
+
+    task, tokenizer, train, dev, vocabs = setup
+    return SimpleNamespace(smoke=True, quick=False, default_precision="fp32", fresh=lambda: encoder(tiny_bert),
+                           task=task, train_set=train, vocabs=vocabs, loaded=SimpleNamespace(pad_id=0),
+                           mcfg=encoder(tiny_bert).config, log=lambda *_: None)
+
+
+def test_packed_speed_parts_run(tiny_bert, setup):
+    from benchmarks import packed_speed as ps
+
+    b = bench(tiny_bert, setup)
+    out = ps.pack_speed(b)
+    assert set(out["throughput_vs_solo"]) == {1, 2} and out["throughput_vs_solo"][2] > 0
+    assert out["lambdas"] == {"pack1": [1.0], "pack2": [1.0, 2.0]}
+    assert out["words_per_s_per_run"][2] == pytest.approx(out["rounds"]["pack2"]["words_per_s"] / 2)
+    assert "K=2 " in ps.describe(out)
+    configs = ps.pack_configs(lambda **kw: ts.probe_config("fp32", **kw), 3)
+    assert [c.lambda_max for c in configs] == [1.0, 2.0, 5.0]
+    runner = ps.PackedRunner(b.fresh(), b.task, b.train_set, b.vocabs, 0, configs)
+    words, lengths = runner.step()
+    # three runs of one seed read the same batch: three times its words and lengths
+    assert len(lengths) == 3 * min(32, len(b.train_set.encoded)) and words % 3 == 0
+    assert all(loop.progress.step == 1 for loop in runner.loops)
+    runner.close()
+    first = ts.mlp_runners(b.fresh(), b.task, b.train_set, b.vocabs, 0, "fp32", rank=2)["cached"]
+    first.model.features.fill(b.train_set, "last", 0)
+    assert ps.packed_mlp_seconds(b, b.train_set, [1, 2], first.model.features.cache, 1, 0.0) > 0
+
+
+def test_roofline_reads_the_step_products_and_rates_them(tiny_bert, setup):
+    from benchmarks import roofline as rl
+
+    assert rl.gemm_of("aten::addmm", [[7], [5, 3], [3, 4]]) == rl.Gemm("aten::addmm", 1, 5, 3, 4)
+    assert rl.gemm_of("aten::bmm", [[2, 5, 3], [2, 3, 4]]).flops == 2 * 2 * 5 * 3 * 4
+    assert rl.gemm_of("aten::mm", []) is None
+    b = bench(tiny_bert, setup)
+    runner = ts.SubprobeRunner(b.fresh(), b.task, b.train_set, b.vocabs, 0, ts.probe_config("fp32"))
+    runner.step()
+    out = rl.roofline({"solo": runner.step}, {"fp32": 1.0, "bf16": 1.0}, reps=1)
+    solo = out["solo"]
+    assert solo["products_per_step"] >= 12 and solo["gflop_per_step"] > 0  # 6 matrices x 2 layers at least
+    for row in solo["shapes"]:
+        assert row["fp32"]["gflops"] > 0 and row["fp32"]["fraction_of_peak"] == row["fp32"]["gflops"]
+    assert rl.compile_lever(b) == {"skipped": "--smoke (compiling takes minutes)"}
+
+
+@pytest.mark.slow
+def test_train_speed_smoke_end_to_end_on_the_tiny_model(tiny_bert, tiny_data_root, tmp_path, capsys):
+    """The whole benchmark with --smoke (one step per variant) on the tiny model and data: every figure of the issue
+    is in its JSON and its table (the numbers mean nothing here)."""
+    import json
+
+    out = tmp_path / "speed.json"
+    assert ts.main(["--smoke", "--data-dir", str(tiny_data_root), "--model", str(tiny_bert), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for key in ("step_peak_fraction", "pack_throughput_vs_solo", "mlp_packed_speedup", "roofline", "levers",
+                "dep_vs_upos", "ner_vs_upos", "mlp_cache_speedup"):
+        assert key in res, key
+    text = capsys.readouterr().out
+    assert "load" in text and "roofline solo:" in text and "K=2" in text and "torch.compile: skipped" in text
+
+
+@pytest.mark.slow
+def test_pack_wall_times_reproduce_serial_and_packed_and_compares_results(tiny_bert, tiny_data_root, tmp_path,
+                                                                          capsys):
+    """benchmarks/pack_wall.py on the tiny model and data (figure1, one epoch): both variants finish, the ratio is
+    printed with the load, and the packed store's results match the serial store's point by point. (paper-8 does not
+    scale to the tiny model's width: that point fails in both, and the benchmark says so and exits 1.)"""
+    import json
+
+    from benchmarks import pack_wall
+
+    out = tmp_path / "wall"
+    assert pack_wall.main(["--variants", "serial,pack", "--pack", "4", "--out", str(out), "--",
+                           "--model", str(tiny_bert), "--data-dir", str(tiny_data_root), "--epochs", "1"]) == 1
+    res = json.loads((out / "pack_wall.json").read_text())
+    assert set(res["best"]) == {"serial", "pack"} and res["ratios"]["serial_over_pack"] > 0
+    same = res["results_vs_serial"]["pack"]
+    assert same["common"] == same["points"] == res["results_vs_serial"]["serial"]["points"] > 1
+    assert all(v < 1e-4 for v in same["largest_difference"].values()) and same["largest_difference"]
+    text = capsys.readouterr().out
+    assert "serial / pack" in text and "load" in text and "some points FAILED" in text
+    with pytest.raises(SystemExit):
+        pack_wall.main(["--out", str(out)])
+
+
+def test_gpu_check_packed_step_runs_on_a_tiny_config():
+    """The packed SP step of benchmarks/gpu_check.py (K runs on one host model) trains every run's own masks."""
+    from transformers import CONFIG_MAPPING
+
+    from benchmarks import gpu_check
+    from subprobe.masking.masked_linear import MaskedLinear
+
+    config = CONFIG_MAPPING["bert"](hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                    vocab_size=64)
+    solo_masks = gpu_check.build(config, torch.device("cpu"), "neuron", checkpointing=False)[3]
+    config, step, _, n_masks = gpu_check.build_packed(config, torch.device("cpu"), "neuron", 3)
+    assert n_masks == 3 * solo_masks
+    host = next(c for c in step.__closure__ if isinstance(c.cell_contents, torch.nn.Module)).cell_contents
+    linear = next(m for m in host.modules() if isinstance(m, MaskedLinear))
+    before = [s.log_alpha.detach().clone() for s in linear.pack_siblings]
+    step(torch.randint(5, 64, (2, 8)), torch.randint(0, 17, (2, 8)))
+    after = [s.log_alpha.detach() for s in linear.pack_siblings]
+    assert all(not torch.equal(b, a) for b, a in zip(before, after))  # each run's mask took its own step
+    grads = [s.log_alpha.grad for s in linear.pack_siblings]
+    assert not torch.equal(grads[0], grads[1])  # own noise and head: each run's mask gradient is its own

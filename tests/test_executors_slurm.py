@@ -51,3 +51,29 @@ def test_a_job_array_on_submitits_local_executor_gives_the_serial_results(tiny_b
     logs = sorted(p.name for p in (arrayed.root / "slurm").rglob("*.out"))
     assert len(logs) == 2 and all(name.endswith("_log.out") for name in logs)  # one log per point, in the store
     assert "grid: 2 done, 0 running, 0 failed, 0 to go (of 2)" in messages
+
+
+@pytest.mark.slow
+def test_a_pack_is_one_job_of_the_array_and_gives_the_serial_packs_results(tiny_bert, tiny_ud, tmp_path):
+    """--pack on SLURM: two subnetwork points that pack are one array job (one log), and their metrics are those of
+    the same pack run in this process."""
+    base = {"model": str(tiny_bert), "train": str(tiny_ud["train"]), "dev": str(tiny_ud["dev"]), "epochs": 1,
+            "batch_size": 8, "precision": "fp32", "eval_every": 2, "probe": "subnetwork"}
+    points = [{"lambda_max": 1.0}, {"lambda_max": 5.0}]
+    serial, arrayed = Store(tmp_path / "serial"), Store(tmp_path / "slurm")
+    assert run_points(points, serial, base, echo=lambda *a, **k: None, pack=2)["done"] == 2
+    executor = slurm_executor(["--executor", "slurm", "--out", str(arrayed.root), "--slurm-cpus-per-task", "1",
+                               "--slurm-time", "10"])
+    executor.cluster, executor.poll_seconds = "local", 0.5
+    messages = []
+    counts = run_points(points, arrayed, base, echo=lambda *a, **k: messages.append(a[0]), executor=executor, pack=2)
+    assert counts == {"done": 2, "skipped": 0, "failed": 0}, messages
+    assert set(arrayed.load_index()) == set(serial.load_index())  # every point under its own key, as without packs
+    logs = sorted(p.name for p in (arrayed.root / "slurm").rglob("*.out"))
+    assert len(logs) == 1  # one job for the pack
+
+    def dev(store):
+        return {r["config"]["lambda_max"]: r["dev"] for r in store.results()}
+
+    for lam, scores in dev(serial).items():
+        assert dev(arrayed)[lam] == pytest.approx(scores, abs=1e-6)

@@ -20,6 +20,9 @@ from subprobe.training.checkpoint import load_checkpoint
 from tests.conftest import REPO
 
 POINTS = [{"probe": "linear", "seed": s} for s in range(3)]
+#: these tests plant faults in ``subprobe.api.probe``, which runs a point alone: ``pack=1`` keeps every point there
+#: (tests/test_packed_sweep.py plants them in packs)
+ALONE = 1
 
 
 @pytest.fixture()
@@ -46,7 +49,7 @@ def test_a_point_that_raises_a_bug_is_kept_with_its_traceback_and_the_grid_goes_
 
     monkeypatch.setattr(subprobe.api, "probe", probe)
     messages = []
-    counts = run_points(POINTS, store, base, echo=lambda *a, **k: messages.append(a[0]))
+    counts = run_points(POINTS, store, base, echo=lambda *a, **k: messages.append(a[0]), pack=ALONE)
     assert counts == {"done": 2, "skipped": 0, "failed": 1}
     # while a point runs, the index says so; points before it are done
     assert seen == [(0, {0: "running"}), (1, {0: "done", 1: "running"}), (2, {0: "done", 1: "failed", 2: "running"})]
@@ -60,7 +63,8 @@ def test_a_point_that_raises_a_bug_is_kept_with_its_traceback_and_the_grid_goes_
     assert len(store.results()) == 2
     # a restart skips the finished points and retries the failed one
     monkeypatch.setattr(subprobe.api, "probe", real_probe)
-    assert run_points(POINTS, store, base, echo=lambda *a, **k: None) == {"done": 1, "skipped": 2, "failed": 0}
+    assert run_points(POINTS, store, base, echo=lambda *a, **k: None, pack=ALONE) == {"done": 1, "skipped": 2,
+                                                                                      "failed": 0}
     assert statuses(store) == {0: "done", 1: "done", 2: "done"}
     assert not (store.resolve(failed["run_dir"]) / "error.txt").exists()  # the old traceback is not left behind
 
@@ -76,10 +80,11 @@ def test_an_interrupted_grid_leaves_the_point_running_and_a_restart_finishes_it(
 
     monkeypatch.setattr(subprobe.api, "probe", probe)
     with pytest.raises(KeyboardInterrupt):
-        run_points(POINTS, store, base, echo=lambda *a, **k: None)
+        run_points(POINTS, store, base, echo=lambda *a, **k: None, pack=ALONE)
     assert statuses(store) == {0: "done", 1: "running"}  # the third point never started
     monkeypatch.setattr(subprobe.api, "probe", real_probe)
-    assert run_points(POINTS, store, base, echo=lambda *a, **k: None) == {"done": 2, "skipped": 1, "failed": 0}
+    assert run_points(POINTS, store, base, echo=lambda *a, **k: None, pack=ALONE) == {"done": 2, "skipped": 1,
+                                                                                      "failed": 0}
     assert statuses(store) == {0: "done", 1: "done", 2: "done"}
 
 

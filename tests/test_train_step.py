@@ -43,9 +43,9 @@ def _step_on(tiny_bert, tiny_ud, indices: list[int], sub_batches: int, train: bo
     draws = []
     original = hc.sample_mask
 
-    def counting(log_alpha):
+    def counting(log_alpha, generator=None):
         draws.append(log_alpha.shape)
-        return original(log_alpha)
+        return original(log_alpha, generator)
 
     hc.sample_mask = counting
     try:

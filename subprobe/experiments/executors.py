@@ -1,10 +1,11 @@
 """Where the points of a grid run: this process, a local process pool, Ray tasks, or SLURM jobs (submitit).
 
-Every executor does one thing: run :func:`subprobe.experiments.point.run_point` on each job and hand each
-outcome back as it arrives (``on_done``). The point itself records its state in the store's index, under
-the store's lock, so the index stays the one source of truth whichever executor ran it (and whether or not
-the sweep that submitted it is still alive). An executor never changes what a point computes: the executor,
-``--jobs`` and ``--threads`` are not part of a point's configuration or key.
+Every executor does one thing: run :func:`subprobe.experiments.point.run_job` on each job (a point, or a pack of
+points that train in one process: one pool job, Ray task or SLURM array task) and hand each outcome back as it
+arrives (``on_done``). The point itself records its state in the store's index, under the store's lock, so the
+index stays the one source of truth whichever executor ran it (and whether or not the sweep that submitted it is
+still alive). An executor never changes what a point computes: the executor, ``--jobs``, ``--threads`` and
+``--pack`` are not part of a point's configuration or key.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from subprobe.errors import ConfigError
-from subprobe.experiments.point import PointJob, run_point
+from subprobe.experiments.point import PackJob, PointJob, run_job
 
-OnStart = Callable[[PointJob], None]
-OnDone = Callable[[PointJob, dict], None]
+Job = PointJob | PackJob
+OnStart = Callable[[Job], None]
+OnDone = Callable[[Job, dict], None]
 
 EXECUTORS = ("local", "ray", "slurm")
 
@@ -40,23 +42,23 @@ def lost(exc: BaseException, where: str) -> dict:
 
 
 class Executor:
-    """Runs jobs; ``slots`` is how many points run at once (for the progress line)."""
+    """Runs jobs; ``slots`` is how many jobs (points or packs) run at once (for the progress line)."""
 
     name = "serial"
     slots = 1
     threads: int | None = None  # torch threads each point gets (None: this process's setting)
 
-    def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
+    def run(self, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:
         raise NotImplementedError
 
 
 class SerialExecutor(Executor):
     """One point after another in this process (``--jobs 1``, the default)."""
 
-    def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
+    def run(self, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:
         for job in jobs:
             on_start(job)
-            on_done(job, run_point(job))
+            on_done(job, run_job(job))
 
 
 class LocalExecutor(Executor):
@@ -71,7 +73,7 @@ class LocalExecutor(Executor):
         self.threads = threads or max(1, cpu_count() // jobs)
         self.restarts = restarts
 
-    def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
+    def run(self, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
@@ -85,7 +87,7 @@ class LocalExecutor(Executor):
             try:
                 futures = {}
                 for job in todo:
-                    futures[pool.submit(run_point, job)] = job
+                    futures[pool.submit(run_job, job)] = job
                     on_start(job)
                 broken: BaseException | None = None
                 pending = set(futures)
@@ -177,8 +179,7 @@ class RayExecutor(Executor):
         self.threads = max(1, int(cpus))
         self.slots = jobs or 1
 
-    def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
-        import dataclasses
+    def run(self, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:
 
         import ray
 
@@ -188,10 +189,10 @@ class RayExecutor(Executor):
         resources = ray.cluster_resources()
         self.gpus, device = ray_gpu_request(self.device, resources.get("GPU", 0))
         if device != self.device:  # where the task runs is not part of a point's key
-            jobs = [dataclasses.replace(job, values={**job.values, "device": device}) for job in jobs]
+            jobs = [_on_device(job, device) for job in jobs]
         if self.jobs is None:
             self.slots = max(1, int(resources.get("CPU", 1) // max(self.cpus, 1e-9)))
-        task = ray.remote(run_point).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries)
+        task = ray.remote(run_job).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries)
         queue, in_flight = list(jobs), {}
         try:
             while queue or in_flight:
@@ -216,6 +217,15 @@ class RayExecutor(Executor):
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _on_device(job: Job, device: str | None) -> Job:
+    """``job`` with every point's ``--device`` set to ``device``."""
+    import dataclasses
+
+    if isinstance(job, PackJob):
+        return PackJob(tuple(_on_device(point, device) for point in job.jobs))
+    return dataclasses.replace(job, values={**job.values, "device": device})
 
 
 def _keeping_sigterm(start) -> None:
@@ -263,7 +273,7 @@ class SlurmExecutor(Executor):
         self.threads = cpus_per_task
         self.slots = array_parallelism or 1
 
-    def run(self, jobs: list[PointJob], on_start: OnStart, on_done: OnDone) -> None:
+    def run(self, jobs: list[Job], on_start: OnStart, on_done: OnDone) -> None:
         import submitit
         from submitit.helpers import as_completed
 
@@ -273,7 +283,7 @@ class SlurmExecutor(Executor):
 
         executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)
         executor.update_parameters(name="subprobe", **self.parameters)
-        submitted = executor.map_array(run_point, jobs)
+        submitted = executor.map_array(run_job, jobs)
         if not self.parameters.get("slurm_array_parallelism"):
             self.slots = len(jobs)
         by_id = {}

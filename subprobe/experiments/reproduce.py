@@ -83,6 +83,7 @@ def reproduce(
     gradient_checkpointing: bool = False,
     overrides: dict | None = None,
     executor=None,
+    pack: int | None = None,
 ) -> dict:
     """Run (or resume) the grid of the experiment ``what`` and write its files into the store root ``out``
     (default ``results``).
@@ -90,14 +91,15 @@ def reproduce(
     ``profile``: one the grid defines (default: quick when it defines it, else its first). ``overrides``:
     configuration values for every point (not an axis of the grid; part of each point's key), e.g.
     ``{"max_train_samples": 300, "epochs": 1}``. ``executor``: where the points run
-    (:func:`subprobe.experiments.executors.make_executor`; default one after another in this process).
+    (:func:`subprobe.experiments.executors.make_executor`; default one after another in this process). ``pack``:
+    points trained together in one process at most (:func:`subprobe.experiments.sweep.run_points`).
     Returns the run counts (``counts``) and what the experiment's writer returns (``markdown`` and more)."""
     planned = experiment_points(what, profile=profile, model=model, tasks=tasks, seeds=seeds, data_dir=data_dir,
                                 device=device, gradient_checkpointing=gradient_checkpointing, overrides=overrides)
     points, base, overrides, writer = planned.points, planned.base, planned.overrides, planned.writer
     write = WRITERS[writer]
     store = default_store(out)
-    counts = run_points(points, store, base, echo=echo, overrides=overrides, executor=executor)
+    counts = run_points(points, store, base, echo=echo, overrides=overrides, executor=executor, pack=pack)
     wanted = {store.run_dir(_config(point_values(p, base, overrides)))[1].name for p in points}
     root = Path(store.root)
     if writer in STORE_RECORDS:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from subprobe.config import ProbeConfig
 from subprobe.errors import ConfigError, SubprobeError
-from subprobe.experiments.executors import Executor, SerialExecutor
+from subprobe.experiments.executors import Executor, Job, SerialExecutor
 from subprobe.experiments.grids import Grid
-from subprobe.experiments.point import PointJob
+from subprobe.experiments.point import PackJob, PointJob
 from subprobe.experiments.store import Store
 from subprobe.runs import RunDir
 
@@ -35,10 +35,16 @@ def check_overrides(overrides: dict, grid: Grid, seeds: int = 1) -> None:
 
 
 def run_points(points: list[dict], store: Store, base: dict | None = None, echo=print, *,
-               overrides: dict | None = None, executor: Executor | None = None) -> dict[str, int]:
+               overrides: dict | None = None, executor: Executor | None = None, pack: int | None = None
+               ) -> dict[str, int]:
     """Run every point (``point_values``) with ``executor`` (default: one after another in this process);
-    finished points are skipped. Returns counts of done/skipped/failed."""
+    finished points are skipped. Points that pack (:func:`subprobe.training.packed.pack_key`) train together, up
+    to ``pack`` in one process (default: :data:`subprobe.config.DEFAULT_PACK` subnetwork points, every
+    compatible MLP-1 or linear point on cached features; 1: each point alone). Returns counts of
+    done/skipped/failed."""
     executor = executor or SerialExecutor()
+    if pack is not None and pack < 1:
+        raise ConfigError(f"--pack must be at least 1, got {pack}")
     counts = {"done": 0, "skipped": 0, "failed": 0}
     known = {f.name for f in dataclasses.fields(ProbeConfig)}
     jobs = []
@@ -56,18 +62,34 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
             echo(f"{job.label}: finished earlier, skipped")
             continue
         jobs.append(job)
+    work = pack_jobs(jobs, pack, echo)
     progress = GridProgress(len(points), counts["skipped"], executor.slots)
 
-    def on_start(job: PointJob) -> None:
-        progress.started += 1
+    def on_start(job: Job) -> None:
+        progress.start(job)
         if executor.slots == 1:
-            echo(f"{job.label}: running")
+            if isinstance(job, PackJob):
+                echo(f"{job.label}: running {', '.join(Path(p.run_dir).name for p in job.jobs)} in one process")
+            else:
+                echo(f"{job.label}: running")
 
     busy: list[PointJob] = []
 
-    def on_done(job: PointJob, outcome: dict) -> None:
+    def on_done(job: Job, outcome: dict) -> None:
+        progress.end(job)
+        if isinstance(job, PackJob):
+            parts = outcome.get("outcomes") or [outcome] * len(job.jobs)  # lost: every point of the pack
+            for point, part in zip(job.jobs, parts):
+                point_done(point, part)
+        else:
+            point_done(job, outcome)
+        if len(jobs) > 1:
+            echo(progress.line())
+
+    def point_done(job: PointJob, outcome: dict) -> None:
         if outcome["status"] == "busy":  # another sweep on this store runs it: wait for it at the end
             busy.append(job)
+            progress.started -= 1
             who = f" ({outcome.get('host', '?')}, pid {outcome.get('pid', '?')})" if outcome.get("pid") else ""
             echo(f"{job.label}: running in another sweep{who}; waiting for it after the other points")
             return
@@ -88,14 +110,11 @@ def run_points(points: list[dict], store: Store, base: dict | None = None, echo=
             where = f" (traceback in {outcome['traceback']})" if outcome.get("traceback") else ""
             verb = "failed with" if where else "failed:"
             echo(f"{job.label}: {verb} {outcome['error']}{where}", file=sys.stderr)
-        if len(jobs) > 1:
-            echo(progress.line())
 
-    if jobs:
-        executor.run(jobs, on_start, on_done)
+    if work:
+        executor.run(work, on_start, on_done)
     if busy:  # the same executor, now waiting on each point's lock: done by the other sweep, or continued here
         waiting, busy[:] = [dataclasses.replace(job, wait=True) for job in busy], []
-        progress.started -= len(waiting)
         executor.run(waiting, on_start, on_done)
     return counts
 
@@ -162,25 +181,70 @@ def list_points(points: list[dict], store: Store, base: dict | None = None, *, o
     return "\n".join(lines)
 
 
+def pack_jobs(jobs: list[PointJob], pack: int | None = None, echo=None) -> list[Job]:
+    """``jobs`` as the executor runs them: the points that pack together (see :func:`run_points`) as one
+    :class:`PackJob` each, the others alone; ``pack=1``: every point alone (no pack is formed). ``echo``: where to
+    say, in one line, which points train alone and why (points that cannot pack)."""
+    from subprobe.resolve import resolve
+    from subprobe.training.packed import alone_note, group_packs, pack_key
+
+    if pack == 1 or len(jobs) < 2:
+        return list(jobs)
+    keys, configs = [], []
+    for job in jobs:
+        try:
+            cfg = resolve(ProbeConfig(**job.values))
+        except ConfigError:  # a bad point fails alone, with its own message
+            keys.append(None)
+            continue
+        keys.append(pack_key(cfg))
+        configs.append(cfg)
+    note = alone_note(configs, "point")
+    if note and echo is not None:
+        echo(note, file=sys.stderr)
+    return [jobs[g[0]] if len(g) == 1 else PackJob(tuple(jobs[i] for i in g)) for g in group_packs(keys, pack)]
+
+
 class GridProgress:
-    """done / running / failed / to go for a whole grid, and an ETA from this sweep's pace so far."""
+    """done / running (in how many packs) / failed / to go for a whole grid, and an ETA from this sweep's pace so
+    far. ``slots``: jobs (points or packs) the executor runs at once."""
 
     def __init__(self, total: int, skipped: int, slots: int) -> None:
         self.total, self.skipped, self.slots = total, skipped, slots
         self.done = self.failed = self.started = 0
         self.began = time.perf_counter()
+        # started jobs not yet ended (by id, in order) -> (the job, held so that its id stays its own; its points)
+        self.in_flight: dict[int, tuple[object, int]] = {}
+
+    def start(self, job) -> None:
+        self.started += len(job.points)
+        self.in_flight[id(job)] = (job, len(job.points))
+
+    def end(self, job) -> None:
+        self.in_flight.pop(id(job), None)
 
     def line(self) -> str:
         finished = self.done + self.failed
-        running = min(self.slots, self.started - finished)
+        sizes = [n for _, n in self.in_flight.values()][: self.slots]  # the jobs running now (in submission order)
+        packs = [n for n in sizes if n > 1]
+        running = sum(sizes) if packs else min(self.slots, self.started - finished)
         to_go = self.total - self.skipped - finished - running
-        text = (f"grid: {self.skipped + self.done} done, {running} running, {self.failed} failed, {to_go} to go "
-                f"(of {self.total})")
+        text = f"grid: {self.skipped + self.done} done, {running} running{_packs(packs, len(sizes) - len(packs))}, "
+        text += f"{self.failed} failed, {to_go} to go (of {self.total})"
         left = running + to_go
         if left and finished:
             seconds = (time.perf_counter() - self.began) / finished * left
             text += f"; ETA {format_seconds(seconds)}"
         return text
+
+
+def _packs(packs: list[int], alone: int) -> str:
+    """`` (2 packs of 4)``, `` (3 packs: 4+4+3, 1 alone)``; "" without packs."""
+    if not packs:
+        return ""
+    noun = "pack" if len(packs) == 1 else "packs"
+    sizes = f" of {packs[0]}" if len(set(packs)) == 1 else ": " + "+".join(map(str, packs))
+    return f" ({len(packs)} {noun}{sizes}{f', {alone} alone' if alone else ''})"
 
 
 def format_seconds(seconds: float) -> str:

@@ -16,6 +16,11 @@ differentiate through ``F.linear(x, W * M)`` directly. Training samples masks wi
 :func:`subprobe.masking.hard_concrete.sample_mask` (one autograd node).
 
 All paths compute the same function (tested against the materialised reference).
+
+Packed training (:mod:`subprobe.training.packed`): a matrix of the pack's host encoder knows the same matrix of
+every run of the pack (``pack_siblings``); inside :func:`subprobe.models.streams.use` it applies each run's mask,
+drawn from that run's generator, to that run's rows (:func:`subprobe.masking.packed.packed_linear`; a pack of one,
+or runs with different numbers of rows, through this module's own paths, run by run).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from torch import nn
 
 from subprobe.masking import hard_concrete as hc
 from subprobe.masking.layouts import expand_columns, expand_mask, mask_shape
+from subprobe.masking.packed import packed_linear
+from subprobe.models import streams as run_streams
 
 MASK_MODES = ("sample", "soft", "hard", "none")
 #: Largest number of row groups for which the grouped activation path is used.
@@ -70,6 +77,8 @@ class MaskedLinear(nn.Module):
             torch.full((rows_groups, col_groups), float(init_log_alpha), device=self.weight.device)
         )
         self.mask_mode: str | None = None
+        #: packed training: the same matrix in each run of the pack (set on the host encoder's matrices only)
+        self.pack_siblings: list[MaskedLinear] | None = None
         self.path = (
             "columns" if rows_groups == 1 else ("row_groups" if rows_groups <= max_row_groups else "materialise")
         )
@@ -82,11 +91,12 @@ class MaskedLinear(nn.Module):
     def out_features(self) -> int:
         return self.weight.shape[0]
 
-    def current_mask(self) -> torch.Tensor | None:
-        """The mask (R, C) for this forward pass, according to the mode."""
+    def current_mask(self, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The mask (R, C) for this forward pass, according to the mode (a sample's noise from ``generator``,
+        default torch's default generator)."""
         mode = self.mask_mode or ("sample" if self.training and self.log_alpha.requires_grad else "soft")
         if mode == "sample":
-            return hc.sample_mask(self.log_alpha)
+            return hc.sample_mask(self.log_alpha, generator)
         if mode == "soft":
             return hc.soft_mask(self.log_alpha)
         if mode == "hard":
@@ -96,10 +106,26 @@ class MaskedLinear(nn.Module):
         raise ValueError(f"unknown mask mode {mode!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        streams = run_streams.current()
+        if streams is not None and self.pack_siblings is not None:
+            return self._packed(x, streams)
         mask = self.current_mask()
         if mask is None:
             return F.linear(x, self.weight, self.bias)
         return masked_linear(x, self.weight, self.bias, mask, self.block, self.layout, self.path)
+
+    def _packed(self, x: torch.Tensor, streams: run_streams.Streams) -> torch.Tensor:
+        """The rows of every run of ``streams`` through that run's matrix (this one's weight, shared by them all)."""
+        runs = [self.pack_siblings[i] for i in streams.runs]
+        masks = [m.current_mask(g) for m, g in zip(runs, streams.generators)]  # each from its run's stream
+        sizes = streams.parts(x.shape[0])
+        if len(runs) > 1 and len(set(sizes)) == 1 and all(mask is not None for mask in masks):
+            return packed_linear(x, self.weight, self.bias, masks, [(m.block, m.layout, m.path) for m in runs])
+        parts = [x] if len(runs) == 1 else x.split(list(sizes))
+        outs = [F.linear(part, self.weight, self.bias) if mask is None else
+                masked_linear(part, self.weight, self.bias, mask, m.block, m.layout, m.path)
+                for part, m, mask in zip(parts, runs, masks)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def extra_repr(self) -> str:
         return (

@@ -28,6 +28,7 @@ from subprobe.errors import ConfigError
 from subprobe.masking import hard_concrete as hc
 from subprobe.masking.fused import mask_module
 from subprobe.masking.masked_linear import MaskedLinear
+from subprobe.models import streams as run_streams
 from subprobe.models.targets import MaskTarget
 
 ATTENTION_ROLES = ("q", "k", "v", "o")
@@ -42,9 +43,10 @@ class SharedMask(nn.Module):
         self.log_alpha = nn.Parameter(torch.full((size,), float(init_log_alpha), device=device))
         self.sample: torch.Tensor | None = None
 
-    def resample(self, training: bool) -> None:
-        """Draw this forward pass's sample (training with gradients) or forget the last one."""
-        self.sample = hc.sample_mask(self.log_alpha) if training and torch.is_grad_enabled() else None
+    def resample(self, training: bool, generator: torch.Generator | None = None) -> None:
+        """Draw this forward pass's sample (training with gradients; its noise from ``generator``, default torch's
+        default generator) or forget the last one."""
+        self.sample = hc.sample_mask(self.log_alpha, generator) if training and torch.is_grad_enabled() else None
 
     def sampled(self) -> torch.Tensor:
         if self.sample is None:  # outside an encoder forward: draw one and keep it for the group
@@ -68,11 +70,11 @@ class SharedMaskedLinear(MaskedLinear):
     def log_alpha(self) -> torch.Tensor:  # type: ignore[override]
         return self.shared.log_alpha.view(self.mask_shape)
 
-    def current_mask(self) -> torch.Tensor | None:
+    def current_mask(self, generator: torch.Generator | None = None) -> torch.Tensor | None:
         mode = self.mask_mode or ("sample" if self.training else "soft")
-        if mode == "sample":
+        if mode == "sample":  # drawn once per encoder forward (packed: before it, from the run's stream)
             return self.shared.sampled().view(self.mask_shape)
-        return super().current_mask()
+        return super().current_mask(generator)
 
 
 def shared_plan(
@@ -150,7 +152,9 @@ def install_shared_masks(
     """Replace each target by a :class:`SharedMaskedLinear` of its group; returns them in order.
 
     The groups' :class:`SharedMask` modules are children of their matrices (one object under several
-    names); a forward pre-hook on ``model`` draws every group's training sample once per pass.
+    names); a forward pre-hook on ``model`` draws every group's training sample once per pass (not inside
+    :func:`subprobe.models.streams.use`: packed training draws each run's samples from its own stream before the
+    pack's forward, :func:`shared_masks`).
     """
     num_heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
     plan = shared_plan(targets, unit, num_heads)
@@ -180,6 +184,8 @@ def install_shared_masks(
     groups = list(masks.values())
 
     def draw(module: nn.Module, args) -> None:  # returns None: the inputs pass unchanged
+        if run_streams.current() is not None:  # packed: drawn already, each run from its stream
+            return
         for g in groups:
             g.resample(module.training)
 
@@ -193,6 +199,16 @@ def mask_groups(masked: Iterable[MaskedLinear]) -> list[torch.Tensor]:
     for m in masked:
         p = m.shared.log_alpha if isinstance(m, SharedMaskedLinear) else m.log_alpha
         seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+def shared_masks(masked: Iterable[MaskedLinear]) -> list[SharedMask]:
+    """The shared masks of ``masked`` in the order the encoder's pre-hook draws them (empty for masks of one
+    matrix each)."""
+    seen: dict[int, SharedMask] = {}
+    for m in masked:
+        if isinstance(m, SharedMaskedLinear):
+            seen.setdefault(id(m.shared), m.shared)
     return list(seen.values())
 
 

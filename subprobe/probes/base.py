@@ -35,8 +35,15 @@ class EncoderFeatures(nn.Module):
             use_fast_eager(encoder)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        with torch.autocast(batch.input_ids.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            hidden = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return self.pooled(self.hidden(batch.input_ids, batch.attention_mask), batch)
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states ``[B, T, d]`` (packed training runs several runs' batches at once)."""
+        with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def pooled(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Word features ``[B, 1+W, d]`` (float32) of ``batch`` from its hidden states."""
         return pool_words(hidden, batch, self.pooling).float()
 
 
@@ -80,9 +87,29 @@ class ProbeModel(nn.Module):
                     use_fast_dropout(module)
 
     def forward(self, batch: Batch):
-        if getattr(self.head, "per_word", False):
-            return self._per_word(batch)
-        x = self.dropout(self.features(batch))
+        return self.head_output(self.inputs(batch), batch)
+
+    @property
+    def per_word(self) -> bool:
+        return bool(getattr(self.head, "per_word", False))
+
+    def inputs(self, batch: Batch) -> torch.Tensor:
+        """What :meth:`head_output` takes: the real words' features ``[N, d]`` for a per-word head (read directly
+        from a cache that has ``words(batch)``), else the word features ``[B, 1+W, d]``."""
+        if not self.per_word:
+            return self.features(batch)
+        read_words = getattr(self.features, "words", None)  # a cache reads the words' rows directly
+        return read_words(batch) if read_words is not None else self.features(batch)[batch.word_mask]
+
+    def inputs_from_features(self, features: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """:meth:`inputs` from word features ``[B, 1+W, d]`` computed elsewhere (a packed encoder pass)."""
+        return features[batch.word_mask] if self.per_word else features
+
+    def head_output(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The feature dropout, the adapter and the head on :meth:`inputs` ``x``."""
+        if self.per_word:
+            return self._per_word(x, batch)
+        x = self.dropout(x)
         with self._autocast(x):
             if self.adapter is not None:
                 x = self.adapter(x)
@@ -94,10 +121,8 @@ class ProbeModel(nn.Module):
     def _autocast(self, x: torch.Tensor) -> torch.autocast:
         return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16_matmuls())
 
-    def _per_word(self, batch: Batch) -> torch.Tensor:
+    def _per_word(self, words: torch.Tensor, batch: Batch) -> torch.Tensor:
         mask = batch.word_mask
-        read_words = getattr(self.features, "words", None)  # a cache reads the words' rows directly
-        words = read_words(batch) if read_words is not None else self.features(batch)[mask]  # [N, d]
         n = words.shape[0]
         words = self.dropout(words)
         if self._bf16_matmuls():  # zero rows: few bf16 matmul shapes to compile

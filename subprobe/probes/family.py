@@ -52,6 +52,16 @@ class ProbeFamily(ABC):
         """Refuse settings this family cannot run with (one ConfigError line), once the configuration is resolved:
         before anything is loaded or written."""
 
+    def pack_kind(self, config: ProbeConfig) -> str | None:
+        """How runs of ``config`` train together in one process sharing the frozen encoder (packed training,
+        :mod:`subprobe.training.packed`): ``encoder`` (one encoder pass for all, each run's masks applied to its
+        rows), ``cached`` (one lookup of cached features for all), or None (the run trains alone)."""
+        return None
+
+    def alone_reason(self, config: ProbeConfig) -> str:
+        """Why a run of ``config`` does not pack (when :meth:`pack_kind` is None), one phrase for a note."""
+        return f"--probe {config.probe} (it does not pack)"
+
     def unit_label(self, config: ProbeConfig) -> str:
         """The probe's unit as tables show it (``neuron``, ``r=25``; "" for a family without one)."""
         return ""

@@ -42,6 +42,16 @@ def parse_rank(rank: str | int, d: int) -> int:
     return d if str(rank).strip() == "d" else int(str(rank).strip())
 
 
+def cached_pack_kind(config: ProbeConfig) -> str | None:
+    """Probes on cached features pack (one feature lookup for all of them); recomputed features run alone."""
+    return "cached" if config.cache_features else None
+
+
+def cached_alone_reason(config: ProbeConfig) -> str:
+    """Why a probe on frozen features does not pack: its features are recomputed at every step."""
+    return f"--probe {config.probe} without --cache-features (features recomputed at every step)"
+
+
 def build_frozen_probe(
     config: ProbeConfig, encoder: nn.Module, head: nn.Module, adapter: nn.Module | None = None
 ) -> BuiltProbe:

@@ -7,7 +7,14 @@ from torch import nn
 from subprobe.config import ProbeConfig
 from subprobe.probes.base import BuiltProbe
 from subprobe.probes.family import ProbeFamily
-from subprobe.probes.frozen import MLP1, build_frozen_probe, check_rank, parse_rank
+from subprobe.probes.frozen import (
+    MLP1,
+    build_frozen_probe,
+    cached_alone_reason,
+    cached_pack_kind,
+    check_rank,
+    parse_rank,
+)
 
 
 class MlpFamily(ProbeFamily):
@@ -17,6 +24,12 @@ class MlpFamily(ProbeFamily):
     title = "MLP-1"
     settings = ("rank", "cache_features")
     adapter = True
+
+    def pack_kind(self, config: ProbeConfig) -> str | None:
+        return cached_pack_kind(config)
+
+    def alone_reason(self, config: ProbeConfig) -> str:
+        return cached_alone_reason(config)
 
     def build(self, config: ProbeConfig, encoder: nn.Module, head: nn.Module, fixed_masks=None) -> BuiltProbe:
         width = encoder.config.hidden_size

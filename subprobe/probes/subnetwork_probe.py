@@ -113,6 +113,14 @@ class SubnetworkFamily(ProbeFamily):
     def check_settings(self, config: ProbeConfig) -> None:
         Granularity.parse(config.granularity)  # the spelling; whether blocks fit the model is checked on it
 
+    def pack_kind(self, config: ProbeConfig) -> str | None:
+        """Learnt masks pack: one encoder pass, each run's masks on its rows (a frozen control mask trains alone)."""
+        return "encoder" if config.mask_source == "learnt" else None
+
+    def alone_reason(self, config: ProbeConfig) -> str:
+        flag = "--random-mask-like" if config.random_mask_like else "--complement-of"
+        return f"{flag} (a frozen control mask)"
+
     def unit_label(self, config: ProbeConfig) -> str:
         return str(config.granularity)
 

@@ -47,8 +47,10 @@ class Progress:
 # -- random number generators ------------------------------------------------------------------
 
 
-def rng_state() -> dict:
-    """The states of every random number generator a run uses."""
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    """The states of every random number generator a run uses. ``generator``: the run's own stream (packed
+    training, :mod:`subprobe.models.streams`), saved as ``generator`` and, on the CPU, as ``torch`` too -- what the
+    run alone would have in torch's default generator, so either kind of run continues the checkpoint."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -57,18 +59,36 @@ def rng_state() -> dict:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["generator"] = generator.get_state()
+        if generator.device.type == "cpu":
+            state["torch"] = state["generator"]
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore the generators saved by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
+def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    """Restore the generators saved by :func:`rng_state`; with ``generator`` (a packed run's stream), its state
+    instead of torch's default generator's."""
+    if generator is not None:
+        generator.set_state(_stream_state(state, generator))
+    else:
+        torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and torch.cuda.is_available() and generator is None:
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _stream_state(state: dict, generator: torch.Generator) -> torch.Tensor:
+    """The state a packed run's ``generator`` continues from: its own, saved by a packed run, else the default
+    generator's of a run alone (on its device)."""
+    if "generator" in state:
+        return state["generator"]
+    if generator.device.type == "cuda" and "cuda" in state:
+        return state["cuda"][generator.device.index or 0]
+    return state["torch"]
 
 
 # -- trainable state -----------------------------------------------------------------------------
@@ -141,8 +161,9 @@ def load_checkpoint(path: Path) -> dict:
     return payload
 
 
-def make_payload(model, optimizer, progress: Progress, *, total_steps: int, per_epoch: int, train_size: int) -> dict:
-    """Everything :func:`restore` needs."""
+def make_payload(model, optimizer, progress: Progress, *, total_steps: int, per_epoch: int, train_size: int,
+                 generator: torch.Generator | None = None) -> dict:
+    """Everything :func:`restore` needs (``generator``: a packed run's stream, see :func:`rng_state`)."""
     return {
         "format": FORMAT_VERSION,
         "total_steps": total_steps,
@@ -164,12 +185,14 @@ def make_payload(model, optimizer, progress: Progress, *, total_steps: int, per_
             "stopped": progress.stopped,
             "finished": progress.finished,
         },
-        "rng": rng_state(),
+        "rng": rng_state(generator),
     }
 
 
-def restore(payload: dict, model, optimizer, *, total_steps: int, per_epoch: int, train_size: int, where: Path):
-    """Load ``payload`` into ``model`` and ``optimizer``, set the RNG states, return the Progress."""
+def restore(payload: dict, model, optimizer, *, total_steps: int, per_epoch: int, train_size: int, where: Path,
+            generator: torch.Generator | None = None):
+    """Load ``payload`` into ``model`` and ``optimizer``, set the RNG states (a packed run's: its ``generator``),
+    return the Progress."""
     expected = {"total_steps": total_steps, "per_epoch": per_epoch, "train_size": train_size}
     for key, value in expected.items():
         if payload.get(key) != value:
@@ -196,7 +219,7 @@ def restore(payload: dict, model, optimizer, *, total_steps: int, per_epoch: int
         stopped=p["stopped"],
         finished=p["finished"],
     )
-    set_rng_state(payload["rng"])
+    set_rng_state(payload["rng"], generator)
     return progress
 
 

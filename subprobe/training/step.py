@@ -8,6 +8,11 @@ the objective ``loss + lambda * penalty`` (lambda from :func:`~subprobe.training
 with ``--target-density``: ``loss + l1 (s - p) + l2 (s - p)^2``, see :mod:`subprobe.masking.constraint`)
 goes backward, gradients are averaged over the processes of a data-parallel run, and Adam steps (the
 Lagrange multipliers' group ascends).
+
+The phases a step goes through -- :meth:`TrainStep.begin` (warm-up, lambda, cleared gradients),
+:meth:`TrainStep.objective` (the penalty and the objective of a task loss) and :meth:`TrainStep.finish` (Adam, the
+hold of ``--target-density``) -- are also what a packed step (:mod:`subprobe.training.packed`) runs for each run
+around one shared forward and backward.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class StepOutcome:
     lam: float
     #: --target-density: the density target of this step (None before the constraint comes in, and without it)
     target: torch.Tensor | None = None
+    #: --target-density's hold phase: the hard mask is rounded to the target after Adam's step
+    holding: bool = False
 
 
 class TrainStep:
@@ -80,20 +87,37 @@ class TrainStep:
 
     def __call__(self, indices: list[int], step: int) -> StepOutcome:
         """Train on the batch ``indices`` of the training set as step ``step`` (0-based)."""
-        config, model, probe, ranks, device = self.config, self.probe.model, self.probe, self.ranks, self.device
+        model, ranks = self.probe.model, self.ranks
         mine = distributed.shard(indices, ranks)  # all of it with one process
-        lam = self.lam(step)
-        factor = warmup_factor(step, self.total_steps, config.warmup)
-        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = lr * factor
-        self.optimizer.zero_grad(set_to_none=True)
+        lam = self.begin(step)
         parts = self._sub_batches(mine)
         if len(parts) == 1:
-            batch = collate(self.train_set.encoded, mine, config.word_pooling, self.pad_id).to(device)
+            batch = collate(self.train_set.encoded, mine, self.config.word_pooling, self.pad_id).to(self.device)
             loss, words = self.task.loss(model.head, model(batch), batch), batch.n_words
         else:  # sub-batches (or none: more processes than sentences in this last batch)
             loss, words = self._accumulate(parts, len(mine))
-        penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=device)
+        objective, outcome = self.objective(loss, words, step, lam)
+        if objective.requires_grad:
+            objective.backward()
+        if ranks.active:
+            outcome.loss, outcome.words = distributed.average_gradients(self.trained, loss, words, ranks)
+        self.finish(outcome)
+        return outcome
+
+    def begin(self, step: int, *, zero_grad: bool = True) -> float:
+        """Step ``step``'s warmed-up learning rates into the optimiser, its gradients cleared; returns lambda."""
+        factor = warmup_factor(step, self.total_steps, self.config.warmup)
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = lr * factor
+        if zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
+        return self.lam(step)
+
+    def objective(self, loss: torch.Tensor, words: int, step: int, lam: float) -> tuple[torch.Tensor, StepOutcome]:
+        """The objective to differentiate for the task loss ``loss`` of step ``step`` (``loss + lambda * penalty``,
+        or the Lagrangian of ``--target-density``), and what the step did."""
+        config, probe = self.config, self.probe
+        penalty = probe.penalty() if probe.penalty is not None else torch.zeros((), device=self.device)
         target = None
         holding = False
         if probe.constraint is not None:  # penalty = density s; the Lagrangian steers it along the ramp
@@ -103,11 +127,12 @@ class TrainStep:
             objective = loss + probe.constraint(penalty, target) if target is not None and not holding else loss
         else:
             objective = loss + lam * penalty if lam > 0 else loss
-        if objective.requires_grad:
-            objective.backward()
-        if ranks.active:
-            loss, words = distributed.average_gradients(self.trained, loss, words, ranks)
-        self.optimizer.step()
-        if holding:
-            probe.constraint.hold(probe.masked)
-        return StepOutcome(loss, penalty, words, lam, target)
+        return objective, StepOutcome(loss, penalty, words, lam, target, holding)
+
+    def finish(self, outcome: StepOutcome, *, optimizer_step: bool = True) -> None:
+        """Adam's step (unless a packed step takes it for several runs at once), then the hold of the hard
+        density (``--target-density``'s last phase)."""
+        if optimizer_step:
+            self.optimizer.step()
+        if outcome.holding:
+            self.probe.constraint.hold(self.probe.masked)

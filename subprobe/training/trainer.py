@@ -85,35 +85,31 @@ def train(
     ``ranks`` (:mod:`subprobe.training.distributed`): with several processes, each takes its share of every
     batch and the gradients are averaged; pass ``log_path``/``checkpoint_path`` on rank 0 only.
     """
-    loop = _Loop(probe, task, train_set, dev_set, vocabs, config, pad_id, log_path, checkpoint_path, resume_from,
-                 tracker, ranks)
-    p = loop.progress
+    loop = TrainLoop(probe, task, train_set, dev_set, vocabs, config, pad_id, log_path, checkpoint_path, resume_from,
+                     tracker, ranks)
     try:
         for epoch, position, indices in loop.batches():
             taken = loop.step(epoch, position, indices)  # warm-up, forward, loss + lambda * penalty, backward, Adam
-            last = p.step == loop.total
-            if p.step % config.eval_every == 0 or last:
-                loop.dev_check(taken)
-            p.finished = last or p.stopped
-            if p.step % loop.every == 0 or p.finished:  # every process checks; rank 0 writes the checkpoint
-                loop.checkpoint()
+            loop.after(taken)
     finally:
         loop.close()
     return loop.outcome()
 
 
-class _Loop:
+class TrainLoop:
     """The state of one training run and what :func:`train` does at each step: the batches still to run, the
     step itself, the dev check (a ``log.jsonl`` record, the tracker, the progress bar, early stopping) and the
-    checkpoint."""
+    checkpoint. A packed run (:mod:`subprobe.training.packed`) is one of these whose steps a packed step takes;
+    ``generator`` is then its own random stream (checkpointed and restored with it)."""
 
     def __init__(self, probe: BuiltProbe, task: Task, train_set: Dataset, dev_set: Dataset | None, vocabs,
                  config: ProbeConfig, pad_id: int, log_path: Path | None, checkpoint_path: Path | None,
-                 resume_from: dict | None, tracker, ranks) -> None:
+                 resume_from: dict | None, tracker, ranks, generator: torch.Generator | None = None) -> None:
         from subprobe.training import distributed
 
         self.probe, self.task, self.train_set, self.dev_set, self.vocabs = probe, task, train_set, dev_set, vocabs
         self.config, self.checkpoint_path, self.tracker = config, checkpoint_path, tracker
+        self.generator = generator
         self.ranks = ranks or distributed.SINGLE
         self.per_epoch = math.ceil(len(train_set.encoded) / config.batch_size)
         self.total = self.per_epoch * config.epochs
@@ -127,7 +123,7 @@ class _Loop:
         self.last_good: int | None = None  # step of the last checkpoint written (or resumed from)
         if resume_from is not None:
             self.progress = p = restore(resume_from, probe.model, self.train_step.optimizer,
-                                        where=checkpoint_path or Path("checkpoint"), **self.shape)
+                                        where=checkpoint_path or Path("checkpoint"), generator=generator, **self.shape)
             self.last_good = p.step
             if log_path:
                 truncate_log(log_path, p.step)
@@ -156,8 +152,13 @@ class _Loop:
 
     def step(self, epoch: int, position: int, indices: list[int]):
         """One optimiser step on the batch ``indices``; the running sums and the position move on."""
+        taken = self.train_step(indices, self.progress.step)
+        self.advance(taken, epoch, position)
+        return taken
+
+    def advance(self, taken, epoch: int, position: int) -> None:
+        """The running sums and the position after the step ``taken`` on batch ``position`` of ``epoch``."""
         p = self.progress
-        taken = self.train_step(indices, p.step)
         p.running_loss += taken.loss.detach().float()
         p.running_pen += taken.penalty.detach().float()
         p.since_log += 1
@@ -166,7 +167,17 @@ class _Loop:
         p.epoch, p.batch_in_epoch = epoch, position + 1
         if self.bar is not None:
             self.bar.update(1)
-        return taken
+
+    def after(self, taken) -> None:
+        """What follows a step: the dev check (every ``eval_every`` steps and at the last), then the checkpoint
+        (every ``checkpoint_every`` steps and when training is over)."""
+        p = self.progress
+        last = p.step == self.total
+        if p.step % self.config.eval_every == 0 or last:
+            self.dev_check(taken)
+        p.finished = last or p.stopped
+        if p.step % self.every == 0 or p.finished:  # every process checks; rank 0 writes the checkpoint
+            self.checkpoint()
 
     def dev_check(self, taken) -> None:
         """The record of this step (means since the last one, density, dev scores) into the history, log.jsonl,
@@ -225,8 +236,8 @@ class _Loop:
             _check_finite(self.probe, p.step, loss_now, pen_now, self.config, self.checkpoint_path, self.last_good)
         if self.checkpoint_path is not None:
             p.seconds = time.perf_counter() - self.start
-            save_checkpoint(self.checkpoint_path,
-                            make_payload(self.probe.model, self.train_step.optimizer, p, **self.shape))
+            save_checkpoint(self.checkpoint_path, make_payload(self.probe.model, self.train_step.optimizer, p,
+                                                               generator=self.generator, **self.shape))
             self.last_good = p.step
 
     def close(self) -> None:
