@@ -400,8 +400,8 @@ def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         "--pack", type=int, default=None, metavar="K",
         help="train up to K compatible points in one process, sharing the frozen encoder (same model, task, setting, "
         "data and batch budget; each keeps its own masks, head, noise, schedules and run directory); 1: every point "
-        f"alone (default: {DEFAULT_PACK} points of subnetwork probes, every compatible MLP-1 or linear point on cached "
-        "features)",
+        f"alone (default: {DEFAULT_PACK} point(s) of subnetwork probes per process, where packing was measured not to "
+        "pay on the CPU; every compatible MLP-1 or linear point on cached features in one)",
     )
     group.add_argument(
         "--ray-address", default=None, metavar="ADDRESS",

@@ -49,9 +49,12 @@ SETTING_DEFAULTS: dict[str, Any] = {
 #: own: its masks, head, schedules, seed, run directory); see :mod:`subprobe.training.packed`.
 Pack = Literal["same", "varies"]
 
-#: Runs in one pack of subnetwork probes at most when ``--pack`` is not given (a first, conservative choice, to be
-#: set from measurements: ``benchmarks/train_speed.py`` reports per-run throughput at K = 1, 2, 4, 8).
-DEFAULT_PACK = 4
+#: Runs in one pack of subnetwork probes at most when ``--pack`` is not given: 1, every subnetwork point alone.
+#: Measured (``benchmarks/train_speed.py``, AVX2 CPU, fp32, 2 threads): the throughput of K packed neuron-subnetwork
+#: UPOS runs over a solo run's was 1.09x at K = 2, 0.94x at 4, 0.82x at 8, since the solo step already runs its
+#: products at 77-93% of the fp32 peak. Packing pays where a solo step leaves the matrix units idle (GPUs, AMX), which
+#: no machine of this release measured; ``--pack K`` asks for it.
+DEFAULT_PACK = 1
 #: What each kind of pack (see :meth:`subprobe.probes.family.ProbeFamily.pack_kind`) holds at most when ``--pack``
 #: is not given; None: every compatible run (MLP-1 and linear probes on cached features share one feature lookup).
 DEFAULT_PACK_LIMITS: dict[str, int | None] = {"encoder": DEFAULT_PACK, "cached": None}

@@ -96,7 +96,7 @@ def test_a_bug_in_a_packed_step_fails_every_point_of_the_pack_and_the_grid_goes_
 
 def test_pack_flag_is_checked_in_one_line(capsys, tmp_path):
     for command in (["sweep", "figure1"], ["reproduce", "figure1"]):
-        assert main([*command, "--pack", "0", "--out", str(tmp_path / "s")]) == 2
+        assert main([*command, "--pack", "0", "--store", str(tmp_path / "s")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("subprobe: error: --pack must be at least 1, got 0")
     assert not (tmp_path / "s").exists()

@@ -286,8 +286,9 @@ def test_runs_pack_when_only_their_own_settings_differ(make):
 
 def test_packs_are_balanced_kept_in_order_and_capped():
     a, b = ("encoder", 1), ("encoder", 2)
-    assert group_packs([a] * 9) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # 3 packs of 3, not 4 + 4 + 1
-    assert DEFAULT_PACK == 4 and [len(p) for p in group_packs([a] * 5)] == [3, 2]
+    assert group_packs([a] * 9, limit=4) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # 3 packs of 3, not 4 + 4 + 1
+    assert [len(p) for p in group_packs([a] * 5, limit=4)] == [3, 2]
+    assert DEFAULT_PACK == 1 and group_packs([a] * 3) == [[0], [1], [2]]  # subnetworks alone unless --pack K
     assert group_packs([a, None, b, a, b]) == [[0, 3], [1], [2, 4]]
     assert group_packs([a] * 5, limit=1) == [[0], [1], [2], [3], [4]]
     assert group_packs([a] * 5, limit=8) == [[0, 1, 2, 3, 4]]

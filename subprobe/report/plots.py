@@ -216,5 +216,5 @@ def mdl_plot(entry: dict, stem: Path) -> list[Path]:
     ax.set_ylabel("codelength of the next block (bits per word)")
     ax.set_title(f"{entry['task']}: codelength vs data, MDL online code ({Path(entry['model']).name})", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper right", handlelength=4)  # long enough to show the dashes of reset settings
     return _save(fig, stem)
