@@ -283,3 +283,20 @@ def test_reproduce_mdl_and_the_report(tiny_bert, tmp_path, monkeypatch) -> None:
     assert parse(page).rows["mdl"] == 1
     assert parse(page).rows["runs"] == 0  # the block runs are the MDL table's, not probes of their own
     assert "Minimum description length" in (out / "report.md").read_text()
+
+
+def test_the_mdl_plot_draws_one_line_per_point_not_per_probe_name(monkeypatch, tmp_path) -> None:
+    """Two points of one probe and setting that differ in another setting (a learning rate) are two lines, not
+    one average; seeds of one point (the same ``row``) are one line."""
+    from subprobe.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, stem: drawn.append(fig) or [])
+    blocks = [{"coded_with": "uniform", "bits": 10.0, "words": 5, "trained_on": 0},
+              {"coded_with": "probe", "bits": 5.0, "words": 5, "trained_on": 3}]
+    point = dict(probe="linear", unit="", setting="pretrained", control=False, complete=True, blocks=blocks,
+                 uniform_bits=20.0, words=10)
+    points = [{**point, "row": ("lr", 0.001)}, {**point, "row": ("lr", 0.01)}, {**point, "row": ("lr", 0.01)}]
+    plots.mdl_plot({"task": "upos", "model": "m", "points": points}, tmp_path / "mdl")
+    probe_lines = [line for line in drawn[0].axes[0].get_lines() if line.get_marker() == "o"]
+    assert len(probe_lines) == 2

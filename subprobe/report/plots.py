@@ -196,11 +196,12 @@ def mdl_plot(entry: dict, stem: Path) -> list[Path]:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     lines: dict[tuple, list[dict]] = {}
-    for point in entry["points"]:
+    for point in entry["points"]:  # one line per point of the table (its settings but seeds), seeds averaged
         if point["complete"]:
-            lines.setdefault((point["probe"], point["unit"], point["setting"], point["control"]), []).append(point)
+            described = (point["probe"], point["unit"], point["setting"], point["control"])
+            lines.setdefault((described, point.get("row")), []).append(point)
     uniform = []
-    for (probe, unit, setting, control), points in lines.items():
+    for ((probe, unit, setting, control), _), points in lines.items():
         coded = [b for b in points[0]["blocks"] if b["coded_with"] == "probe"]
         xs = [b["trained_on"] for b in coded]
         ys = [sum(p["blocks"][i + 1]["bits"] / max(p["blocks"][i + 1]["words"], 1) for p in points) / len(points)
