@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 
 import pytest
 
@@ -48,8 +47,9 @@ def checkout(gallery, tmp_path):
     root = tmp_path / "repo"
     for page, _ in gallery.PAGES:
         (root / page).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / page, root / page)
-    shutil.rmtree(root / "docs" / "images", ignore_errors=True)
+        lines = (REPO / page).read_text(encoding="utf-8").splitlines(keepends=True)
+        (root / page).write_text("".join(line for line in lines if not gallery.IMAGE.match(line.rstrip("\n"))),
+                                 encoding="utf-8")  # the committed figures' image lines taken out
     return root
 
 

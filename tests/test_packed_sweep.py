@@ -31,7 +31,7 @@ def job(number: int, values: dict) -> PointJob:
 
 def test_points_that_pack_become_one_job_and_pack_one_keeps_every_point_alone(base):
     jobs = [job(i, {**base, **p}) for i, p in enumerate(POINTS, start=1)]
-    work = pack_jobs(jobs)
+    work = pack_jobs(jobs, 4)
     assert [type(w).__name__ for w in work] == ["PackJob", "PackJob", "PointJob"]
     assert [[p.number for p in w.points] for w in work] == [[1, 2, 3], [4, 5], [6]]
     assert work[0].label == "[1,2,3/6] a pack of 3"
@@ -62,7 +62,7 @@ def test_progress_line_says_how_many_points_share_a_process():
 def test_a_packed_sweep_records_every_point_and_says_so(base, tmp_path):
     store = Store(tmp_path / "store")
     messages = []
-    counts = run_points(POINTS[:5], store, base, echo=lambda *a, **k: messages.append(a[0]))
+    counts = run_points(POINTS[:5], store, base, echo=lambda *a, **k: messages.append(a[0]), pack=4)
     assert counts == {"done": 5, "skipped": 0, "failed": 0}
     assert sum("a pack of 3: running" in m for m in messages) == 1 and sum("a pack of 2" in m for m in messages) == 1
     assert messages[-1] == "grid: 5 done, 0 running, 0 failed, 0 to go (of 5)"
@@ -108,7 +108,7 @@ def test_a_pool_of_two_runs_packs_and_gives_the_serial_results(base, tmp_path):
     assert run_points(POINTS[:5], serial, base, echo=lambda *a, **k: None)["done"] == 5
     messages = []
     counts = run_points(POINTS[:5], pool, base, echo=lambda *a, **k: messages.append(a[0]),
-                        executor=LocalExecutor(2, threads=1))
+                        executor=LocalExecutor(2, threads=1), pack=4)
     assert counts == {"done": 5, "skipped": 0, "failed": 0}
     assert any("(2 packs: 3+2)" in m or "(1 pack of" in m for m in messages if m.startswith("grid:"))
 
@@ -126,12 +126,12 @@ def test_points_that_cannot_pack_are_named_in_one_note(base, capsys):
                        {"probe": "subnetwork", "lambda_max": 2.0, "sub_batches": 2}]
     jobs = [job(i, {**base, **p}) for i, p in enumerate(points, start=1)]
     lines = []
-    work = pack_jobs(jobs, echo=lambda text, **kw: lines.append(text))
+    work = pack_jobs(jobs, 4, echo=lambda text, **kw: lines.append(text))
     assert [len(w.points) if isinstance(w, PackJob) else 1 for w in work] == [3, 2, 1, 1, 1]
     assert lines == ["subprobe: note: 3 points train alone, not packed: 1 with --probe finetune (it does not pack); 1 "
                      "with --probe mlp without --cache-features (features recomputed at every step); 1 with "
                      "--sub-batches 2 (a mask sample per sub-batch; the paper profile's default)"]
     quiet = []
-    pack_jobs(jobs[:5], echo=lambda text, **kw: quiet.append(text))
+    pack_jobs(jobs[:5], 4, echo=lambda text, **kw: quiet.append(text))
     assert quiet == []  # every point packs: nothing to say
     assert packed.alone_note([]) is None

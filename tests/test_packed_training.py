@@ -65,7 +65,8 @@ def assert_like_alone(alone, pack, atol=1e-4) -> None:
 
 def alone_and_packed(make, variants: list[dict], prefix: str = "", **common):
     alone = [api.probe(make(f"{prefix}alone{i}", **common, **v), **QUIET) for i, v in enumerate(variants)]
-    together = many.probe_many([make(f"{prefix}pack{i}", **common, **v) for i, v in enumerate(variants)], **QUIET)
+    together = many.probe_many([make(f"{prefix}pack{i}", **common, **v) for i, v in enumerate(variants)], pack=8,
+                               **QUIET)
     return alone, together
 
 
@@ -155,7 +156,8 @@ def test_a_run_that_stops_early_leaves_the_pack_and_the_rest_go_on(make):
                   for j in range(3)]
         order.append((i, RunDir(result.run_dir).finished, [max(steps) for steps in logged]))
 
-    results = many.run_many([make(f"pack{i}", **v) for i, v in enumerate(variants)], on_done=ended, **QUIET)
+    results = many.run_many([make(f"pack{i}", **v) for i, v in enumerate(variants)], on_done=ended, pack=8,
+                            **QUIET)
     stopped = results[0].metrics["train"]["steps"]
     assert results[0].metrics["train"]["stopped_early"] and stopped < 12
     assert [r.metrics["train"]["steps"] for r in results[1:]] == [12, 12]
@@ -175,18 +177,18 @@ def test_a_run_that_fails_leaves_the_pack_and_probe_many_raises_its_error_after_
 
     monkeypatch.setattr(packed.TrainLoop, "after", after)
     configs = [make(f"pack{lam}", lambda_max=lam) for lam in (1.0, 5.0, 25.0)]
-    results = many.run_many(configs, **QUIET)
+    results = many.run_many(configs, pack=3, **QUIET)
     assert isinstance(results[1], SubprobeError) and "planted" in str(results[1])
     assert all(RunDir(r.run_dir).finished and r.metrics["train"]["steps"] == 12 for r in (results[0], results[2]))
     assert not RunDir(configs[1].out).finished and RunDir(configs[1].out).checkpoint_path.is_file()
     with pytest.raises(SubprobeError, match="planted"):
-        many.probe_many([make(f"again{lam}", lambda_max=lam) for lam in (1.0, 5.0)], **QUIET)
+        many.probe_many([make(f"again{lam}", lambda_max=lam) for lam in (1.0, 5.0)], pack=2, **QUIET)
     assert RunDir(make("again1.0").out).finished  # the other run finished before the error was raised
 
 
 def test_probe_many_is_public_and_refuses_two_runs_into_one_directory(make):
     assert subprobe.probe_many is many.probe_many
-    results = many.run_many([make("same"), make("same", lambda_max=5.0)], **QUIET)
+    results = many.run_many([make("same"), make("same", lambda_max=5.0)], pack=2, **QUIET)
     assert isinstance(results[1], ConfigError) and "give every run its own --out" in str(results[1])
     assert RunDir(make("same").out).finished
     with pytest.raises(ConfigError, match="--pack must be at least 1"):
@@ -225,7 +227,7 @@ def test_a_killed_packed_sweep_resumes_every_run_to_the_metrics_of_an_undisturbe
                                                                                        monkeypatch):
     base = grid_base(tiny_bert, tiny_ud)
     undisturbed = Store(tmp_path / "undisturbed")
-    assert run_points(POINTS, undisturbed, base, echo=QUIET["echo"]) == {"done": 3, "skipped": 0, "failed": 0}
+    assert run_points(POINTS, undisturbed, base, echo=QUIET["echo"], pack=3) == {"done": 3, "skipped": 0, "failed": 0}
     calls = [0]
     real = packed.collate
 
@@ -238,10 +240,10 @@ def test_a_killed_packed_sweep_resumes_every_run_to_the_metrics_of_an_undisturbe
     monkeypatch.setattr(packed, "collate", collate)
     store = Store(tmp_path / "store")
     with pytest.raises(KeyboardInterrupt):
-        run_points(POINTS, store, base, echo=QUIET["echo"])
+        run_points(POINTS, store, base, echo=QUIET["echo"], pack=3)
     assert all(e["status"] == "running" for e in store.load_index().values())
     monkeypatch.setattr(packed, "collate", real)
-    assert run_points(POINTS, store, base, echo=QUIET["echo"]) == {"done": 3, "skipped": 0, "failed": 0}
+    assert run_points(POINTS, store, base, echo=QUIET["echo"], pack=3) == {"done": 3, "skipped": 0, "failed": 0}
     expected, got = masks_by_lambda(undisturbed), masks_by_lambda(store)
     for lam in expected:
         (m0, s0, n0), (m1, s1, n1) = expected[lam], got[lam]
@@ -252,7 +254,7 @@ def test_a_killed_packed_sweep_resumes_every_run_to_the_metrics_of_an_undisturbe
     calls[0] = 0
     other = Store(tmp_path / "other")
     with pytest.raises(KeyboardInterrupt):
-        run_points(POINTS, other, base, echo=QUIET["echo"])
+        run_points(POINTS, other, base, echo=QUIET["echo"], pack=3)
     entry = next(e for e in other.load_index().values() if e["config"]["lambda_max"] == 5.0)
     alone = api.resume(other.resolve(entry["run_dir"]), **QUIET)
     reference = next(r for r in undisturbed.results() if r["config"]["lambda_max"] == 5.0)
@@ -289,7 +291,7 @@ def test_packs_are_balanced_kept_in_order_and_capped():
     assert group_packs([a] * 9, limit=4) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # 3 packs of 3, not 4 + 4 + 1
     assert [len(p) for p in group_packs([a] * 5, limit=4)] == [3, 2]
     assert DEFAULT_PACK == 1 and group_packs([a] * 3) == [[0], [1], [2]]  # subnetworks alone unless --pack K
-    assert group_packs([a, None, b, a, b]) == [[0, 3], [1], [2, 4]]
+    assert group_packs([a, None, b, a, b], limit=4) == [[0, 3], [1], [2, 4]]
     assert group_packs([a] * 5, limit=1) == [[0], [1], [2], [3], [4]]
     assert group_packs([a] * 5, limit=8) == [[0, 1, 2, 3, 4]]
     assert group_packs([("cached", 1)] * 9) == [list(range(9))]
